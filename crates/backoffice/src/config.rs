@@ -1,0 +1,78 @@
+//! Typed settings read from the environment once at cold start. Every bad value is
+//! refused by name, so a typo in template.yaml fails the first invocation loudly.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} must be set")]
+    Missing(&'static str),
+    #[error("environment variable {name}={value:?} is invalid: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Where settings come from: the process environment in Lambda, a map in tests.
+pub trait EnvSource {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|value| !value.trim().is_empty())
+    }
+}
+
+impl EnvSource for HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+pub fn required_var(env: &impl EnvSource, name: &'static str) -> Result<String, ConfigError> {
+    env.var(name).ok_or(ConfigError::Missing(name))
+}
+
+/// An optional variable parsed with `FromStr`; absent means `None`.
+pub fn parse_var<T>(env: &impl EnvSource, name: &'static str) -> Result<Option<T>, ConfigError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    env.var(name)
+        .map(|value| {
+            value.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                reason: e.to_string(),
+                value,
+            })
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn names_the_variable_that_is_wrong() {
+        let env = env(&[("PAGE_SIZE", "lots")]);
+        let err = parse_var::<u32>(&env, "PAGE_SIZE").unwrap_err();
+        assert!(err.to_string().contains("PAGE_SIZE=\"lots\""), "{err}");
+        assert_eq!(
+            required_var(&env, "CARTS_TABLE"),
+            Err(ConfigError::Missing("CARTS_TABLE"))
+        );
+        assert_eq!(parse_var::<u32>(&env, "ABSENT"), Ok(None));
+    }
+}

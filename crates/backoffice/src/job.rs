@@ -1,0 +1,112 @@
+//! What every scheduled job shares: the invocation deadline, and the errors that reach
+//! Lambda (typed so that CloudWatch shows whether a retry can help).
+
+use std::time::{Duration, SystemTime};
+
+use lambda_runtime::{Context, Diagnostic};
+use tokio::time::Instant;
+
+use crate::carts::StoreError;
+use crate::config::ConfigError;
+use crate::trigger::PayloadError;
+
+/// When a run must stop taking new work so it can finish what is in flight, log, and
+/// answer before Lambda kills it.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    stop_at: Instant,
+}
+
+impl Deadline {
+    /// `margin` before the invocation's own deadline.
+    pub fn from_context(context: &Context, margin: Duration) -> Self {
+        let remaining = context.deadline().duration_since(SystemTime::now()).unwrap_or_default();
+        Self::after(remaining.saturating_sub(margin))
+    }
+
+    pub fn after(duration: Duration) -> Self {
+        Self {
+            stop_at: Instant::now() + duration,
+        }
+    }
+
+    /// No deadline in practice: tools and tests that run to completion.
+    pub fn unbounded() -> Self {
+        Self::after(Duration::from_secs(365 * 24 * 3600))
+    }
+
+    pub fn reached(&self) -> bool {
+        Instant::now() >= self.stop_at
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("refused payload: {0}")]
+    InvalidPayload(#[from] PayloadError),
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The run finished but some items failed; they are picked up by the next run.
+    #[error("{failed} item(s) failed after retries (see the run summary log line); the next run retries them")]
+    ItemsFailed { failed: u64 },
+}
+
+impl JobError {
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::InvalidPayload(_) | Self::Config(_) => false,
+            Self::Store(error) => error.retryable,
+            Self::ItemsFailed { .. } => true,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidPayload(_) => "InvalidPayload",
+            Self::Config(_) => "Configuration",
+            Self::Store(_) => "DynamoDb",
+            Self::ItemsFailed { .. } => "ItemsFailed",
+        }
+    }
+}
+
+impl From<JobError> for Diagnostic {
+    fn from(error: JobError) -> Self {
+        let class = if error.retryable() { "Retryable" } else { "NonRetryable" };
+        Diagnostic {
+            error_type: format!("{class}.{}", error.kind()),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_diagnostic_says_whether_a_retry_can_help() {
+        let bad_payload: Diagnostic = JobError::InvalidPayload(PayloadError::NotAnObject("an array")).into();
+        assert_eq!(bad_payload.error_type, "NonRetryable.InvalidPayload");
+        assert!(bad_payload.error_message.contains("JSON object"));
+
+        let throttled: Diagnostic = JobError::Store(StoreError {
+            operation: "Query",
+            table: "carts".into(),
+            message: "ProvisionedThroughputExceededException".into(),
+            retryable: true,
+        })
+        .into();
+        assert_eq!(throttled.error_type, "Retryable.DynamoDb");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_is_reached_when_its_time_has_passed() {
+        let deadline = Deadline::after(Duration::from_secs(2));
+        assert!(!deadline.reached());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(deadline.reached());
+    }
+}

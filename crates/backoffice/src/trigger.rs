@@ -1,0 +1,244 @@
+//! What started a run: an EventBridge rule, EventBridge Scheduler, or a person with
+//! `aws lambda invoke`. Every job reads its payload through [`RunRequest::from_payload`],
+//! so all of them accept the same three shapes and refuse the same mistakes.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// How far a manual `now` may run ahead of the real clock (clock skew between a laptop
+/// and AWS) before it is refused.
+const MAX_MANUAL_CLOCK_LEAD: TimeDelta = TimeDelta::seconds(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TriggerSource {
+    /// An EventBridge rule's "Scheduled Event" envelope.
+    EventBridgeRule,
+    /// EventBridge Scheduler with the `{"scheduler": {...}}` input that template.yaml sets.
+    Scheduler,
+    /// A person or script: `{}` or `{"now": "...", "dryRun": true}`.
+    Manual,
+}
+
+/// One run's parameters, whatever shape the payload had.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRequest {
+    pub source: TriggerSource,
+    /// When the scheduler meant the run to happen (absent for manual runs).
+    pub scheduled_time: Option<DateTime<Utc>>,
+    /// A manual run's stand-in for the current time; never later than the real clock
+    /// unless the run is a dry run.
+    pub now_override: Option<DateTime<Utc>>,
+    /// Count what would be done, change nothing.
+    pub dry_run: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PayloadError {
+    #[error("payload must be a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    #[error("EventBridge envelope: {0}")]
+    BadEnvelope(String),
+    #[error("EventBridge event is a {detail_type:?} from {event_source:?}, not a \"Scheduled Event\"")]
+    NotScheduled { detail_type: String, event_source: String },
+    #[error("scheduler payload: {0}")]
+    BadSchedulerPayload(String),
+    #[error("manual payload: {0} (accepted: {{\"now\": \"<RFC 3339 time>\", \"dryRun\": true|false}})")]
+    BadManualPayload(String),
+    #[error(
+        "manual payload: `now` ({now}) is later than the real clock ({real_now}); a clock in \
+         the future would act on items that are not due yet. Add \"dryRun\": true to preview."
+    )]
+    NowInFuture {
+        now: DateTime<Utc>,
+        real_now: DateTime<Utc>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchedulerPayload {
+    scheduler: SchedulerContext,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)] // Fields are accepted so that a typo elsewhere is still refused.
+struct SchedulerContext {
+    scheduled_time: DateTime<Utc>,
+    #[serde(default)]
+    schedule_arn: Option<String>,
+    #[serde(default)]
+    execution_id: Option<String>,
+    #[serde(default)]
+    attempt_number: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ManualPayload {
+    #[serde(default)]
+    now: Option<DateTime<Utc>>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+impl RunRequest {
+    /// Reads a Lambda payload. `real_now` is the real clock, used only to refuse a manual
+    /// `now` in the future.
+    pub fn from_payload(payload: &Value, real_now: DateTime<Utc>) -> Result<Self, PayloadError> {
+        let object = match payload {
+            // `aws lambda invoke` without --payload sends nothing, which arrives as null.
+            Value::Null => return Ok(Self::manual(None, false)),
+            Value::Object(object) => object,
+            Value::Bool(_) => return Err(PayloadError::NotAnObject("a boolean")),
+            Value::Number(_) => return Err(PayloadError::NotAnObject("a number")),
+            Value::String(_) => return Err(PayloadError::NotAnObject("a string")),
+            Value::Array(_) => return Err(PayloadError::NotAnObject("an array")),
+        };
+
+        if object.contains_key("detail-type") {
+            let event: EventBridgeEvent =
+                serde_json::from_value(payload.clone()).map_err(|e| PayloadError::BadEnvelope(e.to_string()))?;
+            if event.detail_type != "Scheduled Event" || event.source != "aws.events" {
+                return Err(PayloadError::NotScheduled {
+                    detail_type: event.detail_type,
+                    event_source: event.source,
+                });
+            }
+            return Ok(Self {
+                source: TriggerSource::EventBridgeRule,
+                scheduled_time: event.time,
+                now_override: None,
+                dry_run: false,
+            });
+        }
+
+        if object.contains_key("scheduler") {
+            let scheduler: SchedulerPayload = serde_json::from_value(payload.clone())
+                .map_err(|e| PayloadError::BadSchedulerPayload(e.to_string()))?;
+            return Ok(Self {
+                source: TriggerSource::Scheduler,
+                scheduled_time: Some(scheduler.scheduler.scheduled_time),
+                now_override: None,
+                dry_run: false,
+            });
+        }
+
+        let manual: ManualPayload =
+            serde_json::from_value(payload.clone()).map_err(|e| PayloadError::BadManualPayload(e.to_string()))?;
+        if let Some(now) = manual.now {
+            if now > real_now + MAX_MANUAL_CLOCK_LEAD && !manual.dry_run {
+                return Err(PayloadError::NowInFuture { now, real_now });
+            }
+        }
+        Ok(Self::manual(manual.now, manual.dry_run))
+    }
+
+    fn manual(now_override: Option<DateTime<Utc>>, dry_run: bool) -> Self {
+        Self {
+            source: TriggerSource::Manual,
+            scheduled_time: None,
+            now_override,
+            dry_run,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn real_now() -> DateTime<Utc> {
+        "2026-11-24T10:00:00Z".parse().unwrap()
+    }
+
+    fn parse(payload: Value) -> Result<RunRequest, PayloadError> {
+        RunRequest::from_payload(&payload, real_now())
+    }
+
+    #[test]
+    fn reads_the_eventbridge_scheduled_event_envelope() {
+        let request = parse(json!({
+            "version": "0",
+            "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": "2026-11-24T09:00:00Z",
+            "region": "eu-west-3",
+            "resources": ["arn:aws:events:eu-west-3:123456789012:rule/hourly"],
+            "detail": {}
+        }))
+        .unwrap();
+        assert_eq!(request.source, TriggerSource::EventBridgeRule);
+        assert_eq!(request.scheduled_time, Some("2026-11-24T09:00:00Z".parse().unwrap()));
+        assert!(!request.dry_run);
+        assert_eq!(request.now_override, None);
+    }
+
+    #[test]
+    fn refuses_eventbridge_events_that_are_not_schedules() {
+        let err = parse(json!({
+            "detail-type": "EC2 Instance State-change Notification",
+            "source": "aws.ec2",
+            "detail": {}
+        }))
+        .unwrap_err();
+        assert!(matches!(err, PayloadError::NotScheduled { .. }), "{err}");
+    }
+
+    #[test]
+    fn reads_the_scheduler_payload() {
+        let request = parse(json!({"scheduler": {
+            "scheduleArn": "arn:aws:scheduler:eu-west-3:123456789012:schedule/default/hourly",
+            "scheduledTime": "2026-11-24T09:00:00Z",
+            "executionId": "d5f1",
+            "attemptNumber": "1"
+        }}))
+        .unwrap();
+        assert_eq!(request.source, TriggerSource::Scheduler);
+        assert_eq!(request.scheduled_time, Some("2026-11-24T09:00:00Z".parse().unwrap()));
+    }
+
+    #[test]
+    fn reads_manual_payloads() {
+        let empty = parse(json!({})).unwrap();
+        assert_eq!(empty, RunRequest::manual(None, false));
+        assert_eq!(parse(Value::Null).unwrap(), RunRequest::manual(None, false));
+
+        let dry = parse(json!({"now": "2026-11-24T08:00:00+01:00", "dryRun": true})).unwrap();
+        assert_eq!(dry.now_override, Some("2026-11-24T07:00:00Z".parse().unwrap()));
+        assert!(dry.dry_run);
+    }
+
+    #[test]
+    fn refuses_a_misspelt_field_by_name() {
+        let err = parse(json!({"dryrun": true})).unwrap_err().to_string();
+        assert!(err.contains("unknown field `dryrun`"), "{err}");
+        assert!(err.contains("dryRun"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_now_that_is_not_rfc3339() {
+        let err = parse(json!({"now": "yesterday"})).unwrap_err().to_string();
+        assert!(err.starts_with("manual payload:"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_future_now_unless_dry_run() {
+        let future = json!({"now": "2026-11-30T10:00:00Z"});
+        assert!(matches!(parse(future).unwrap_err(), PayloadError::NowInFuture { .. }));
+        let preview = parse(json!({"now": "2026-11-30T10:00:00Z", "dryRun": true})).unwrap();
+        assert!(preview.dry_run);
+    }
+
+    #[test]
+    fn refuses_payloads_that_are_not_objects() {
+        assert_eq!(parse(json!([1])).unwrap_err(), PayloadError::NotAnObject("an array"));
+        assert_eq!(parse(json!("run")).unwrap_err(), PayloadError::NotAnObject("a string"));
+    }
+}

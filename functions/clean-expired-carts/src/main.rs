@@ -1,0 +1,24 @@
+//! Wiring only: read the config, build the DynamoDB client once, run the handler.
+
+use std::sync::Arc;
+
+use backoffice::aws::{SdkSettings, dynamodb_client, load_sdk_config};
+use backoffice::carts::dynamo::DynamoCarts;
+use backoffice::clock::SystemClock;
+use backoffice::config::ProcessEnv;
+use backoffice::sweeper::{self, SweeperConfig, SweeperDeps};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = SweeperConfig::from_env(&ProcessEnv)?;
+    let sdk_config = load_sdk_config(&SdkSettings::from_env(&ProcessEnv)?).await;
+    let deps = SweeperDeps {
+        store: DynamoCarts::new(dynamodb_client(&sdk_config), config.carts_table.clone()),
+        clock: Arc::new(SystemClock),
+        config,
+    };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| sweeper::handle(&deps, event))).await
+}

@@ -1,0 +1,106 @@
+//! Demo and test data, written through the library's writer functions, plus the few
+//! deliberately malformed items that only a test would write.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use backoffice::carts::dynamo::DynamoCarts;
+use backoffice::carts::{CART_LIFETIME, Cart, StoreError, expiry_shard_for};
+use backoffice::phone::PhoneNumber;
+use chrono::{DateTime, TimeDelta, Utc};
+
+/// What [`seed_carts`] wrote, by what the sweeper should do with it.
+#[derive(Debug, Default, Clone)]
+pub struct SeededCarts {
+    pub expired: Vec<String>,
+    pub live: Vec<String>,
+    /// In the index but unusable: skipped and counted by the sweeper.
+    pub malformed: Vec<String>,
+}
+
+fn demo_phone(i: usize) -> PhoneNumber {
+    PhoneNumber::parse(&format!("+3361{:07}", i % 10_000_000)).expect("a valid demo number")
+}
+
+/// `expired` carts created 25 h to 3 days before `now`, `live` ones created within the
+/// last 23 h, all through [`DynamoCarts::put`].
+pub async fn seed_carts(
+    carts: &DynamoCarts,
+    now: DateTime<Utc>,
+    expired: usize,
+    live: usize,
+) -> Result<SeededCarts, StoreError> {
+    let mut seeded = SeededCarts::default();
+    for i in 0..expired {
+        let created = now - CART_LIFETIME - TimeDelta::minutes(60 + (i as i64 * 37) % 2880);
+        let cart = Cart::new(format!("cart-expired-{i:05}"), demo_phone(i), created);
+        carts.put(&cart).await?;
+        seeded.expired.push(cart.cart_id);
+    }
+    for i in 0..live {
+        let created = now - TimeDelta::minutes((i as i64 * 13) % (23 * 60));
+        let cart = Cart::new(format!("cart-live-{i:05}"), demo_phone(expired + i), created);
+        carts.put(&cart).await?;
+        seeded.live.push(cart.cart_id);
+    }
+    Ok(seeded)
+}
+
+/// Writes an item exactly as given, bypassing the contract: how a buggy writer would.
+pub async fn put_raw_cart(
+    client: &Client,
+    table: &str,
+    cart_id: &str,
+    attributes: &[(&str, AttributeValue)],
+) -> Result<(), String> {
+    let mut item: HashMap<String, AttributeValue> = attributes
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.clone()))
+        .collect();
+    item.insert("cartId".into(), AttributeValue::S(cart_id.into()));
+    item.entry("expiryShard".into())
+        .or_insert_with(|| AttributeValue::S(expiry_shard_for(cart_id)));
+    client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
+}
+
+/// Two malformed carts that sit in the expiry index (a fractional and a pre-2001
+/// `expiresAt`), as a buggy writer would leave them.
+pub async fn seed_malformed_carts(client: &Client, table: &str) -> Result<Vec<String>, String> {
+    let cases = [
+        ("cart-malformed-fraction", AttributeValue::N("1700000000.5".into())),
+        ("cart-malformed-days-not-seconds", AttributeValue::N("86400".into())),
+    ];
+    for (cart_id, expires_at) in &cases {
+        put_raw_cart(client, table, cart_id, &[("expiresAt", expires_at.clone())]).await?;
+    }
+    Ok(cases.iter().map(|(id, _)| id.to_string()).collect())
+}
+
+/// Number of items in a table (a full scan: for tests and the demo only).
+pub async fn count_items(client: &Client, table: &str) -> Result<u64, String> {
+    let mut count = 0u64;
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())?;
+        count += u64::try_from(page.count).unwrap_or_default();
+        start = page.last_evaluated_key.filter(|k| !k.is_empty());
+        if start.is_none() {
+            return Ok(count);
+        }
+    }
+}
