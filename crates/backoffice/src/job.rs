@@ -17,11 +17,25 @@ pub struct Deadline {
     stop_at: Instant,
 }
 
+/// Epoch milliseconds below this (2001-09-09) cannot be an absolute deadline.
+const EARLIEST_ABSOLUTE_DEADLINE_MS: u64 = 1_000_000_000_000;
+
+/// How long the invocation has left, per its context.
+///
+/// Lambda sends the deadline as epoch milliseconds. `cargo lambda watch` sends the
+/// timeout itself (e.g. `600000`), which read as a date is in 1970 and would leave no
+/// time at all; such a value is taken as relative to now.
+pub fn time_left(context: &Context) -> Duration {
+    if context.deadline < EARLIEST_ABSOLUTE_DEADLINE_MS {
+        return Duration::from_millis(context.deadline);
+    }
+    context.deadline().duration_since(SystemTime::now()).unwrap_or_default()
+}
+
 impl Deadline {
     /// `margin` before the invocation's own deadline.
     pub fn from_context(context: &Context, margin: Duration) -> Self {
-        let remaining = context.deadline().duration_since(SystemTime::now()).unwrap_or_default();
-        Self::after(remaining.saturating_sub(margin))
+        Self::after(time_left(context).saturating_sub(margin))
     }
 
     pub fn after(duration: Duration) -> Self {
@@ -100,6 +114,27 @@ mod tests {
         })
         .into();
         assert_eq!(throttled.error_type, "Retryable.DynamoDb");
+    }
+
+    fn context_with_deadline(deadline: u64) -> Context {
+        let mut context = Context::default();
+        context.deadline = deadline;
+        context
+    }
+
+    #[test]
+    fn reads_an_absolute_deadline_and_the_emulators_relative_one() {
+        let in_a_minute = SystemTime::now() + Duration::from_secs(60);
+        let epoch_ms = in_a_minute.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
+        let left = time_left(&context_with_deadline(epoch_ms));
+        assert!(
+            left > Duration::from_secs(55) && left <= Duration::from_secs(60),
+            "{left:?}"
+        );
+        assert_eq!(time_left(&context_with_deadline(600_000)), Duration::from_secs(600));
+        let past = SystemTime::now() - Duration::from_secs(5);
+        let past_ms = past.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
+        assert_eq!(time_left(&context_with_deadline(past_ms)), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

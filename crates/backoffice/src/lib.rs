@@ -1,0 +1,16 @@
+//! The shop's back office: domain types, DynamoDB adapters and the scheduled jobs.
+//!
+//! Each function's `main.rs` reads its config, builds clients once, and hands a deps
+//! struct to the job's `handle`. Everything else lives here.
+
+pub mod aws;
+pub mod carts;
+pub mod clock;
+pub mod config;
+pub mod job;
+pub mod orders;
+pub mod phone;
+pub mod shard;
+pub mod sweeper;
+pub mod trigger;
+pub mod twilio;

@@ -11,10 +11,11 @@ use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::carts::{CartStore, DeleteOutcome, ExpiredCart, StoreError, all_expiry_shards};
+use crate::carts::{CartStore, DeleteOutcome, ExpiredCart, StoreError};
 use crate::clock::{Clock, FixedClock};
 use crate::config::{ConfigError, EnvSource, parse_var, required_var};
 use crate::job::{Deadline, JobError};
+use crate::shard::all_shards;
 use crate::trigger::{RunRequest, TriggerSource};
 
 pub const JOB_NAME: &str = "clean-expired-carts";
@@ -105,7 +106,7 @@ pub async fn sweep<S: CartStore>(
 ) -> Result<SweepReport, SweepAborted> {
     let mut report = SweepReport::default();
     let query_now = clock.now().timestamp();
-    'shards: for shard in all_expiry_shards() {
+    'shards: for shard in all_shards() {
         let mut cursor = None;
         loop {
             if deadline.reached() {
@@ -200,6 +201,11 @@ pub struct SweeperDeps<S> {
 /// The Lambda handler.
 pub async fn handle<S: CartStore>(deps: &SweeperDeps<S>, event: LambdaEvent<Value>) -> Result<SweepResponse, JobError> {
     let deadline = Deadline::from_context(&event.context, deps.config.stop_margin);
+    tracing::debug!(
+        job = JOB_NAME,
+        time_left_ms = crate::job::time_left(&event.context).as_millis() as u64,
+        "invoked"
+    );
     run(deps, &event.payload, deadline).await
 }
 

@@ -129,10 +129,11 @@ impl RunRequest {
 
         let manual: ManualPayload =
             serde_json::from_value(payload.clone()).map_err(|e| PayloadError::BadManualPayload(e.to_string()))?;
-        if let Some(now) = manual.now {
-            if now > real_now + MAX_MANUAL_CLOCK_LEAD && !manual.dry_run {
-                return Err(PayloadError::NowInFuture { now, real_now });
-            }
+        if let Some(now) = manual.now
+            && now > real_now + MAX_MANUAL_CLOCK_LEAD
+            && !manual.dry_run
+        {
+            return Err(PayloadError::NowInFuture { now, real_now });
         }
         Ok(Self::manual(manual.now, manual.dry_run))
     }

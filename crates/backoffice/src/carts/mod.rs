@@ -16,6 +16,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::phone::PhoneNumber;
+use crate::shard::shard_of;
 
 pub use item::{ExpiredCart, MalformedCart, MalformedReason, decode_expiry_entry};
 
@@ -23,10 +24,6 @@ pub use item::{ExpiredCart, MalformedCart, MalformedReason, decode_expiry_entry}
 pub const CART_LIFETIME: TimeDelta = TimeDelta::hours(24);
 /// The GSI the sweeper reads; defined in template.yaml.
 pub const EXPIRY_INDEX: &str = "expiry-index";
-/// Number of `expiryShard` values. Spreading carts over shards keeps any one index
-/// partition from taking every write of a busy hour. Changing it needs a backfill.
-pub const EXPIRY_SHARDS: u32 = 16;
-
 /// A cart as the shop's services write it. Other attributes (line items, totals) may sit
 /// on the same item; the sweeper never reads them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,18 +52,9 @@ impl Cart {
     }
 }
 
-/// The shard a cart belongs to: a stable FNV-1a hash of its id, so a cart keeps its
-/// shard when it is rewritten.
+/// The `expiryShard` of a cart: see [`crate::shard`].
 pub fn expiry_shard_for(cart_id: &str) -> String {
-    let hash = cart_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{:02}", hash % u64::from(EXPIRY_SHARDS))
-}
-
-/// Every shard value, in the order the sweeper visits them.
-pub fn all_expiry_shards() -> impl Iterator<Item = String> {
-    (0..EXPIRY_SHARDS).map(|shard| format!("{shard:02}"))
+    shard_of(cart_id)
 }
 
 /// One page of the expiry index: the due carts, and the index entries that could not be read.
@@ -132,15 +120,5 @@ mod tests {
             "2026-11-25T10:00:00Z".parse::<DateTime<Utc>>().unwrap().timestamp()
         );
         assert_eq!(cart.expiry_shard, expiry_shard_for("c-1"));
-    }
-
-    #[test]
-    fn shards_are_stable_and_spread() {
-        assert_eq!(expiry_shard_for("cart-42"), expiry_shard_for("cart-42"));
-        let shards: std::collections::HashSet<String> =
-            (0..1000).map(|i| expiry_shard_for(&format!("cart-{i}"))).collect();
-        assert_eq!(shards.len(), EXPIRY_SHARDS as usize);
-        let every: std::collections::HashSet<String> = all_expiry_shards().collect();
-        assert_eq!(shards, every);
     }
 }

@@ -1,0 +1,19 @@
+.PHONY: tools demo test lint e2e
+
+## Install the tools the tests and the local stack use (PyPI, npm).
+tools:
+	bash scripts/install-tools.sh
+
+## The main job on a local stack: embedded DynamoDB, template tables, seed data.
+demo:
+	cargo run --quiet -p devstack -- demo
+
+## Everything CI runs.
+test: tools
+	bash scripts/test.sh
+
+lint:
+	bash infra/lint.sh
+
+e2e:
+	bash scripts/e2e.sh

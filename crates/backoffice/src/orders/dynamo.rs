@@ -1,0 +1,454 @@
+//! The DynamoDB side of review requests (Orders and Reviews tables), and the writer
+//! functions the shop's other services use for orders.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, Select};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::{
+    Claim, ClaimOutcome, InFlightClaim, Order, OrderStatus, PendingPage, RECONCILE_PARTITION, REVIEW_PENDING_INDEX,
+    RequestStatus, ReviewRequestStore, SENDING_PARTITION, Settlement, decode_pending_entry,
+};
+use crate::aws::store_error;
+use crate::carts::StoreError;
+use crate::shard::shard_of;
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[derive(Debug, Clone)]
+pub struct DynamoOrders {
+    client: Client,
+    orders_table: String,
+    reviews_table: String,
+}
+
+impl DynamoOrders {
+    pub fn new(client: Client, orders_table: impl Into<String>, reviews_table: impl Into<String>) -> Self {
+        Self {
+            client,
+            orders_table: orders_table.into(),
+            reviews_table: reviews_table.into(),
+        }
+    }
+
+    pub fn orders_table(&self) -> &str {
+        &self.orders_table
+    }
+
+    fn encode_error(&self, order_id: &str, error: impl std::fmt::Display) -> StoreError {
+        StoreError {
+            operation: "PutItem",
+            table: self.orders_table.clone(),
+            message: format!("order {order_id} cannot be encoded: {error}"),
+            retryable: false,
+        }
+    }
+
+    /// Creates an order (refuses to overwrite one). A completed order is put in line for
+    /// its review request.
+    pub async fn put_new(&self, order: &Order) -> Result<(), StoreError> {
+        let mut item: Item = serde_dynamo::to_item(order).map_err(|e| self.encode_error(&order.order_id, e))?;
+        if let (OrderStatus::Completed, Some(completed_at)) = (order.status, order.completed_at) {
+            item.extend(pending_attributes(&order.order_id, completed_at));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.orders_table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(orderId)")
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", &self.orders_table, e))?;
+        Ok(())
+    }
+
+    /// Marks an order completed and, the first time only, puts it in line for its
+    /// review request.
+    pub async fn complete(&self, order_id: &str, completed_at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.orders_table)
+            .key("orderId", s(order_id))
+            .update_expression("SET #status = :completed, completedAt = :completedAt")
+            .condition_expression("attribute_exists(orderId)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":completed", s("completed"))
+            .expression_attribute_values(":completedAt", s(rfc3339(completed_at)))
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", &self.orders_table, e))?;
+        let mut queue = self
+            .client
+            .update_item()
+            .table_name(&self.orders_table)
+            .key("orderId", s(order_id))
+            .update_expression(
+                "SET reviewPendingShard = :shard, reviewPendingSince = :since, reviewRequestStatus = :pending",
+            )
+            // Once a request exists, completing again never queues a second one.
+            .condition_expression("attribute_not_exists(reviewRequestStatus)");
+        for (name, value) in pending_attributes(order_id, completed_at) {
+            let placeholder = match name.as_str() {
+                "reviewPendingShard" => ":shard",
+                "reviewPendingSince" => ":since",
+                _ => ":pending",
+            };
+            queue = queue.expression_attribute_values(placeholder, value);
+        }
+        match queue.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(store_error("UpdateItem", &self.orders_table, e)),
+        }
+    }
+
+    /// The raw order item, for tests and tools.
+    pub async fn get_item(&self, order_id: &str) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.orders_table)
+            .key("orderId", s(order_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", &self.orders_table, e))?;
+        Ok(output.item)
+    }
+
+    /// `reviewRequestStatus` of an order, for tests and tools.
+    pub async fn request_status(&self, order_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .get_item(order_id)
+            .await?
+            .and_then(|item| match item.get("reviewRequestStatus") {
+                Some(AttributeValue::S(status)) => Some(status.clone()),
+                _ => None,
+            }))
+    }
+
+    async fn update_claimed(
+        &self,
+        order_id: &str,
+        claim: &Claim,
+        expression: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<(), StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.orders_table)
+            .key("orderId", s(order_id))
+            .update_expression(expression)
+            .condition_expression("reviewClaimId = :claimId")
+            .expression_attribute_values(":claimId", s(&claim.claim_id));
+        for (name, value) in values {
+            update = update.expression_attribute_values(name, value);
+        }
+        update
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", &self.orders_table, e))?;
+        Ok(())
+    }
+}
+
+/// The attributes that put an order in line for its review request.
+pub fn pending_attributes(order_id: &str, completed_at: DateTime<Utc>) -> Vec<(String, AttributeValue)> {
+    vec![
+        ("reviewPendingShard".into(), s(shard_of(order_id))),
+        ("reviewPendingSince".into(), n(completed_at.timestamp())),
+        ("reviewRequestStatus".into(), s(RequestStatus::Pending.as_str())),
+    ]
+}
+
+fn is_condition_failure<R>(error: &SdkError<UpdateItemError, R>) -> bool {
+    error
+        .as_service_error()
+        .is_some_and(|e| e.is_conditional_check_failed_exception())
+}
+
+fn old_item<R>(error: &SdkError<UpdateItemError, R>) -> Option<&Item> {
+    match error.as_service_error() {
+        Some(UpdateItemError::ConditionalCheckFailedException(e)) => e.item.as_ref().filter(|item| !item.is_empty()),
+        _ => None,
+    }
+}
+
+impl ReviewRequestStore for DynamoOrders {
+    type Cursor = Item;
+
+    async fn pending_page(
+        &self,
+        shard: &str,
+        completed_before: i64,
+        cursor: Option<Item>,
+        limit: i32,
+    ) -> Result<PendingPage<Item>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.orders_table)
+            .index_name(REVIEW_PENDING_INDEX)
+            .key_condition_expression("reviewPendingShard = :shard AND reviewPendingSince < :before")
+            .expression_attribute_values(":shard", s(shard))
+            .expression_attribute_values(":before", n(completed_before))
+            .set_exclusive_start_key(cursor)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| store_error("Query", &self.orders_table, e))?;
+        Ok(PendingPage {
+            items_read: u64::try_from(output.scanned_count).unwrap_or_default(),
+            entries: output
+                .items
+                .unwrap_or_default()
+                .iter()
+                .map(decode_pending_entry)
+                .collect(),
+            next: output.last_evaluated_key.filter(|key| !key.is_empty()),
+        })
+    }
+
+    async fn has_review(&self, order_id: &str) -> Result<bool, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.reviews_table)
+            .key("orderId", s(order_id))
+            .projection_expression("orderId")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", &self.reviews_table, e))?;
+        Ok(output.item.is_some_and(|item| !item.is_empty()))
+    }
+
+    async fn claim(&self, order_id: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        let result: Result<UpdateItemOutput, _> = self
+            .client
+            .update_item()
+            .table_name(&self.orders_table)
+            .key("orderId", s(order_id))
+            .update_expression(
+                "SET reviewPendingShard = :sending, reviewRequestStatus = :sending, \
+                 reviewClaimId = :claimId, reviewClaimedAt = :claimedAt ADD reviewAttempts :one",
+            )
+            .condition_expression("reviewRequestStatus = :pending AND #status = :completed")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", s(SENDING_PARTITION))
+            .expression_attribute_values(":pending", s(RequestStatus::Pending.as_str()))
+            .expression_attribute_values(":completed", s("completed"))
+            .expression_attribute_values(":claimId", s(&claim.claim_id))
+            .expression_attribute_values(":claimedAt", s(rfc3339(claim.claimed_at)))
+            .expression_attribute_values(":one", n(1))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(ClaimOutcome::Claimed),
+            Err(error) if is_condition_failure(&error) => {
+                let still_pending_but_not_completed = old_item(&error).is_some_and(|item| {
+                    item.get("reviewRequestStatus") == Some(&s(RequestStatus::Pending.as_str()))
+                        && item.get("status") != Some(&s("completed"))
+                });
+                Ok(if still_pending_but_not_completed {
+                    ClaimOutcome::NotCompleted
+                } else {
+                    ClaimOutcome::TakenElsewhere
+                })
+            }
+            Err(error) => Err(store_error("UpdateItem", &self.orders_table, error)),
+        }
+    }
+
+    async fn settle(&self, order_id: &str, claim: &Claim, settlement: &Settlement) -> Result<(), StoreError> {
+        match settlement {
+            Settlement::Sent {
+                message_sid,
+                requested_at,
+            } => {
+                self.update_claimed(
+                    order_id,
+                    claim,
+                    "SET reviewRequestStatus = :sent, reviewMessageSid = :sid, reviewRequestedAt = :at \
+                     REMOVE reviewPendingShard, reviewPendingSince, reviewLastError",
+                    vec![
+                        (":sent", s(RequestStatus::Sent.as_str())),
+                        (":sid", s(message_sid)),
+                        (":at", s(rfc3339(*requested_at))),
+                    ],
+                )
+                .await
+            }
+            Settlement::Failed { code, reason } => {
+                self.update_claimed(
+                    order_id,
+                    claim,
+                    "SET reviewRequestStatus = :failed, reviewFailureCode = :code, reviewLastError = :reason \
+                     REMOVE reviewPendingShard, reviewPendingSince",
+                    vec![
+                        (":failed", s(RequestStatus::Failed.as_str())),
+                        (
+                            ":code",
+                            code.map_or_else(|| AttributeValue::Null(true), |c| n(i64::from(c))),
+                        ),
+                        (":reason", s(reason)),
+                    ],
+                )
+                .await
+            }
+            Settlement::Released { reason } => {
+                self.update_claimed(
+                    order_id,
+                    claim,
+                    "SET reviewRequestStatus = :pending, reviewPendingShard = :shard, reviewLastError = :reason \
+                     REMOVE reviewClaimId, reviewClaimedAt",
+                    vec![
+                        (":pending", s(RequestStatus::Pending.as_str())),
+                        (":shard", s(shard_of(order_id))),
+                        (":reason", s(reason)),
+                    ],
+                )
+                .await
+            }
+            Settlement::Unknown { reason } => {
+                self.update_claimed(
+                    order_id,
+                    claim,
+                    "SET reviewRequestStatus = :unknown, reviewPendingShard = :reconcile, reviewLastError = :reason",
+                    vec![
+                        (":unknown", s(RequestStatus::Unknown.as_str())),
+                        (":reconcile", s(RECONCILE_PARTITION)),
+                        (":reason", s(reason)),
+                    ],
+                )
+                .await
+            }
+        }
+    }
+
+    async fn close(&self, order_id: &str, status: RequestStatus, reason: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.orders_table)
+            .key("orderId", s(order_id))
+            .update_expression(
+                "SET reviewRequestStatus = :status, reviewLastError = :reason \
+                 REMOVE reviewPendingShard, reviewPendingSince",
+            )
+            .condition_expression("reviewRequestStatus = :pending")
+            .expression_attribute_values(":status", s(status.as_str()))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":pending", s(RequestStatus::Pending.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(store_error("UpdateItem", &self.orders_table, e)),
+        }
+    }
+
+    async fn in_flight(&self) -> Result<Vec<InFlightClaim>, StoreError> {
+        let mut claims = Vec::new();
+        let mut cursor = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.orders_table)
+                .index_name(REVIEW_PENDING_INDEX)
+                .key_condition_expression("reviewPendingShard = :sending")
+                .expression_attribute_values(":sending", s(SENDING_PARTITION))
+                .set_exclusive_start_key(cursor)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", &self.orders_table, e))?;
+            for item in output.items.unwrap_or_default() {
+                let Some(AttributeValue::S(order_id)) = item.get("orderId") else {
+                    continue;
+                };
+                let claimed_at = match item.get("reviewClaimedAt") {
+                    Some(AttributeValue::S(at)) => DateTime::parse_from_rfc3339(at).ok().map(|t| t.with_timezone(&Utc)),
+                    _ => None,
+                };
+                claims.push(InFlightClaim {
+                    order_id: order_id.clone(),
+                    claimed_at,
+                });
+            }
+            cursor = output.last_evaluated_key.filter(|key| !key.is_empty());
+            if cursor.is_none() {
+                return Ok(claims);
+            }
+        }
+    }
+
+    async fn park_stale_claim(&self, claim: &InFlightClaim, reason: &str) -> Result<(), StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.orders_table)
+            .key("orderId", s(&claim.order_id))
+            .update_expression(
+                "SET reviewRequestStatus = :unknown, reviewPendingShard = :reconcile, reviewLastError = :reason",
+            )
+            .expression_attribute_values(":unknown", s(RequestStatus::Unknown.as_str()))
+            .expression_attribute_values(":reconcile", s(RECONCILE_PARTITION))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":sending", s(RequestStatus::Sending.as_str()));
+        update = match claim.claimed_at {
+            Some(at) => update
+                .condition_expression("reviewRequestStatus = :sending AND reviewClaimedAt = :claimedAt")
+                .expression_attribute_values(":claimedAt", s(rfc3339(at))),
+            None => update.condition_expression("reviewRequestStatus = :sending"),
+        };
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(store_error("UpdateItem", &self.orders_table, e)),
+        }
+    }
+
+    async fn awaiting_reconciliation(&self) -> Result<u64, StoreError> {
+        let mut count = 0u64;
+        let mut cursor = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.orders_table)
+                .index_name(REVIEW_PENDING_INDEX)
+                .key_condition_expression("reviewPendingShard = :reconcile")
+                .expression_attribute_values(":reconcile", s(RECONCILE_PARTITION))
+                .select(Select::Count)
+                .set_exclusive_start_key(cursor)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", &self.orders_table, e))?;
+            count += u64::try_from(output.count).unwrap_or_default();
+            cursor = output.last_evaluated_key.filter(|key| !key.is_empty());
+            if cursor.is_none() {
+                return Ok(count);
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Orders and the review-request state kept on them.
+//!
+//! An order waiting for its review request sits in the sparse `review-pending-index`
+//! (hash `reviewPendingShard`, range `reviewPendingSince` = completion time in epoch
+//! seconds). The daily job reads only that index, so its reads grow with the orders that
+//! are due, not with the table. `reviewPendingShard` also says where the request stands:
+//!
+//! | `reviewPendingShard` | `reviewRequestStatus` | meaning |
+//! |---|---|---|
+//! | `00`..`15` | `pending` | waiting to be due, or due and not yet claimed |
+//! | `sending` | `sending` | claimed by a run, message being sent |
+//! | `reconcile` | `unknown` | Twilio may or may not have the message: a person decides |
+//! | (removed) | `sent`, `failed`, `expired`, `reviewed`, `invalid`, `not_completed` | settled |
+//!
+//! Writers use [`dynamo::DynamoOrders::put_new`] and [`dynamo::DynamoOrders::complete`],
+//! which set the index attributes; they never overwrite an existing order with PutItem
+//! (that would reset a settled request and message the customer again).
+
+pub mod dynamo;
+mod item;
+#[cfg(any(test, feature = "fakes"))]
+pub mod memory;
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::carts::StoreError;
+use crate::phone::PhoneNumber;
+
+pub use item::{DueOrder, SkipReason, SkippedOrder, decode_pending_entry};
+
+/// The GSI the review job reads; defined in template.yaml.
+pub const REVIEW_PENDING_INDEX: &str = "review-pending-index";
+/// `reviewPendingShard` of claimed requests.
+pub const SENDING_PARTITION: &str = "sending";
+/// `reviewPendingShard` of requests whose outcome is unknown.
+pub const RECONCILE_PARTITION: &str = "reconcile";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Pending,
+    Confirmed,
+    ReadyPickup,
+    Completed,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Pending,
+    Paid,
+    Failed,
+    Refunded,
+}
+
+/// An order as the contract describes it (README, "Data contract").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    pub order_id: String,
+    pub customer_phone: PhoneNumber,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_name: Option<String>,
+    pub status: OrderStatus,
+    pub payment_status: PaymentStatus,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// Where a review request stands, as stored in `reviewRequestStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    Pending,
+    Sending,
+    Sent,
+    Failed,
+    /// Twilio may have the message: not retried, waits for reconciliation.
+    Unknown,
+    /// Completed longer ago than `REVIEW_MAX_AGE_DAYS` when its turn came.
+    Expired,
+    /// The customer reviewed before the request went out.
+    Reviewed,
+    /// The order's data cannot make a request (bad phone, no completion time).
+    Invalid,
+    /// No longer `completed` (cancelled after completion).
+    NotCompleted,
+}
+
+impl RequestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Unknown => "unknown",
+            Self::Expired => "expired",
+            Self::Reviewed => "reviewed",
+            Self::Invalid => "invalid",
+            Self::NotCompleted => "not_completed",
+        }
+    }
+}
+
+/// A run's hold on one order: written by the claim, required by every later update, so
+/// a run can only settle what it claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub claim_id: String,
+    pub claimed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    Claimed,
+    /// Another run claimed or settled it first (a concurrent or duplicate run).
+    TakenElsewhere,
+    /// The order is no longer `completed`.
+    NotCompleted,
+}
+
+/// How a claimed request ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    Sent {
+        message_sid: String,
+        requested_at: DateTime<Utc>,
+    },
+    /// Twilio refused for good (invalid or unsubscribed number, ...).
+    Failed { code: Option<u32>, reason: String },
+    /// Nothing was delivered and trying again later may work: back to pending.
+    Released { reason: String },
+    /// The message may have gone out: parked for reconciliation, never resent by itself.
+    Unknown { reason: String },
+}
+
+/// A claim still in the `sending` partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlightClaim {
+    pub order_id: String,
+    pub claimed_at: Option<DateTime<Utc>>,
+}
+
+/// One page of the pending index.
+#[derive(Debug)]
+pub struct PendingPage<Cursor> {
+    pub entries: Vec<Result<DueOrder, SkippedOrder>>,
+    pub items_read: u64,
+    pub next: Option<Cursor>,
+}
+
+/// What the review job needs from the Orders and Reviews tables.
+pub trait ReviewRequestStore: Send + Sync {
+    type Cursor: Send;
+
+    /// Pending requests of `shard` for orders completed strictly before `completed_before`
+    /// (epoch seconds).
+    fn pending_page(
+        &self,
+        shard: &str,
+        completed_before: i64,
+        cursor: Option<Self::Cursor>,
+        limit: i32,
+    ) -> impl Future<Output = Result<PendingPage<Self::Cursor>, StoreError>> + Send;
+
+    fn has_review(&self, order_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Takes the order out of the pending partitions, only if it is still pending and
+    /// completed. The step that makes sending exactly-once.
+    fn claim(&self, order_id: &str, claim: &Claim) -> impl Future<Output = Result<ClaimOutcome, StoreError>> + Send;
+
+    fn settle(
+        &self,
+        order_id: &str,
+        claim: &Claim,
+        settlement: &Settlement,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Settles a pending request without sending (too old, reviewed, invalid, not
+    /// completed). Does nothing if another run claimed it meanwhile.
+    fn close(
+        &self,
+        order_id: &str,
+        status: RequestStatus,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every claim in the `sending` partition.
+    fn in_flight(&self) -> impl Future<Output = Result<Vec<InFlightClaim>, StoreError>> + Send;
+
+    /// Moves a claim left behind by a run that died to `reconcile`, if it is still the
+    /// same claim.
+    fn park_stale_claim(
+        &self,
+        claim: &InFlightClaim,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Requests waiting for reconciliation.
+    fn awaiting_reconciliation(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}

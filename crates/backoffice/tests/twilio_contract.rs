@@ -1,0 +1,229 @@
+//! The Twilio client against Prism serving Twilio's own OpenAPI description
+//! (`shared/contracts/twilio/twilio_api_v2010.json`, beside the workspace). Prism validates
+//! each request against the spec and answers 422 when it breaks the contract, so a 2xx here
+//! means Twilio would accept the request's shape.
+//!
+//! Prism is found this way:
+//! 1. `TWILIO_CONTRACT_URL` (e.g. `http://127.0.0.1:4010`, from `scripts/prism.sh`), or
+//! 2. `prism` on `PATH`: started once for this test binary on a free port, and stopped when
+//!    the binary exits (a supervising shell kills it when our end of its stdin closes), or
+//! 3. neither: every test fails, saying how to start Prism.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use backoffice::phone::PhoneNumber;
+use backoffice::twilio::{MessageContent, SendError, SentMessage, TwilioClient, TwilioConfig};
+
+const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+const TEMPLATE_SID: &str = "HX0123456789abcdef0123456789abcdef";
+const MESSAGING_SERVICE_SID: &str = "MG0123456789abcdef0123456789abcdef";
+/// Prism loads the whole 2010 API description before it listens; slow on a busy machine.
+const PRISM_START_TIMEOUT: Duration = Duration::from_secs(120);
+
+struct Prism {
+    base_url: String,
+    /// Kept so its stdin stays open for as long as this process lives.
+    _supervisor: Option<Mutex<Child>>,
+}
+
+static PRISM: OnceLock<Result<Prism, String>> = OnceLock::new();
+
+fn prism_url() -> &'static str {
+    match PRISM.get_or_init(find_or_start_prism) {
+        Ok(prism) => &prism.base_url,
+        Err(why) => panic!("{why}"),
+    }
+}
+
+fn spec_path() -> PathBuf {
+    // The workspace root is two levels above this crate; shared/ sits beside the root.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/contracts/twilio/twilio_api_v2010.json")
+}
+
+fn how_to_start_prism() -> String {
+    "start Prism with `scripts/prism.sh` (port 4010; it installs @stoplight/prism-cli with npm if needed) \
+     and run the test with TWILIO_CONTRACT_URL=http://127.0.0.1:4010, or put `prism` on PATH so the test \
+     starts it itself"
+        .to_owned()
+}
+
+fn find_or_start_prism() -> Result<Prism, String> {
+    if let Some(url) = std::env::var("TWILIO_CONTRACT_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+    {
+        return Ok(Prism {
+            base_url: url.trim().trim_end_matches('/').to_owned(),
+            _supervisor: None,
+        });
+    }
+    let spec = spec_path();
+    if !spec.is_file() {
+        return Err(format!("Twilio's OpenAPI description is missing at {}", spec.display()));
+    }
+    let prism = find_on_path("prism").ok_or_else(|| {
+        format!(
+            "TWILIO_CONTRACT_URL is unset and `prism` is not on PATH: {}",
+            how_to_start_prism()
+        )
+    })?;
+    let port = free_port()?;
+    let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prism-twilio-contract.log");
+    // The shell runs Prism in the background and kills it once its stdin reaches EOF, which
+    // happens when this test process exits however it exits (success, failure or abort).
+    let mut supervisor = Command::new("bash")
+        .arg("-c")
+        .arg(r#""$1" mock --errors -h 127.0.0.1 -p "$2" "$3" >"$4" 2>&1 & prism_pid=$!; cat >/dev/null; kill "$prism_pid""#)
+        .arg("prism-supervisor")
+        .arg(&prism)
+        .arg(port.to_string())
+        .arg(&spec)
+        .arg(&log)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|error| format!("could not start Prism: {error}; {}", how_to_start_prism()))?;
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let started = Instant::now();
+    while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+        if started.elapsed() > PRISM_START_TIMEOUT {
+            return Err(format!(
+                "Prism did not listen on {address} within {PRISM_START_TIMEOUT:?}; see {}",
+                log.display()
+            ));
+        }
+        if let Ok(Some(status)) = supervisor.try_wait() {
+            return Err(format!(
+                "Prism exited ({status}) before listening; see {}",
+                log.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(Prism {
+        base_url: format!("http://{address}"),
+        _supervisor: Some(Mutex::new(supervisor)),
+    })
+}
+
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|error| format!("no free port: {error}"))?;
+    listener
+        .local_addr()
+        .map(|address| address.port())
+        .map_err(|error| format!("no free port: {error}"))
+}
+
+fn client_with_sender(sender: (&str, &str)) -> TwilioClient {
+    let env: HashMap<String, String> = [
+        ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
+        ("TWILIO_AUTH_TOKEN", "contract-test-token"),
+        ("TWILIO_API_BASE_URL", prism_url()),
+        sender,
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    TwilioClient::new(TwilioConfig::from_env(&env).unwrap()).unwrap()
+}
+
+fn customer() -> PhoneNumber {
+    PhoneNumber::parse("+33612345678").unwrap()
+}
+
+fn review_template(content_sid: &str) -> MessageContent {
+    MessageContent::Template {
+        content_sid: content_sid.into(),
+        variables: BTreeMap::from([("1".into(), "Ana".into()), ("2".into(), "A-1001".into())]),
+    }
+}
+
+fn assert_is_a_message(sent: &SentMessage) {
+    assert!(
+        sent.sid.starts_with("SM") && sent.sid.len() == 34,
+        "not a Message SID: {sent:?}"
+    );
+    assert!(!sent.status.is_empty(), "{sent:?}");
+}
+
+#[tokio::test]
+async fn a_template_send_from_a_whatsapp_number_meets_the_contract() {
+    let client = client_with_sender(("TWILIO_WHATSAPP_FROM", "+14155550100"));
+
+    let sent = client
+        .send_whatsapp(&customer(), &review_template(TEMPLATE_SID))
+        .await
+        .unwrap();
+
+    assert_is_a_message(&sent);
+}
+
+#[tokio::test]
+async fn a_send_through_a_messaging_service_meets_the_contract() {
+    let client = client_with_sender(("TWILIO_MESSAGING_SERVICE_SID", MESSAGING_SERVICE_SID));
+
+    let sent = client
+        .send_whatsapp(&customer(), &review_template(TEMPLATE_SID))
+        .await
+        .unwrap();
+
+    assert_is_a_message(&sent);
+}
+
+#[tokio::test]
+async fn a_plain_body_send_meets_the_contract() {
+    let client = client_with_sender(("TWILIO_WHATSAPP_FROM", "+14155550100"));
+
+    let sent = client
+        .send_whatsapp(&customer(), &MessageContent::Body("How was order A-1001?".into()))
+        .await
+        .unwrap();
+
+    assert_is_a_message(&sent);
+}
+
+/// Proves the stand-in checks the contract: without this, a Prism that accepted anything
+/// would make the tests above pass for any request.
+#[tokio::test]
+async fn prism_rejects_a_request_without_to() {
+    let url = format!("{}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json", prism_url());
+
+    let response = reqwest::Client::new()
+        .post(&url)
+        .basic_auth(ACCOUNT_SID, Some("contract-test-token"))
+        .form(&[("From", "whatsapp:+14155550100"), ("Body", "no recipient")])
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status().as_u16(), 422);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("'To'"), "{body}");
+}
+
+#[tokio::test]
+async fn a_contract_violation_comes_back_as_a_permanent_error() {
+    let client = client_with_sender(("TWILIO_WHATSAPP_FROM", "+14155550100"));
+
+    let err = client
+        .send_whatsapp(&customer(), &review_template("HX-not-a-content-sid"))
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, SendError::Permanent { status: 422, .. }), "{err:?}");
+    assert!(!err.is_retryable());
+    assert!(!err.may_have_been_delivered());
+}

@@ -1,0 +1,388 @@
+//! The Twilio client against a scripted fake Twilio (wiremock): what it sends, and how it
+//! behaves when Twilio is slow, refuses, rate limits, fails or drops the connection.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use backoffice::phone::PhoneNumber;
+use backoffice::twilio::{MessageContent, RetryPolicy, SendError, SentMessage, TwilioClient, TwilioConfig};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+const AUTH_TOKEN: &str = "s3cr3t-token-value";
+/// `base64("AC0123456789abcdef0123456789abcdef:s3cr3t-token-value")`, worked out by hand so
+/// the test does not share the client's encoding.
+const EXPECTED_AUTHORIZATION: &str = "Basic QUMwMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OWFiY2RlZjpzM2NyM3QtdG9rZW4tdmFsdWU=";
+const MESSAGES_PATH: &str = "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
+const TEMPLATE_SID: &str = "HX0123456789abcdef0123456789abcdef";
+
+fn client_for(base_url: &str, extra: &[(&str, &str)]) -> TwilioClient {
+    let mut env: HashMap<String, String> = [
+        ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
+        ("TWILIO_AUTH_TOKEN", AUTH_TOKEN),
+        ("TWILIO_WHATSAPP_FROM", "+14155550100"),
+        ("TWILIO_API_BASE_URL", base_url),
+        ("TWILIO_MAX_MPS", "1000"),
+        ("TWILIO_TIMEOUT_MS", "2000"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.to_string());
+    }
+    TwilioClient::new(TwilioConfig::from_env(&env).unwrap()).unwrap()
+}
+
+fn customer() -> PhoneNumber {
+    PhoneNumber::parse("+33612345678").unwrap()
+}
+
+fn review_template() -> MessageContent {
+    MessageContent::Template {
+        content_sid: TEMPLATE_SID.into(),
+        variables: BTreeMap::from([("1".into(), "Ana".into()), ("2".into(), "A-1001".into())]),
+    }
+}
+
+/// Short pauses so the retry tests stay fast; `Retry-After` is honoured up to 5 s.
+fn quick_retries() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+        max_retry_after: Duration::from_secs(5),
+    }
+}
+
+fn created(sid: &str) -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(serde_json::json!({
+        "account_sid": ACCOUNT_SID,
+        "sid": sid,
+        "status": "queued",
+        "to": "whatsapp:+33612345678",
+        "from": "whatsapp:+14155550100",
+        "error_code": null,
+    }))
+}
+
+fn twilio_error(status: u16, code: u32, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(serde_json::json!({
+        "code": code,
+        "message": message,
+        "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
+        "status": status,
+    }))
+}
+
+fn form_of(request: &Request) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(&request.body).into_owned().collect()
+}
+
+async fn requests_received(server: &MockServer) -> usize {
+    server.received_requests().await.unwrap().len()
+}
+
+#[tokio::test]
+async fn a_template_send_posts_the_exact_form_with_basic_auth() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .respond_with(created("SM11111111111111111111111111111111"))
+        .mount(&server)
+        .await;
+    let client = client_for(&server.uri(), &[]);
+
+    let sent = client.send_whatsapp(&customer(), &review_template()).await.unwrap();
+
+    assert_eq!(
+        sent,
+        SentMessage {
+            sid: "SM11111111111111111111111111111111".into(),
+            status: "queued".into(),
+        }
+    );
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    assert_eq!(request.url.path(), MESSAGES_PATH);
+    assert_eq!(request.headers.get("authorization").unwrap(), EXPECTED_AUTHORIZATION);
+    assert_eq!(
+        request.headers.get("content-type").unwrap(),
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(
+        form_of(request),
+        [
+            ("To".to_owned(), "whatsapp:+33612345678".to_owned()),
+            ("From".to_owned(), "whatsapp:+14155550100".to_owned()),
+            ("ContentSid".to_owned(), TEMPLATE_SID.to_owned()),
+            ("ContentVariables".to_owned(), r#"{"1":"Ana","2":"A-1001"}"#.to_owned()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_messaging_service_body_send_posts_messaging_service_sid_and_body() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .respond_with(created("SM22222222222222222222222222222222"))
+        .mount(&server)
+        .await;
+    let mut env: HashMap<String, String> = [
+        ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
+        ("TWILIO_AUTH_TOKEN", AUTH_TOKEN),
+        ("TWILIO_MESSAGING_SERVICE_SID", "MG0123456789abcdef0123456789abcdef"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.insert("TWILIO_API_BASE_URL".into(), server.uri());
+    let client = TwilioClient::new(TwilioConfig::from_env(&env).unwrap()).unwrap();
+
+    let body = MessageContent::Body("How was order A-1001?\nReply 1-5".into());
+    client.send_whatsapp(&customer(), &body).await.unwrap();
+
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(
+        form_of(&requests[0]),
+        [
+            ("To".to_owned(), "whatsapp:+33612345678".to_owned()),
+            (
+                "MessagingServiceSid".to_owned(),
+                "MG0123456789abcdef0123456789abcdef".to_owned()
+            ),
+            ("Body".to_owned(), "How was order A-1001?\nReply 1-5".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_429_is_retried_after_the_retry_after_it_asks_for() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(twilio_error(429, 20429, "Too Many Requests").insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(created("SM33333333333333333333333333333333"))
+        .mount(&server)
+        .await;
+    let client = client_for(&server.uri(), &[]);
+
+    let started = Instant::now();
+    let sent = client
+        .send_with_retry(&customer(), &review_template(), &quick_retries())
+        .await
+        .unwrap();
+
+    let elapsed = started.elapsed();
+    assert_eq!(sent.sid, "SM33333333333333333333333333333333");
+    assert_eq!(requests_received(&server).await, 2);
+    // The backoff alone is at most 50 ms: the wait must come from Retry-After.
+    assert!(elapsed >= Duration::from_millis(990), "retried after {elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_twilio_500_is_retried_and_then_succeeds() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(twilio_error(500, 20500, "Internal Server Error"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(created("SM44444444444444444444444444444444"))
+        .mount(&server)
+        .await;
+    let client = client_for(&server.uri(), &[]);
+
+    let sent = client
+        .send_with_retry(&customer(), &review_template(), &quick_retries())
+        .await
+        .unwrap();
+
+    assert_eq!(sent.sid, "SM44444444444444444444444444444444");
+    assert_eq!(requests_received(&server).await, 2);
+}
+
+#[tokio::test]
+async fn a_twilio_500_forever_gives_up_after_max_attempts() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(twilio_error(500, 20500, "Internal Server Error"))
+        .mount(&server)
+        .await;
+    let client = client_for(&server.uri(), &[]);
+
+    let err = client
+        .send_with_retry(&customer(), &review_template(), &quick_retries())
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        err,
+        SendError::Transient {
+            status: 500,
+            code: Some(20500)
+        }
+    );
+    assert!(!err.may_have_been_delivered());
+    assert_eq!(requests_received(&server).await, 3);
+}
+
+#[tokio::test]
+async fn a_reply_slower_than_the_timeout_is_ambiguous_and_never_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(created("SM55555555555555555555555555555555").set_delay(Duration::from_secs(3)))
+        .mount(&server)
+        .await;
+    let client = client_for(&server.uri(), &[("TWILIO_TIMEOUT_MS", "300")]);
+
+    let started = Instant::now();
+    let err = client
+        .send_with_retry(&customer(), &review_template(), &quick_retries())
+        .await
+        .unwrap_err();
+
+    assert_eq!(err, SendError::Timeout);
+    assert!(err.may_have_been_delivered());
+    assert!(!err.is_retryable());
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(
+        requests_received(&server).await,
+        1,
+        "a possibly delivered message was sent again"
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_502_without_twilio_body_is_ambiguous_and_never_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(502).set_body_string("<html>Bad Gateway</html>"))
+        .mount(&server)
+        .await;
+    let client = client_for(&server.uri(), &[]);
+
+    let err = client
+        .send_with_retry(&customer(), &review_template(), &quick_retries())
+        .await
+        .unwrap_err();
+
+    assert_eq!(err, SendError::GatewayError { status: 502 });
+    assert!(err.may_have_been_delivered());
+    assert_eq!(requests_received(&server).await, 1);
+}
+
+#[tokio::test]
+async fn invalid_numbers_and_opted_out_customers_are_not_retried() {
+    for (code, message) in [
+        (
+            21211,
+            "The 'To' number whatsapp:+33612345678 is not a valid phone number.",
+        ),
+        (21610, "Attempt to send to unsubscribed recipient"),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(twilio_error(400, code, message))
+            .mount(&server)
+            .await;
+        let client = client_for(&server.uri(), &[]);
+
+        let err = client
+            .send_with_retry(&customer(), &review_template(), &quick_retries())
+            .await
+            .unwrap_err();
+
+        let SendError::Permanent {
+            status,
+            code: Some(got_code),
+            message: got_message,
+        } = &err
+        else {
+            panic!("expected a permanent error for {code}, got {err:?}");
+        };
+        assert_eq!((*status, *got_code), (400, code));
+        assert!(
+            !got_message.contains("+33612345678"),
+            "unmasked number in {got_message}"
+        );
+        assert!(!err.may_have_been_delivered());
+        assert_eq!(requests_received(&server).await, 1, "code {code} was retried");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_sends_never_exceed_the_configured_rate() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(created("SM66666666666666666666666666666666"))
+        .mount(&server)
+        .await;
+    let client = client_for(&server.uri(), &[("TWILIO_MAX_MPS", "10")]);
+    let customer = customer();
+    let content = review_template();
+
+    let started = Instant::now();
+    let sends = (0..20).map(|_| client.send_whatsapp(&customer, &content));
+    let outcomes = futures::future::join_all(sends).await;
+
+    let elapsed = started.elapsed();
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(requests_received(&server).await, 20);
+    // 10 per second with no burst: the first goes at once, the other 19 come 100 ms apart.
+    assert!(elapsed >= Duration::from_millis(1850), "20 sends took only {elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_connection_dropped_after_the_request_is_ambiguous_and_never_retried() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&connections);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            seen.fetch_add(1, Ordering::SeqCst);
+            // Read the request, then hang up without a reply, as a reset mid-reply would.
+            let mut buffer = [0_u8; 4096];
+            let _ = stream.read(&mut buffer);
+            drop(stream);
+        }
+    });
+    let client = client_for(&base_url, &[]);
+
+    let err = client
+        .send_with_retry(&customer(), &review_template(), &quick_retries())
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, SendError::ConnectionLost(_)), "{err:?}");
+    assert!(err.may_have_been_delivered());
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_safe_to_retry() {
+    // A port nobody listens on: bind one, then free it.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let client = client_for(&format!("http://127.0.0.1:{port}"), &[]);
+
+    let err = client.send_whatsapp(&customer(), &review_template()).await.unwrap_err();
+
+    assert!(matches!(err, SendError::Network(_)), "{err:?}");
+    assert!(err.is_retryable());
+    assert!(!err.may_have_been_delivered());
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# End to end through the real Lambda runtime loop: a local DynamoDB (devstack serve,
+# seeded), `cargo lambda watch` running the function binaries with the Lambda Runtime
+# API emulator, and `cargo lambda invoke` with the payloads in events/. Checks each
+# result and what is left in the table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DYNAMODB_PORT=${E2E_DYNAMODB_PORT:-18000}
+INVOKE_PORT=${E2E_INVOKE_PORT:-19000}
+work=$(mktemp -d)
+passed=0
+failed=0
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+cargo build --quiet -p devstack -p clean-expired-carts
+target/debug/devstack serve --port "$DYNAMODB_PORT" --prefix e2e --seed-carts 20 >"$work/devstack.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do grep -q '^ready$' "$work/devstack.log" && break; sleep 0.1; done
+grep -q '^ready$' "$work/devstack.log" || { cat "$work/devstack.log"; echo "devstack did not start"; exit 1; }
+endpoint=$(sed -n 's/^AWS_ENDPOINT_URL_DYNAMODB=//p' "$work/devstack.log")
+carts_table=$(sed -n 's/^CARTS_TABLE=//p' "$work/devstack.log")
+
+cargo lambda watch --quiet --ignore-changes --invoke-port "$INVOKE_PORT" --timeout 120 \
+  --env-var "AWS_ENDPOINT_URL_DYNAMODB=$endpoint" \
+  --env-var "AWS_ACCESS_KEY_ID=local" --env-var "AWS_SECRET_ACCESS_KEY=local" \
+  --env-var "AWS_REGION=eu-west-3" --env-var "CARTS_TABLE=$carts_table" \
+  --env-var "AWS_LAMBDA_LOG_FORMAT=JSON" \
+  >"$work/watch.log" 2>&1 &
+pids+=($!)
+
+invoke() { # function event-file -> stdout: the function's answer
+  cargo lambda invoke "$1" --invoke-port "$INVOKE_PORT" --data-file "$2" 2>&1
+}
+
+# Wait for the emulator to answer; the first invoke also waits for the build.
+for _ in $(seq 1 120); do
+  curl -s -o /dev/null "http://127.0.0.1:$INVOKE_PORT/" && break
+  sleep 1
+done
+
+check() { # name, command that must succeed
+  local name=$1; shift
+  if "$@"; then passed=$((passed + 1)); echo "ok: $name"; else failed=$((failed + 1)); echo "FAILED: $name"; fi
+}
+
+json_field() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read())[sys.argv[1]])' "$1"; }
+
+count_carts() { target/debug/devstack count --endpoint "$endpoint" --table "$carts_table"; }
+
+before=$(count_carts)
+dry=$(invoke clean-expired-carts events/manual-dry-run.json)
+check "dry run counts 20 expired carts and deletes none" \
+  test "$(echo "$dry" | json_field wouldDelete)" = 20 -a "$(count_carts)" = "$before"
+
+bad=$(invoke clean-expired-carts events/manual-bad.json || true)
+check "a misspelt manual payload is refused by name" grep -q "unknown field \`dryrun\`" <<<"$bad"
+check "a refused payload changes nothing" test "$(count_carts)" = "$before"
+
+scheduled=$(invoke clean-expired-carts events/scheduler.json)
+check "the scheduled run deletes the 20 expired carts" test "$(echo "$scheduled" | json_field deletedCount)" = 20
+check "the result says success" test "$(echo "$scheduled" | json_field success)" = True
+check "live and malformed carts stay (10 live + 2 malformed)" test "$(count_carts)" = 12
+
+again=$(invoke clean-expired-carts events/eventbridge-scheduled.json)
+check "a duplicate delivery deletes nothing more" test "$(echo "$again" | json_field deletedCount)" = 0
+
+if grep -q '"run summary"' "$work/watch.log"; then
+  check "the run summary is one JSON log line" grep -q '"deleted":20' "$work/watch.log"
+else
+  check "the run summary is logged" false
+fi
+if grep -Eq '\+33[0-9]{9}' "$work/watch.log"; then check "no phone number in clear in the logs" false; else check "no phone number in clear in the logs" true; fi
+
+echo "e2e: $passed passed, $failed failed"
+if [ "$failed" -ne 0 ]; then
+  echo "--- cargo lambda watch log ---"; tail -50 "$work/watch.log"
+  exit 1
+fi

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: format and lint, unit and integration tests on
+# the embedded dynoxide emulator, the DynamoDB integration tests again on the moto
+# server, the end-to-end run through `cargo lambda`, and the template checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "unit and integration tests (DynamoDB: embedded dynoxide; Twilio: Prism and wiremock)"
+cargo test --workspace
+
+step "DynamoDB integration tests on the moto server"
+moto_port=${MOTO_PORT:-5055}
+moto_log=$(mktemp)
+moto_server -H 127.0.0.1 -p "$moto_port" >"$moto_log" 2>&1 &
+moto_pid=$!
+trap 'kill $moto_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$moto_port/" && break; sleep 0.1; done
+AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$moto_port" DYNAMODB_EMULATOR=moto \
+  cargo test -p backoffice --test sweeper_dynamodb
+kill $moto_pid 2>/dev/null || true
+
+step "end to end through cargo lambda watch / invoke"
+bash scripts/e2e.sh
+
+step "template: sam validate --lint, cfn-lint, cfn-lint-serverless"
+bash infra/lint.sh
