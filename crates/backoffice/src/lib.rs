@@ -10,6 +10,8 @@ pub mod config;
 pub mod job;
 pub mod orders;
 pub mod phone;
+pub mod review_requests;
+pub mod secrets;
 pub mod shard;
 pub mod sweeper;
 pub mod trigger;

@@ -1,1 +1,237 @@
+//! An in-memory review-request store for unit tests, with the same conditional
+//! semantics as the DynamoDB one.
 
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+
+use super::{
+    Claim, ClaimOutcome, InFlightClaim, PendingPage, RECONCILE_PARTITION, RequestStatus, ReviewRequestStore,
+    SENDING_PARTITION, Settlement, decode_pending_entry,
+};
+use crate::carts::StoreError;
+use crate::shard::shard_of;
+
+/// One order as the review job sees it.
+#[derive(Debug, Clone)]
+pub struct StoredOrder {
+    pub status: String,
+    pub customer_phone: Option<String>,
+    pub customer_name: Option<String>,
+    pub completed_at: Option<String>,
+    pub pending_since: i64,
+    pub partition: Option<String>,
+    pub request_status: RequestStatus,
+    pub claim: Option<Claim>,
+    pub message_sid: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl StoredOrder {
+    /// A completed order in line for its review request.
+    pub fn completed(order_id: &str, phone: &str, completed_at: DateTime<Utc>) -> Self {
+        Self {
+            status: "completed".into(),
+            customer_phone: Some(phone.into()),
+            customer_name: Some("Ana".into()),
+            completed_at: Some(completed_at.to_rfc3339()),
+            pending_since: completed_at.timestamp(),
+            partition: Some(shard_of(order_id)),
+            request_status: RequestStatus::Pending,
+            claim: None,
+            message_sid: None,
+            last_error: None,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct InMemoryOrders {
+    orders: Mutex<BTreeMap<String, StoredOrder>>,
+    reviews: Mutex<HashSet<String>>,
+}
+
+impl InMemoryOrders {
+    pub fn insert(&self, order_id: &str, order: StoredOrder) {
+        self.orders.lock().unwrap().insert(order_id.into(), order);
+    }
+
+    pub fn add_review(&self, order_id: &str) {
+        self.reviews.lock().unwrap().insert(order_id.into());
+    }
+
+    pub fn get(&self, order_id: &str) -> Option<StoredOrder> {
+        self.orders.lock().unwrap().get(order_id).cloned()
+    }
+
+    pub fn update(&self, order_id: &str, change: impl FnOnce(&mut StoredOrder)) {
+        if let Some(order) = self.orders.lock().unwrap().get_mut(order_id) {
+            change(order);
+        }
+    }
+
+    pub fn status_of(&self, order_id: &str) -> Option<RequestStatus> {
+        self.get(order_id).map(|order| order.request_status)
+    }
+
+    fn not_claimed(order_id: &str) -> StoreError {
+        StoreError {
+            operation: "UpdateItem",
+            table: "in-memory".into(),
+            message: format!("ConditionalCheckFailed: {order_id} is not held by this claim"),
+            retryable: false,
+        }
+    }
+}
+
+fn as_item(order_id: &str, order: &StoredOrder) -> std::collections::HashMap<String, AttributeValue> {
+    let mut item = std::collections::HashMap::from([
+        ("orderId".to_string(), AttributeValue::S(order_id.into())),
+        ("status".to_string(), AttributeValue::S(order.status.clone())),
+    ]);
+    for (name, value) in [
+        ("customerPhone", &order.customer_phone),
+        ("customerName", &order.customer_name),
+        ("completedAt", &order.completed_at),
+    ] {
+        if let Some(value) = value {
+            item.insert(name.to_string(), AttributeValue::S(value.clone()));
+        }
+    }
+    item
+}
+
+impl ReviewRequestStore for InMemoryOrders {
+    /// The last order id returned.
+    type Cursor = String;
+
+    async fn pending_page(
+        &self,
+        shard: &str,
+        completed_before: i64,
+        cursor: Option<String>,
+        limit: i32,
+    ) -> Result<PendingPage<String>, StoreError> {
+        let orders = self.orders.lock().unwrap();
+        let limit = usize::try_from(limit).unwrap_or(1).max(1);
+        let matching: Vec<(&String, &StoredOrder)> = orders
+            .iter()
+            .filter(|(id, _)| cursor.as_ref().is_none_or(|after| *id > after))
+            .filter(|(_, o)| o.partition.as_deref() == Some(shard) && o.pending_since < completed_before)
+            .take(limit + 1)
+            .collect();
+        let next = (matching.len() > limit).then(|| matching[limit - 1].0.clone());
+        let entries: Vec<_> = matching
+            .into_iter()
+            .take(limit)
+            .map(|(id, order)| decode_pending_entry(&as_item(id, order)))
+            .collect();
+        Ok(PendingPage {
+            items_read: entries.len() as u64,
+            entries,
+            next,
+        })
+    }
+
+    async fn has_review(&self, order_id: &str) -> Result<bool, StoreError> {
+        Ok(self.reviews.lock().unwrap().contains(order_id))
+    }
+
+    async fn claim(&self, order_id: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        let mut orders = self.orders.lock().unwrap();
+        let Some(order) = orders.get_mut(order_id) else {
+            return Ok(ClaimOutcome::TakenElsewhere);
+        };
+        if order.request_status != RequestStatus::Pending {
+            return Ok(ClaimOutcome::TakenElsewhere);
+        }
+        if order.status != "completed" {
+            return Ok(ClaimOutcome::NotCompleted);
+        }
+        order.request_status = RequestStatus::Sending;
+        order.partition = Some(SENDING_PARTITION.into());
+        order.claim = Some(claim.clone());
+        Ok(ClaimOutcome::Claimed)
+    }
+
+    async fn settle(&self, order_id: &str, claim: &Claim, settlement: &Settlement) -> Result<(), StoreError> {
+        let mut orders = self.orders.lock().unwrap();
+        let order = orders
+            .get_mut(order_id)
+            .filter(|o| o.claim.as_ref().map(|c| &c.claim_id) == Some(&claim.claim_id))
+            .ok_or_else(|| Self::not_claimed(order_id))?;
+        match settlement {
+            Settlement::Sent { message_sid, .. } => {
+                order.request_status = RequestStatus::Sent;
+                order.partition = None;
+                order.message_sid = Some(message_sid.clone());
+            }
+            Settlement::Failed { reason, .. } => {
+                order.request_status = RequestStatus::Failed;
+                order.partition = None;
+                order.last_error = Some(reason.clone());
+            }
+            Settlement::Released { reason } => {
+                order.request_status = RequestStatus::Pending;
+                order.partition = Some(shard_of(order_id));
+                order.claim = None;
+                order.last_error = Some(reason.clone());
+            }
+            Settlement::Unknown { reason } => {
+                order.request_status = RequestStatus::Unknown;
+                order.partition = Some(RECONCILE_PARTITION.into());
+                order.last_error = Some(reason.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn close(&self, order_id: &str, status: RequestStatus, reason: &str) -> Result<(), StoreError> {
+        self.update(order_id, |order| {
+            if order.request_status == RequestStatus::Pending {
+                order.request_status = status;
+                order.partition = None;
+                order.last_error = Some(reason.into());
+            }
+        });
+        Ok(())
+    }
+
+    async fn in_flight(&self) -> Result<Vec<InFlightClaim>, StoreError> {
+        Ok(self
+            .orders
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, o)| o.partition.as_deref() == Some(SENDING_PARTITION))
+            .map(|(id, o)| InFlightClaim {
+                order_id: id.clone(),
+                claimed_at: o.claim.as_ref().map(|c| c.claimed_at),
+            })
+            .collect())
+    }
+
+    async fn park_stale_claim(&self, claim: &InFlightClaim, reason: &str) -> Result<(), StoreError> {
+        self.update(&claim.order_id, |order| {
+            let same_claim = order.claim.as_ref().map(|c| c.claimed_at) == claim.claimed_at;
+            if order.request_status == RequestStatus::Sending && same_claim {
+                order.request_status = RequestStatus::Unknown;
+                order.partition = Some(RECONCILE_PARTITION.into());
+                order.last_error = Some(reason.into());
+            }
+        });
+        Ok(())
+    }
+
+    async fn awaiting_reconciliation(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .orders
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|o| o.partition.as_deref() == Some(RECONCILE_PARTITION))
+            .count() as u64)
+    }
+}

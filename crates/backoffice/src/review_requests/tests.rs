@@ -1,0 +1,399 @@
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::*;
+use crate::orders::memory::{InMemoryOrders, StoredOrder};
+
+fn utc(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+fn paris() -> Tz {
+    "Europe/Paris".parse().unwrap()
+}
+
+#[test]
+fn the_window_follows_the_shops_calendar() {
+    // 10:00 in Paris on 24 November.
+    let window = review_window(utc("2026-11-24T09:00:00Z"), paris(), 7, 30);
+    // Due: completed on 17 November (local) or before.
+    assert_eq!(window.due_before, utc("2026-11-17T23:00:00Z"));
+    // Too old: completed before 25 October (local), a CEST day.
+    assert_eq!(window.too_old_before, utc("2026-10-24T22:00:00Z"));
+}
+
+#[test]
+fn the_window_holds_across_the_autumn_dst_change() {
+    // 25 October 2026: clocks go back at 03:00 in Paris. The 10:00 run is at 09:00 UTC.
+    let window = review_window(utc("2026-10-25T09:00:00Z"), paris(), 7, 30);
+    let completed_late_on_the_18th = utc("2026-10-18T21:30:00Z"); // 23:30 CEST
+    let completed_just_after_midnight = utc("2026-10-18T22:30:00Z"); // 00:30 CEST on the 19th
+    assert!(
+        completed_late_on_the_18th < window.due_before,
+        "6.5 days in hours, 7 in the calendar"
+    );
+    assert!(completed_just_after_midnight >= window.due_before);
+}
+
+#[test]
+fn the_window_holds_across_the_spring_dst_change() {
+    // 29 March 2026: clocks go forward at 02:00 in Paris; 5 April's 10:00 run is 08:00 UTC.
+    let window = review_window(utc("2026-04-05T08:00:00Z"), paris(), 7, 30);
+    assert_eq!(window.due_before, utc("2026-03-29T22:00:00Z")); // midnight CEST on the 30th
+    assert!(utc("2026-03-29T21:59:59Z") < window.due_before);
+    // The run on the short day itself sees 22 March as due.
+    let short_day = review_window(utc("2026-03-29T08:00:00Z"), paris(), 7, 30);
+    assert_eq!(short_day.due_before, utc("2026-03-22T23:00:00Z"));
+}
+
+/// Records every message; answers with what `answer` says for the order.
+#[derive(Default)]
+struct FakeMessenger {
+    sent: Mutex<Vec<(String, String)>>,
+    answers: Mutex<HashMap<String, SendError>>,
+    delay: Duration,
+}
+
+impl FakeMessenger {
+    fn failing(order_id: &str, error: SendError) -> Self {
+        let messenger = Self::default();
+        messenger.answers.lock().unwrap().insert(order_id.into(), error);
+        messenger
+    }
+
+    fn messages_to(&self, order_id: &str) -> usize {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(id, _)| id == order_id)
+            .count()
+    }
+
+    fn total(&self) -> usize {
+        self.sent.lock().unwrap().len()
+    }
+}
+
+impl ReviewMessenger for FakeMessenger {
+    async fn send_review_request(&self, order: &DueOrder) -> Result<SentMessage, SendError> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.sent
+            .lock()
+            .unwrap()
+            .push((order.order_id.clone(), order.customer_phone.as_str().to_owned()));
+        match self.answers.lock().unwrap().remove(&order.order_id) {
+            Some(error) => Err(error),
+            None => Ok(SentMessage {
+                sid: format!("SM{}", order.order_id),
+                status: "queued".into(),
+            }),
+        }
+    }
+}
+
+const NOW: &str = "2026-11-24T09:00:00Z";
+
+fn config() -> ReviewJobConfig {
+    ReviewJobConfig {
+        orders_table: "orders".into(),
+        reviews_table: "reviews".into(),
+        shop_timezone: paris(),
+        delay_days: 7,
+        max_age_days: 30,
+        page_size: 3,
+        concurrency: 4,
+        stop_margin: Duration::ZERO,
+        stale_claim_after: Duration::from_secs(20 * 60),
+    }
+}
+
+fn deps(store: InMemoryOrders, messenger: FakeMessenger) -> ReviewDeps<InMemoryOrders, FakeMessenger> {
+    ReviewDeps {
+        store,
+        messenger,
+        clock: Arc::new(FixedClock(utc(NOW))),
+        config: config(),
+    }
+}
+
+fn completed_days_ago(days: i64) -> DateTime<Utc> {
+    utc(NOW) - TimeDelta::days(days)
+}
+
+fn add(store: &InMemoryOrders, id: &str, days_ago: i64) {
+    store.insert(
+        id,
+        StoredOrder::completed(id, "+33612345678", completed_days_ago(days_ago)),
+    );
+}
+
+async fn run_once(deps: &ReviewDeps<InMemoryOrders, FakeMessenger>, run_id: &str) -> ReviewResponse {
+    run(deps, &serde_json::json!({}), Deadline::unbounded(), run_id)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sends_due_orders_once_and_skips_the_rest_with_reasons() {
+    let store = InMemoryOrders::default();
+    add(&store, "due-7", 7);
+    add(&store, "due-12", 12);
+    add(&store, "not-yet", 6);
+    add(&store, "too-old", 31);
+    add(&store, "reviewed", 8);
+    store.add_review("reviewed");
+    add(&store, "cancelled", 8);
+    store.update("cancelled", |o| o.status = "cancelled".into());
+    add(&store, "no-phone", 8);
+    store.update("no-phone", |o| o.customer_phone = None);
+    add(&store, "bad-phone", 8);
+    store.update("bad-phone", |o| o.customer_phone = Some("06 12 34 56 78".into()));
+    add(&store, "no-completion", 8);
+    store.update("no-completion", |o| o.completed_at = None);
+    let deps = deps(store, FakeMessenger::default());
+
+    let response = run_once(&deps, "run-1").await;
+
+    assert_eq!((response.sent, response.failed), (2, 0));
+    assert_eq!(deps.messenger.messages_to("due-7"), 1);
+    assert_eq!(deps.messenger.messages_to("due-12"), 1);
+    assert_eq!(deps.messenger.total(), 2);
+    let skipped = &response.report.skipped;
+    for reason in [
+        "too_old",
+        "has_review",
+        "not_completed",
+        "missing_phone",
+        "invalid_phone",
+        "missing_completed_at",
+    ] {
+        assert_eq!(skipped.get(reason), Some(&1), "{reason}: {skipped:?}");
+    }
+    assert_eq!(response.total, 8);
+    assert_eq!(deps.store.status_of("due-7"), Some(RequestStatus::Sent));
+    assert_eq!(deps.store.status_of("not-yet"), Some(RequestStatus::Pending));
+    assert_eq!(deps.store.status_of("too-old"), Some(RequestStatus::Expired));
+    assert_eq!(deps.store.status_of("reviewed"), Some(RequestStatus::Reviewed));
+    assert_eq!(deps.store.status_of("bad-phone"), Some(RequestStatus::Invalid));
+    assert_eq!(deps.store.status_of("cancelled"), Some(RequestStatus::NotCompleted));
+
+    let second = run_once(&deps, "run-2").await;
+    assert_eq!(
+        (second.sent, second.total),
+        (0, 0),
+        "a second run the same day sends nothing"
+    );
+    assert_eq!(deps.messenger.total(), 2);
+}
+
+#[tokio::test]
+async fn two_runs_at_once_send_one_message_per_order() {
+    let store = InMemoryOrders::default();
+    for i in 0..40 {
+        add(&store, &format!("order-{i:02}"), 7 + i % 5);
+    }
+    let messenger = FakeMessenger {
+        delay: Duration::from_millis(2),
+        ..Default::default()
+    };
+    let deps = deps(store, messenger);
+
+    let (a, b) = tokio::join!(run_once(&deps, "run-a"), run_once(&deps, "run-b"));
+
+    assert_eq!(a.sent + b.sent, 40);
+    assert_eq!(deps.messenger.total(), 40);
+    for i in 0..40 {
+        assert_eq!(deps.messenger.messages_to(&format!("order-{i:02}")), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_permanent_twilio_error_fails_the_order_with_its_code() {
+    let store = InMemoryOrders::default();
+    add(&store, "unsubscribed", 7);
+    let error = SendError::Permanent {
+        status: 400,
+        code: Some(21610),
+        message: "unsubscribed".into(),
+    };
+    let deps = deps(store, FakeMessenger::failing("unsubscribed", error));
+
+    let response = run_once(&deps, "run-1").await;
+
+    assert_eq!((response.sent, response.failed), (0, 1));
+    assert_eq!(response.report.failed_reasons.get("twilio_21610"), Some(&1));
+    assert_eq!(deps.store.status_of("unsubscribed"), Some(RequestStatus::Failed));
+    assert_eq!(run_once(&deps, "run-2").await.total, 0, "a failed order is not retried");
+}
+
+#[tokio::test]
+async fn a_retryable_error_releases_the_order_for_the_next_run() {
+    let store = InMemoryOrders::default();
+    add(&store, "busy", 7);
+    let deps = deps(
+        store,
+        FakeMessenger::failing(
+            "busy",
+            SendError::Transient {
+                status: 503,
+                code: None,
+            },
+        ),
+    );
+
+    let first = run_once(&deps, "run-1").await;
+    assert_eq!(first.report.released, 1);
+    assert_eq!(deps.store.status_of("busy"), Some(RequestStatus::Pending));
+
+    let second = run_once(&deps, "run-2").await;
+    assert_eq!(second.sent, 1);
+    assert_eq!(deps.store.status_of("busy"), Some(RequestStatus::Sent));
+}
+
+#[tokio::test]
+async fn an_ambiguous_error_is_parked_for_reconciliation_and_never_resent() {
+    let store = InMemoryOrders::default();
+    add(&store, "lost-answer", 7);
+    let deps = deps(store, FakeMessenger::failing("lost-answer", SendError::Timeout));
+
+    let first = run_once(&deps, "run-1").await;
+    assert_eq!(first.report.unknown, 1);
+    assert_eq!(first.report.awaiting_reconciliation, 1);
+    assert_eq!(deps.store.status_of("lost-answer"), Some(RequestStatus::Unknown));
+
+    let second = run_once(&deps, "run-2").await;
+    assert_eq!(second.total, 0);
+    assert_eq!(
+        second.report.awaiting_reconciliation, 1,
+        "still visible for a person to decide"
+    );
+    assert_eq!(deps.messenger.messages_to("lost-answer"), 1);
+}
+
+#[tokio::test]
+async fn a_claim_left_by_a_dead_run_is_parked_not_resent() {
+    let store = InMemoryOrders::default();
+    add(&store, "orphan", 7);
+    let claim = Claim {
+        claim_id: "dead-run".into(),
+        claimed_at: utc(NOW) - TimeDelta::hours(2),
+    };
+    assert_eq!(store.claim("orphan", &claim).await.unwrap(), ClaimOutcome::Claimed);
+    add(&store, "fresh-claim", 7);
+    let recent = Claim {
+        claim_id: "live-run".into(),
+        claimed_at: utc(NOW) - TimeDelta::minutes(1),
+    };
+    store.claim("fresh-claim", &recent).await.unwrap();
+    let deps = deps(store, FakeMessenger::default());
+
+    let response = run_once(&deps, "run-1").await;
+
+    assert_eq!(response.report.stale_claims_parked, 1);
+    assert_eq!(deps.store.status_of("orphan"), Some(RequestStatus::Unknown));
+    assert_eq!(
+        deps.store.status_of("fresh-claim"),
+        Some(RequestStatus::Sending),
+        "a live run's claim is left alone"
+    );
+    assert_eq!(deps.messenger.total(), 0);
+}
+
+#[tokio::test]
+async fn a_configuration_error_stops_the_run_and_releases_the_order() {
+    let store = InMemoryOrders::default();
+    for i in 0..10 {
+        add(&store, &format!("order-{i}"), 7);
+    }
+    let bad_credentials = SendError::Permanent {
+        status: 401,
+        code: Some(20003),
+        message: "Authenticate".into(),
+    };
+    let mut deps = deps(store, FakeMessenger::default());
+    deps.config.concurrency = 1;
+    deps.config.page_size = 100;
+    // Every order is in some shard; fail whichever is sent first.
+    let first = (0..10)
+        .map(|i| format!("order-{i}"))
+        .min_by_key(|id| crate::shard::shard_of(id))
+        .unwrap();
+    deps.messenger
+        .answers
+        .lock()
+        .unwrap()
+        .insert(first.clone(), bad_credentials);
+
+    let response = run_once(&deps, "run-1").await;
+
+    assert_eq!(response.report.released, 1);
+    assert_eq!(response.sent, 0, "no further sends after a configuration error");
+    assert!(response.report.more);
+    assert_eq!(deps.store.status_of(&first), Some(RequestStatus::Pending));
+}
+
+#[tokio::test]
+async fn a_dry_run_counts_and_claims_nothing() {
+    let store = InMemoryOrders::default();
+    add(&store, "due", 7);
+    add(&store, "too-old", 40);
+    let deps = deps(store, FakeMessenger::default());
+
+    let response = run(
+        &deps,
+        &serde_json::json!({"dryRun": true}),
+        Deadline::unbounded(),
+        "dry",
+    )
+    .await
+    .unwrap();
+
+    assert_eq!((response.sent, response.report.would_send), (0, 1));
+    assert_eq!(response.report.skipped.get("too_old"), Some(&1));
+    assert_eq!(deps.store.status_of("due"), Some(RequestStatus::Pending));
+    assert_eq!(deps.store.status_of("too-old"), Some(RequestStatus::Pending));
+    assert_eq!(deps.messenger.total(), 0);
+}
+
+#[tokio::test]
+async fn stops_at_the_deadline_without_claiming() {
+    let store = InMemoryOrders::default();
+    add(&store, "due", 7);
+    let deps = deps(store, FakeMessenger::default());
+
+    let response = run(&deps, &serde_json::json!({}), Deadline::after(Duration::ZERO), "late")
+        .await
+        .unwrap();
+
+    assert!(response.report.more);
+    assert_eq!(deps.store.status_of("due"), Some(RequestStatus::Pending));
+}
+
+#[test]
+fn template_variables_use_the_first_name_or_a_neutral_word() {
+    let order = |name: Option<&str>| DueOrder {
+        order_id: "A-1001".into(),
+        customer_phone: crate::phone::PhoneNumber::parse("+33612345678").unwrap(),
+        customer_name: name.map(String::from),
+        completed_at: utc(NOW),
+    };
+    assert_eq!(review_variables(&order(Some("Ana Maria Lopez")))["1"], "Ana");
+    assert_eq!(review_variables(&order(None))["1"], "client");
+    assert_eq!(review_variables(&order(None))["2"], "A-1001");
+}
+
+#[test]
+fn config_refuses_bad_values_by_name() {
+    let env = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    let base = [("ORDERS_TABLE", "o"), ("REVIEWS_TABLE", "r")];
+    assert_eq!(ReviewJobConfig::from_env(&env(&base)).unwrap().shop_timezone, paris());
+    let bad_zone = ReviewJobConfig::from_env(&env(&[base[0], base[1], ("SHOP_TIMEZONE", "Paris")])).unwrap_err();
+    assert!(bad_zone.to_string().contains("SHOP_TIMEZONE"), "{bad_zone}");
+    let bad_age = ReviewJobConfig::from_env(&env(&[base[0], base[1], ("REVIEW_MAX_AGE_DAYS", "3")])).unwrap_err();
+    assert!(bad_age.to_string().contains("REVIEW_MAX_AGE_DAYS"), "{bad_age}");
+}

@@ -1,0 +1,146 @@
+//! Twilio credentials from AWS Secrets Manager, read once at cold start, so the auth
+//! token never sits in the function's environment, its configuration or a log line.
+
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use serde::Deserialize;
+
+use crate::config::{ConfigError, EnvSource};
+use crate::twilio::{AuthToken, TwilioConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("reading secret {arn}: {message}")]
+    Fetch { arn: String, message: String },
+    #[error("secret {arn} must be JSON {{\"accountSid\": \"AC...\", \"authToken\": \"...\"}}: {reason}")]
+    Shape { arn: String, reason: String },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TwilioSecret {
+    account_sid: String,
+    auth_token: String,
+}
+
+/// The environment with `TWILIO_ACCOUNT_SID` taken from the secret.
+struct WithAccountSid<'a, E> {
+    env: &'a E,
+    account_sid: String,
+}
+
+impl<E: EnvSource> EnvSource for WithAccountSid<'_, E> {
+    fn var(&self, name: &str) -> Option<String> {
+        if name == "TWILIO_ACCOUNT_SID" {
+            Some(self.account_sid.clone())
+        } else {
+            self.env.var(name)
+        }
+    }
+}
+
+/// The Twilio configuration: with `TWILIO_SECRET_ARN`, the account SID and auth token
+/// come from that secret; without it (local runs), from `TWILIO_ACCOUNT_SID` and
+/// `TWILIO_AUTH_TOKEN`. Every other setting comes from the environment.
+pub async fn twilio_config(
+    env: &impl EnvSource,
+    secrets: &aws_sdk_secretsmanager::Client,
+) -> Result<TwilioConfig, SecretError> {
+    let Some(arn) = env.var("TWILIO_SECRET_ARN") else {
+        return Ok(TwilioConfig::from_env(env)?);
+    };
+    let output = secrets
+        .get_secret_value()
+        .secret_id(&arn)
+        .send()
+        .await
+        .map_err(|e| SecretError::Fetch {
+            arn: arn.clone(),
+            message: DisplayErrorContext(&e).to_string(),
+        })?;
+    let text = output.secret_string().ok_or_else(|| SecretError::Shape {
+        arn: arn.clone(),
+        reason: "it has no SecretString".into(),
+    })?;
+    // serde_json's message names the missing field, never the value.
+    let secret: TwilioSecret = serde_json::from_str(text).map_err(|e| SecretError::Shape {
+        arn: arn.clone(),
+        reason: e.to_string(),
+    })?;
+    let env = WithAccountSid {
+        env,
+        account_sid: secret.account_sid,
+    };
+    Ok(TwilioConfig::from_env_with_auth_token(
+        &env,
+        AuthToken::new(secret.auth_token),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
+    use aws_smithy_mocks::{mock, mock_client};
+
+    use super::*;
+
+    const ARN: &str = "arn:aws:secretsmanager:eu-west-3:123456789012:secret:shop/twilio-AbCdEf";
+    const SID: &str = "AC0123456789abcdef0123456789abcdef";
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn secret_answering(text: &'static str) -> aws_smithy_mocks::Rule {
+        mock!(aws_sdk_secretsmanager::Client::get_secret_value)
+            .match_requests(|request| request.secret_id() == Some(ARN))
+            .then_output(move || GetSecretValueOutput::builder().secret_string(text).build())
+    }
+
+    #[tokio::test]
+    async fn reads_the_account_and_token_from_the_secret() {
+        let rule = secret_answering(r#"{"accountSid":"AC0123456789abcdef0123456789abcdef","authToken":"tok-123"}"#);
+        let client = mock_client!(aws_sdk_secretsmanager, [&rule]);
+        let env = env(&[("TWILIO_SECRET_ARN", ARN), ("TWILIO_WHATSAPP_FROM", "+33612345678")]);
+
+        let config = twilio_config(&env, &client).await.unwrap();
+
+        assert_eq!(config.account_sid, SID);
+        assert_eq!(rule.num_calls(), 1);
+        assert!(
+            !format!("{config:?}").contains("tok-123"),
+            "the token never shows in Debug"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_secret_of_the_wrong_shape_is_refused_without_echoing_it() {
+        let rule = secret_answering(r#"{"sid":"AC0123456789abcdef0123456789abcdef","token":"tok-123"}"#);
+        let client = mock_client!(aws_sdk_secretsmanager, [&rule]);
+        let env = env(&[("TWILIO_SECRET_ARN", ARN), ("TWILIO_WHATSAPP_FROM", "+33612345678")]);
+
+        let error = twilio_config(&env, &client).await.unwrap_err().to_string();
+
+        assert!(error.contains("accountSid"), "{error}");
+        assert!(!error.contains("tok-123"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn without_a_secret_arn_the_local_environment_is_used() {
+        let rule = secret_answering("{}");
+        let client = mock_client!(aws_sdk_secretsmanager, [&rule]);
+        let env = env(&[
+            ("TWILIO_ACCOUNT_SID", SID),
+            ("TWILIO_AUTH_TOKEN", "local-token"),
+            ("TWILIO_MESSAGING_SERVICE_SID", "MG0123456789abcdef0123456789abcdef"),
+        ]);
+
+        let config = twilio_config(&env, &client).await.unwrap();
+
+        assert_eq!(config.account_sid, SID);
+        assert_eq!(rule.num_calls(), 0);
+    }
+}
