@@ -7,6 +7,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use backoffice::carts::dynamo::DynamoCarts;
 use backoffice::carts::{CART_LIFETIME, Cart, StoreError, expiry_shard_for};
+use backoffice::orders::dynamo::{DynamoOrders, pending_attributes};
+use backoffice::orders::{Order, OrderStatus, PaymentStatus};
 use backoffice::phone::PhoneNumber;
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -103,4 +105,110 @@ pub async fn count_items(client: &Client, table: &str) -> Result<u64, String> {
             return Ok(count);
         }
     }
+}
+
+/// A completed order, written through [`DynamoOrders::put_new`] (in line for its review).
+pub async fn put_completed_order(
+    orders: &DynamoOrders,
+    order_id: &str,
+    phone: &str,
+    name: Option<&str>,
+    completed_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let order = Order {
+        order_id: order_id.into(),
+        customer_phone: PhoneNumber::parse(phone).map_err(|e| StoreError {
+            operation: "PutItem",
+            table: orders.orders_table().into(),
+            message: e.to_string(),
+            retryable: false,
+        })?,
+        customer_name: name.map(String::from),
+        status: OrderStatus::Completed,
+        payment_status: PaymentStatus::Paid,
+        created_at: completed_at - TimeDelta::hours(2),
+        completed_at: Some(completed_at),
+    };
+    orders.put_new(&order).await
+}
+
+/// An order item exactly as given plus the review-pending attributes for
+/// `pending_since`: how a buggy writer would leave a completed order.
+pub async fn put_raw_order(
+    client: &Client,
+    table: &str,
+    order_id: &str,
+    pending_since: DateTime<Utc>,
+    attributes: &[(&str, &str)],
+) -> Result<(), String> {
+    let mut item: HashMap<String, AttributeValue> = attributes
+        .iter()
+        .map(|(name, value)| (name.to_string(), AttributeValue::S(value.to_string())))
+        .collect();
+    item.insert("orderId".into(), AttributeValue::S(order_id.into()));
+    item.extend(pending_attributes(order_id, pending_since));
+    client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
+}
+
+/// A review, as the reply function (or a person) records it.
+pub async fn put_review(client: &Client, table: &str, order_id: &str, rating: u8) -> Result<(), String> {
+    client
+        .put_item()
+        .table_name(table)
+        .item("orderId", AttributeValue::S(order_id.into()))
+        .item("rating", AttributeValue::N(rating.to_string()))
+        .item("comment", AttributeValue::S("Très bien".into()))
+        .item("createdAt", AttributeValue::S(Utc::now().to_rfc3339()))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
+}
+
+/// Demo orders: `due` completed 7 to 9 days ago, plus one not yet due, one too old,
+/// one already reviewed and one with an unusable phone number.
+pub async fn seed_demo_orders(
+    client: &Client,
+    orders: &DynamoOrders,
+    reviews_table: &str,
+    now: DateTime<Utc>,
+    due: usize,
+) -> Result<(), String> {
+    let days = |d: i64| now - TimeDelta::days(d) - TimeDelta::hours(1);
+    for i in 0..due {
+        let id = format!("order-due-{i:04}");
+        let phone = format!("+3362{:07}", i);
+        put_completed_order(orders, &id, &phone, Some("Ana Lopez"), days(7 + (i as i64 % 3)))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    put_completed_order(orders, "order-not-yet-due", "+33630000001", Some("Léa"), days(3))
+        .await
+        .map_err(|e| e.to_string())?;
+    put_completed_order(orders, "order-too-old", "+33630000002", None, days(45))
+        .await
+        .map_err(|e| e.to_string())?;
+    put_completed_order(orders, "order-reviewed", "+33630000003", Some("Omar"), days(8))
+        .await
+        .map_err(|e| e.to_string())?;
+    put_review(client, reviews_table, "order-reviewed", 5).await?;
+    put_raw_order(
+        client,
+        orders.orders_table(),
+        "order-bad-phone",
+        days(8),
+        &[
+            ("status", "completed"),
+            ("customerPhone", "06 12 34 56 78"),
+            ("completedAt", &days(8).to_rfc3339()),
+        ],
+    )
+    .await
 }
