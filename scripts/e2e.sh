@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# End to end through the real Lambda runtime loop: a local DynamoDB (devstack serve,
-# seeded), `cargo lambda watch` running the function binaries with the Lambda Runtime
-# API emulator, and `cargo lambda invoke` with the payloads in events/. Checks each
-# result and what is left in the table.
+# End to end through the real Lambda runtime loop: a local DynamoDB and Twilio stand-in
+# (devstack serve, seeded), `cargo lambda watch` running the function binaries with the
+# Lambda Runtime API emulator, and `cargo lambda invoke` with the payloads in events/.
+# Checks each result and what is left in the tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,20 +19,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --quiet -p devstack -p clean-expired-carts
-target/debug/devstack serve --port "$DYNAMODB_PORT" --prefix e2e --seed-carts 20 >"$work/devstack.log" 2>&1 &
+cargo build --quiet -p devstack -p clean-expired-carts -p request-reviews
+target/debug/devstack serve --port "$DYNAMODB_PORT" --prefix e2e --seed-carts 20 --seed-orders 6 >"$work/devstack.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do grep -q '^ready$' "$work/devstack.log" && break; sleep 0.1; done
 grep -q '^ready$' "$work/devstack.log" || { cat "$work/devstack.log"; echo "devstack did not start"; exit 1; }
 endpoint=$(sed -n 's/^AWS_ENDPOINT_URL_DYNAMODB=//p' "$work/devstack.log")
 carts_table=$(sed -n 's/^CARTS_TABLE=//p' "$work/devstack.log")
 
+# The functions' environment: what devstack printed, plus placeholder AWS credentials.
+grep -E '^[A-Z_]+=' "$work/devstack.log" >"$work/function.env"
+cat >>"$work/function.env" <<ENV
+AWS_ACCESS_KEY_ID=local
+AWS_SECRET_ACCESS_KEY=local
+AWS_REGION=eu-west-3
+AWS_LAMBDA_LOG_FORMAT=JSON
+ENV
 cargo lambda watch --quiet --ignore-changes --invoke-port "$INVOKE_PORT" --timeout 120 \
-  --env-var "AWS_ENDPOINT_URL_DYNAMODB=$endpoint" \
-  --env-var "AWS_ACCESS_KEY_ID=local" --env-var "AWS_SECRET_ACCESS_KEY=local" \
-  --env-var "AWS_REGION=eu-west-3" --env-var "CARTS_TABLE=$carts_table" \
-  --env-var "AWS_LAMBDA_LOG_FORMAT=JSON" \
-  >"$work/watch.log" 2>&1 &
+  --env-file "$work/function.env" >"$work/watch.log" 2>&1 &
 pids+=($!)
 
 invoke() { # function event-file -> stdout: the function's answer
@@ -77,6 +81,25 @@ else
   check "the run summary is logged" false
 fi
 if grep -Eq '\+33[0-9]{9}' "$work/watch.log"; then check "no phone number in clear in the logs" false; else check "no phone number in clear in the logs" true; fi
+
+# request-reviews: 6 due orders (plus one not yet due, one too old, one reviewed, one
+# with a bad phone) seeded by devstack; the Twilio stand-in accepts every message.
+dry=$(invoke request-reviews events/manual-dry-run.json)
+check "review dry run counts 6 messages to send" test "$(echo "$dry" | json_field wouldSend)" = 6
+check "review dry run sends nothing" test "$(echo "$dry" | json_field sent)" = 0
+
+reviews=$(invoke request-reviews events/scheduler.json)
+check "the scheduled review run sends 6 requests" test "$(echo "$reviews" | json_field sent)" = 6
+check "and skips 3 due orders with reasons" test "$(echo "$reviews" | json_field total)" = 9
+
+duplicate=$(invoke request-reviews events/eventbridge-scheduled.json)
+check "a duplicate delivery sends nothing" test "$(echo "$duplicate" | json_field sent)" = 0
+check "and finds nothing left to do" test "$(echo "$duplicate" | json_field total)" = 0
+
+bad_reviews=$(invoke request-reviews events/manual-bad.json || true)
+check "request-reviews refuses a misspelt payload by name" grep -q "unknown field \`dryrun\`" <<<"$bad_reviews"
+if grep -Eq '\+336[0-9]{8}' "$work/watch.log"; then check "no phone number in clear in the review logs" false; else check "no phone number in clear in the review logs" true; fi
+if grep -q "local-stand-in-token" "$work/watch.log"; then check "the Twilio token is never logged" false; else check "the Twilio token is never logged" true; fi
 
 echo "e2e: $passed passed, $failed failed"
 if [ "$failed" -ne 0 ]; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests and the local stack need, by package name, from PyPI, npm
-# and crates.io. Safe to run again: it skips what is already there.
+# Installs what the tests and the local stack need, by package name, from PyPI and npm,
+# plus rustup components. Safe to run again: it skips what is already there.
 set -euo pipefail
 
 need_pip=()

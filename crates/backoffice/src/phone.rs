@@ -48,7 +48,7 @@ impl PhoneNumber {
         &self.0
     }
 
-    /// `+33******78`: enough to tell two customers apart in a log, not enough to call them.
+    /// `+33*******78`: enough to tell two customers apart in a log, not enough to call them.
     pub fn masked(&self) -> MaskedPhone<'_> {
         MaskedPhone(&self.0)
     }

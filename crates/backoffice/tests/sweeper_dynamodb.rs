@@ -1,5 +1,5 @@
 //! The sweeper against a real DynamoDB API: the embedded dynoxide server by default,
-//! the moto server with `AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:5000`, or real AWS
+//! the moto server with `AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:5055`, or real AWS
 //! with `DYNAMODB_TARGET=aws` (tables are created and deleted by each test).
 
 use std::sync::Arc;

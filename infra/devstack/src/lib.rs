@@ -5,3 +5,4 @@ pub mod embedded;
 pub mod seed;
 pub mod stack;
 pub mod template;
+pub mod twilio_standin;

@@ -1,64 +1,93 @@
 //! `devstack`: the local stack from one command.
 //!
-//! - `devstack demo`: embedded DynamoDB, tables from template.yaml, seed data, run the
-//!   jobs, print their results.
-//! - `devstack serve [--port 8000] [--prefix shop] [--seed-carts N]`: the same stack as a
-//!   server for `cargo lambda watch` and the AWS CLI; prints the environment to use.
+//! - `devstack demo`: embedded DynamoDB, tables from template.yaml, a Twilio stand-in,
+//!   seed carts and orders, run both jobs, print their results and the messages sent.
+//! - `devstack serve [--port 8000] [--prefix shop] [--seed-carts N] [--seed-orders N]`:
+//!   the same stack as servers for `cargo lambda watch` and the AWS CLI; prints the
+//!   environment to use.
 //! - `devstack count --endpoint URL --table NAME`: items in a table.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use backoffice::carts::dynamo::DynamoCarts;
 use backoffice::clock::SystemClock;
 use backoffice::job::Deadline;
+use backoffice::orders::dynamo::DynamoOrders;
+use backoffice::phone::PhoneNumber;
+use backoffice::review_requests::{self, ReviewDeps, ReviewJobConfig};
 use backoffice::sweeper::{self, SweeperConfig, SweeperDeps};
+use backoffice::twilio::{TwilioClient, TwilioConfig};
 use chrono::Utc;
-use devstack::seed::{count_items, seed_carts, seed_malformed_carts};
+use devstack::seed::{count_items, seed_carts, seed_demo_orders, seed_malformed_carts};
 use devstack::stack::{Stack, client_for};
+use devstack::twilio_standin::TwilioStandIn;
 
 type Failure = Box<dyn std::error::Error>;
 
 fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+/// The function's environment for this stack, as a map the config readers accept.
+fn function_env(stack: &Stack, twilio: &TwilioStandIn) -> HashMap<String, String> {
+    let mut env: HashMap<String, String> =
+        stack.tables.env_vars().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    env.extend(twilio.env_vars().into_iter().map(|(k, v)| (k.to_string(), v)));
+    env
 }
 
 async fn demo() -> Result<(), Failure> {
     let stack = Stack::embedded("shop", 0).await?;
+    let twilio = TwilioStandIn::start().await;
+    let env = function_env(&stack, &twilio);
     let now = Utc::now();
+    println!("local DynamoDB (dynoxide) at {}", stack.endpoint.as_deref().unwrap_or_default());
+    println!("local Twilio stand-in at {}", twilio.uri());
+
     let carts = DynamoCarts::new(stack.client.clone(), stack.tables.carts.clone());
     let seeded = seed_carts(&carts, now, 30, 15).await?;
     let malformed = seed_malformed_carts(&stack.client, &stack.tables.carts).await?;
     println!(
-        "local DynamoDB (dynoxide) at {}; seeded {} expired, {} live and {} malformed carts",
-        stack.endpoint.as_deref().unwrap_or_default(),
+        "\nseeded {} expired, {} live and {} malformed carts",
         seeded.expired.len(),
         seeded.live.len(),
         malformed.len()
     );
-
-    let deps = SweeperDeps {
+    let sweeper = SweeperDeps {
         store: carts,
         clock: Arc::new(SystemClock),
-        config: SweeperConfig {
-            carts_table: stack.tables.carts.clone(),
-            page_size: 500,
-            concurrency: 32,
-            stop_margin: std::time::Duration::ZERO,
-        },
+        config: SweeperConfig::from_env(&env)?,
     };
-    let result = sweeper::run(&deps, &serde_json::json!({}), Deadline::unbounded()).await?;
-    println!(
-        "clean-expired-carts result:\n{}",
-        serde_json::to_string_pretty(&result)?
-    );
-    println!(
-        "carts left in the table: {}",
-        count_items(&stack.client, &stack.tables.carts).await?
-    );
+    let swept = sweeper::run(&sweeper, &serde_json::json!({}), Deadline::unbounded()).await?;
+    println!("clean-expired-carts result:\n{}", serde_json::to_string_pretty(&swept)?);
+    println!("carts left in the table: {}", count_items(&stack.client, &stack.tables.carts).await?);
+
+    let orders = DynamoOrders::new(stack.client.clone(), &stack.tables.orders, &stack.tables.reviews);
+    seed_demo_orders(&stack.client, &orders, &stack.tables.reviews, now, 5).await?;
+    println!("\nseeded 5 due orders, 1 not yet due, 1 too old, 1 already reviewed, 1 with a bad phone number");
+    let reviews = ReviewDeps {
+        store: orders,
+        messenger: TwilioClient::new(TwilioConfig::from_env(&env)?)?,
+        clock: Arc::new(SystemClock),
+        config: ReviewJobConfig::from_env(&env)?,
+    };
+    let requested = review_requests::run(&reviews, &serde_json::json!({}), Deadline::unbounded(), "demo").await?;
+    println!("request-reviews result:\n{}", serde_json::to_string_pretty(&requested)?);
+    println!("messages the Twilio stand-in received:");
+    for message in twilio.messages().await {
+        let to = message.to.trim_start_matches("whatsapp:");
+        let to = PhoneNumber::parse(to).map(|p| p.masked().to_string()).unwrap_or_else(|_| "<unparsable>".into());
+        let content = match (message.content_sid, message.content_variables, message.body) {
+            (Some(sid), variables, _) => format!("template {sid} with {}", variables.unwrap_or_default()),
+            (None, _, Some(body)) => format!("body {body:?}"),
+            _ => "nothing".into(),
+        };
+        println!("  to whatsapp:{to}: {content}");
+    }
+    let again = review_requests::run(&reviews, &serde_json::json!({}), Deadline::unbounded(), "demo-again").await?;
+    println!("a second run the same day sends {} message(s)", again.sent);
     Ok(())
 }
 
@@ -66,18 +95,21 @@ async fn serve(args: &[String]) -> Result<(), Failure> {
     let port: u16 = flag(args, "--port").map(|p| p.parse()).transpose()?.unwrap_or(8000);
     let prefix = flag(args, "--prefix").unwrap_or_else(|| "shop".into());
     let stack = Stack::embedded(&prefix, port).await?;
+    let twilio = TwilioStandIn::start().await;
+    let now = Utc::now();
     if let Some(count) = flag(args, "--seed-carts") {
         let count: usize = count.parse()?;
         let carts = DynamoCarts::new(stack.client.clone(), stack.tables.carts.clone());
-        seed_carts(&carts, Utc::now(), count, count / 2).await?;
+        seed_carts(&carts, now, count, count / 2).await?;
         seed_malformed_carts(&stack.client, &stack.tables.carts).await?;
     }
-    println!(
-        "AWS_ENDPOINT_URL_DYNAMODB={}",
-        stack.endpoint.as_deref().unwrap_or_default()
-    );
-    for (name, table) in stack.tables.env_vars() {
-        println!("{name}={table}");
+    if let Some(count) = flag(args, "--seed-orders") {
+        let orders = DynamoOrders::new(stack.client.clone(), &stack.tables.orders, &stack.tables.reviews);
+        seed_demo_orders(&stack.client, &orders, &stack.tables.reviews, now, count.parse()?).await?;
+    }
+    println!("AWS_ENDPOINT_URL_DYNAMODB={}", stack.endpoint.as_deref().unwrap_or_default());
+    for (name, value) in function_env(&stack, &twilio) {
+        println!("{name}={value}");
     }
     println!("ready");
     tokio::signal::ctrl_c().await?;
