@@ -178,7 +178,11 @@ async fn due_orders_get_one_message_and_the_others_are_skipped_with_reasons() {
     let response = run_job(&deps, "run-1").await;
 
     assert!(response.success);
-    assert_eq!((response.sent, response.failed, response.total), (3, 0, 9), "not-yet is not counted");
+    assert_eq!(
+        (response.sent, response.failed, response.total),
+        (3, 0, 9),
+        "not-yet is not counted"
+    );
     let mut to = recipients(&twilio).await;
     to.sort();
     assert_eq!(

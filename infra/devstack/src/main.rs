@@ -27,13 +27,20 @@ use devstack::twilio_standin::TwilioStandIn;
 type Failure = Box<dyn std::error::Error>;
 
 fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 /// The function's environment for this stack, as a map the config readers accept.
 fn function_env(stack: &Stack, twilio: &TwilioStandIn) -> HashMap<String, String> {
-    let mut env: HashMap<String, String> =
-        stack.tables.env_vars().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut env: HashMap<String, String> = stack
+        .tables
+        .env_vars()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     env.extend(twilio.env_vars().into_iter().map(|(k, v)| (k.to_string(), v)));
     env
 }
@@ -43,7 +50,10 @@ async fn demo() -> Result<(), Failure> {
     let twilio = TwilioStandIn::start().await;
     let env = function_env(&stack, &twilio);
     let now = Utc::now();
-    println!("local DynamoDB (dynoxide) at {}", stack.endpoint.as_deref().unwrap_or_default());
+    println!(
+        "local DynamoDB (dynoxide) at {}",
+        stack.endpoint.as_deref().unwrap_or_default()
+    );
     println!("local Twilio stand-in at {}", twilio.uri());
 
     let carts = DynamoCarts::new(stack.client.clone(), stack.tables.carts.clone());
@@ -62,7 +72,10 @@ async fn demo() -> Result<(), Failure> {
     };
     let swept = sweeper::run(&sweeper, &serde_json::json!({}), Deadline::unbounded()).await?;
     println!("clean-expired-carts result:\n{}", serde_json::to_string_pretty(&swept)?);
-    println!("carts left in the table: {}", count_items(&stack.client, &stack.tables.carts).await?);
+    println!(
+        "carts left in the table: {}",
+        count_items(&stack.client, &stack.tables.carts).await?
+    );
 
     let orders = DynamoOrders::new(stack.client.clone(), &stack.tables.orders, &stack.tables.reviews);
     seed_demo_orders(&stack.client, &orders, &stack.tables.reviews, now, 5).await?;
@@ -78,7 +91,9 @@ async fn demo() -> Result<(), Failure> {
     println!("messages the Twilio stand-in received:");
     for message in twilio.messages().await {
         let to = message.to.trim_start_matches("whatsapp:");
-        let to = PhoneNumber::parse(to).map(|p| p.masked().to_string()).unwrap_or_else(|_| "<unparsable>".into());
+        let to = PhoneNumber::parse(to)
+            .map(|p| p.masked().to_string())
+            .unwrap_or_else(|_| "<unparsable>".into());
         let content = match (message.content_sid, message.content_variables, message.body) {
             (Some(sid), variables, _) => format!("template {sid} with {}", variables.unwrap_or_default()),
             (None, _, Some(body)) => format!("body {body:?}"),
@@ -107,7 +122,10 @@ async fn serve(args: &[String]) -> Result<(), Failure> {
         let orders = DynamoOrders::new(stack.client.clone(), &stack.tables.orders, &stack.tables.reviews);
         seed_demo_orders(&stack.client, &orders, &stack.tables.reviews, now, count.parse()?).await?;
     }
-    println!("AWS_ENDPOINT_URL_DYNAMODB={}", stack.endpoint.as_deref().unwrap_or_default());
+    println!(
+        "AWS_ENDPOINT_URL_DYNAMODB={}",
+        stack.endpoint.as_deref().unwrap_or_default()
+    );
     for (name, value) in function_env(&stack, &twilio) {
         println!("{name}={value}");
     }

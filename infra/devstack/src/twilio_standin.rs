@@ -45,7 +45,9 @@ impl TwilioStandIn {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path_regex(r"^/2010-04-01/Accounts/AC[0-9a-f]{32}/Messages\.json$"))
-            .respond_with(Accept { sent: AtomicU64::new(0) })
+            .respond_with(Accept {
+                sent: AtomicU64::new(0),
+            })
             .mount(&server)
             .await;
         Self { server }
@@ -72,7 +74,9 @@ impl TwilioStandIn {
             .iter()
             .map(|request| {
                 let field = |name: &str| {
-                    url::form_urlencoded::parse(&request.body).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+                    url::form_urlencoded::parse(&request.body)
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.into_owned())
                 };
                 ReceivedMessage {
                     to: field("To").unwrap_or_default(),
