@@ -8,6 +8,7 @@ pub mod carts;
 pub mod clock;
 pub mod config;
 pub mod job;
+pub mod metrics;
 pub mod orders;
 pub mod phone;
 pub mod review_requests;

@@ -65,6 +65,8 @@ impl SweeperConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SweepReport {
+    /// In the response as the contract's `deletedCount`.
+    #[serde(skip)]
     pub deleted: u64,
     /// Expired entries a dry run found (it deletes nothing).
     pub would_delete: u64,
@@ -243,6 +245,7 @@ pub async fn run<S: CartStore>(
         report,
     };
     log_summary(&response, request.scheduled_time, abort.as_ref());
+    crate::metrics::emit(&crate::metrics::sweep_metrics(&response));
     if let Some(cause) = abort {
         return Err(cause.into());
     }

@@ -166,8 +166,12 @@ impl ReviewMessenger for TwilioClient {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReviewReport {
+    /// In the response as the contract's top-level `sent`.
+    #[serde(skip)]
     pub sent: u64,
     /// Refused by Twilio for good (invalid or unsubscribed number...), not retried.
+    /// In the response as the contract's top-level `failed`.
+    #[serde(skip)]
     pub failed: u64,
     pub failed_reasons: BTreeMap<String, u64>,
     /// Not delivered and retryable (429, 5xx, network): back in line for the next run.
@@ -568,6 +572,7 @@ pub async fn run<S: ReviewRequestStore, M: ReviewMessenger>(
         report,
     };
     log_summary(&response, abort.as_ref());
+    crate::metrics::emit(&crate::metrics::review_metrics(&response));
     if let Some(cause) = abort {
         return Err(cause.into());
     }
