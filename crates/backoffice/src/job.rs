@@ -1,14 +1,17 @@
 //! What every scheduled job shares: the invocation deadline, and the errors that reach
 //! Lambda (typed so that CloudWatch shows whether a retry can help).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use lambda_runtime::{Context, Diagnostic};
+use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::carts::StoreError;
+use crate::clock::{Clock, FixedClock};
 use crate::config::ConfigError;
-use crate::trigger::PayloadError;
+use crate::trigger::{PayloadError, RunRequest};
 
 /// When a run must stop taking new work so it can finish what is in flight, log, and
 /// answer before Lambda kills it.
@@ -52,6 +55,36 @@ impl Deadline {
     pub fn reached(&self) -> bool {
         Instant::now() >= self.stop_at
     }
+}
+
+/// The start of every run: reads the payload (a bad one is refused by name and logged)
+/// and picks the clock the run uses (a manual `now` stands in for the real one).
+pub fn begin_run(
+    job: &'static str,
+    payload: &Value,
+    clock: &Arc<dyn Clock>,
+) -> Result<(RunRequest, Arc<dyn Clock>), JobError> {
+    let request = RunRequest::from_payload(payload, clock.now()).inspect_err(|error| {
+        tracing::error!(job, %error, "refused payload");
+    })?;
+    let run_clock: Arc<dyn Clock> = match request.now_override {
+        Some(now) => Arc::new(FixedClock(now)),
+        None => clock.clone(),
+    };
+    Ok((request, run_clock))
+}
+
+/// How a finished run answers Lambda, once its summary is logged: an aborted run is an
+/// error, and so is one where single items failed, so Lambda records it; the next run
+/// retries those items.
+pub fn finish_run<T>(response: T, abort: Option<StoreError>, failed_items: u64) -> Result<T, JobError> {
+    if let Some(cause) = abort {
+        return Err(cause.into());
+    }
+    if failed_items > 0 {
+        return Err(JobError::ItemsFailed { failed: failed_items });
+    }
+    Ok(response)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -12,11 +12,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::carts::{CartStore, DeleteOutcome, ExpiredCart, StoreError};
-use crate::clock::{Clock, FixedClock};
+use crate::clock::Clock;
 use crate::config::{ConfigError, EnvSource, parse_var, required_var};
-use crate::job::{Deadline, JobError};
+use crate::job::{Deadline, JobError, begin_run, finish_run};
 use crate::shard::all_shards;
-use crate::trigger::{RunRequest, TriggerSource};
+use crate::trigger::TriggerSource;
 
 pub const JOB_NAME: &str = "clean-expired-carts";
 
@@ -218,13 +218,7 @@ pub async fn run<S: CartStore>(
     deadline: Deadline,
 ) -> Result<SweepResponse, JobError> {
     let started = Instant::now();
-    let request = RunRequest::from_payload(payload, deps.clock.now()).inspect_err(|error| {
-        tracing::error!(job = JOB_NAME, %error, "refused payload");
-    })?;
-    let clock: Arc<dyn Clock> = match request.now_override {
-        Some(now) => Arc::new(FixedClock(now)),
-        None => deps.clock.clone(),
-    };
+    let (request, clock) = begin_run(JOB_NAME, payload, &deps.clock)?;
     let options = SweepOptions {
         page_size: deps.config.page_size,
         concurrency: deps.config.concurrency,
@@ -246,15 +240,8 @@ pub async fn run<S: CartStore>(
     };
     log_summary(&response, request.scheduled_time, abort.as_ref());
     crate::metrics::emit(&crate::metrics::sweep_metrics(&response));
-    if let Some(cause) = abort {
-        return Err(cause.into());
-    }
-    if response.report.failed > 0 {
-        return Err(JobError::ItemsFailed {
-            failed: response.report.failed,
-        });
-    }
-    Ok(response)
+    let failed = response.report.failed;
+    finish_run(response, abort, failed)
 }
 
 /// The run's one summary line: flat fields, so Logs Insights can filter on them.
@@ -287,6 +274,7 @@ mod tests {
     use super::*;
     use crate::carts::memory::InMemoryCarts;
     use crate::carts::{ExpiredPage, MalformedCart, MalformedReason, expiry_shard_for};
+    use crate::clock::FixedClock;
     use serde_json::json;
 
     const NOW: i64 = 1_795_000_000;

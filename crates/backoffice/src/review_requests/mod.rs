@@ -21,12 +21,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::carts::StoreError;
-use crate::clock::{Clock, FixedClock};
+use crate::clock::Clock;
 use crate::config::{ConfigError, EnvSource, parse_var, required_var};
-use crate::job::{Deadline, JobError};
+use crate::job::{Deadline, JobError, begin_run, finish_run};
 use crate::orders::{Claim, ClaimOutcome, DueOrder, RequestStatus, ReviewRequestStore, Settlement, SkipReason};
 use crate::shard::all_shards;
-use crate::trigger::{RunRequest, TriggerSource};
+use crate::trigger::TriggerSource;
 use crate::twilio::{RetryPolicy, SendError, SentMessage, TwilioClient};
 
 pub const JOB_NAME: &str = "request-reviews";
@@ -532,13 +532,7 @@ pub async fn run<S: ReviewRequestStore, M: ReviewMessenger>(
     run_id: &str,
 ) -> Result<ReviewResponse, JobError> {
     let started = Instant::now();
-    let request = RunRequest::from_payload(payload, deps.clock.now()).inspect_err(|error| {
-        tracing::error!(job = JOB_NAME, %error, "refused payload");
-    })?;
-    let clock: Arc<dyn Clock> = match request.now_override {
-        Some(now) => Arc::new(FixedClock(now)),
-        None => deps.clock.clone(),
-    };
+    let (request, clock) = begin_run(JOB_NAME, payload, &deps.clock)?;
     let config = &deps.config;
     let window = review_window(
         clock.now(),
@@ -573,15 +567,8 @@ pub async fn run<S: ReviewRequestStore, M: ReviewMessenger>(
     };
     log_summary(&response, abort.as_ref());
     crate::metrics::emit(&crate::metrics::review_metrics(&response));
-    if let Some(cause) = abort {
-        return Err(cause.into());
-    }
-    if response.report.store_errors > 0 {
-        return Err(JobError::ItemsFailed {
-            failed: response.report.store_errors,
-        });
-    }
-    Ok(response)
+    let store_errors = response.report.store_errors;
+    finish_run(response, abort, store_errors)
 }
 
 fn log_summary(response: &ReviewResponse, abort: Option<&StoreError>) {

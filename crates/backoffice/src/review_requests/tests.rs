@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::*;
+use crate::clock::FixedClock;
 use crate::orders::memory::{InMemoryOrders, StoredOrder};
 
 fn utc(text: &str) -> DateTime<Utc> {
