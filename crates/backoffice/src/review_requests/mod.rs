@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, TimeZone, Utc};
@@ -251,54 +251,107 @@ pub async fn request_reviews<S: ReviewRequestStore, M: ReviewMessenger>(
     }
     // A configuration error (bad credentials, unknown sender) fails every send: stop.
     let halted = AtomicBool::new(false);
-    let due_before = options.window.due_before.timestamp();
-    'shards: for shard in all_shards() {
-        let mut cursor = None;
-        loop {
-            if deadline.reached() || halted.load(Ordering::Relaxed) {
-                report.more = true;
-                break 'shards;
+    let stopped_early = AtomicBool::new(false);
+    let items_read = AtomicU64::new(0);
+    // One stream over every page of every shard feeds one pool of in-flight orders, so
+    // sends go on while the next page is read: the rate limiter never waits on a page
+    // boundary. Pages are read only as the pool needs more, so memory stays at one page
+    // plus the orders in flight.
+    let walk = PageWalk {
+        shards: all_shards().collect(),
+        shard: None,
+        cursor: None,
+        failed: false,
+    };
+    let entries = futures::stream::unfold(walk, |mut walk| {
+        let (halted, stopped_early, items_read) = (&halted, &stopped_early, &items_read);
+        async move {
+            if walk.failed {
+                return None;
             }
-            let page = match store
-                .pending_page(&shard, due_before, cursor.take(), options.page_size)
-                .await
-            {
-                Ok(page) => page,
-                Err(cause) => return Err(aborted(report, cause)),
+            if deadline.reached() || halted.load(Ordering::Relaxed) {
+                stopped_early.store(true, Ordering::Relaxed);
+                return None;
+            }
+            let shard = match walk.shard.take() {
+                Some(shard) => shard,
+                None => walk.shards.pop_front()?,
             };
-            report.items_read += page.items_read;
-            let mut outcomes = futures::stream::iter(page.entries)
-                .map(|entry| handle_entry(store, messenger, clock, deadline, options, &halted, entry))
-                .buffer_unordered(options.concurrency);
-            while let Some(outcome) = outcomes.next().await {
-                match outcome {
-                    Outcome::Sent => report.sent += 1,
-                    Outcome::Failed(reason) => {
-                        report.failed += 1;
-                        *report.failed_reasons.entry(reason).or_default() += 1;
+            let page = store
+                .pending_page(&shard, due_before(options), walk.cursor.take(), options.page_size)
+                .await;
+            let entries = match page {
+                Ok(page) => {
+                    items_read.fetch_add(page.items_read, Ordering::Relaxed);
+                    if let Some(next) = page.next {
+                        walk.shard = Some(shard);
+                        walk.cursor = Some(next);
                     }
-                    Outcome::Released => report.released += 1,
-                    Outcome::Unknown => report.unknown += 1,
-                    Outcome::Skipped(reason) => report.skip(reason),
-                    Outcome::WouldSend => report.would_send += 1,
-                    Outcome::NotStarted => report.more = true,
-                    Outcome::StoreError => report.store_errors += 1,
+                    page.entries.into_iter().map(Ok).collect()
+                }
+                Err(cause) => {
+                    walk.failed = true;
+                    vec![Err(cause)]
+                }
+            };
+            Some((futures::stream::iter(entries), walk))
+        }
+    })
+    .flatten();
+    let mut abort = None;
+    let outcomes = entries
+        .map(|entry| {
+            let halted = &halted;
+            async move {
+                match entry {
+                    Ok(entry) => Ok(handle_entry(store, messenger, clock, deadline, options, halted, entry).await),
+                    Err(cause) => Err(cause),
                 }
             }
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
+        })
+        .buffer_unordered(options.concurrency);
+    let mut outcomes = std::pin::pin!(outcomes);
+    while let Some(outcome) = outcomes.next().await {
+        match outcome {
+            Ok(Outcome::Sent) => report.sent += 1,
+            Ok(Outcome::Failed(reason)) => {
+                report.failed += 1;
+                *report.failed_reasons.entry(reason).or_default() += 1;
             }
+            Ok(Outcome::Released) => report.released += 1,
+            Ok(Outcome::Unknown) => report.unknown += 1,
+            Ok(Outcome::Skipped(reason)) => report.skip(reason),
+            Ok(Outcome::WouldSend) => report.would_send += 1,
+            Ok(Outcome::NotStarted) => report.more = true,
+            Ok(Outcome::StoreError) => report.store_errors += 1,
+            Err(cause) => abort = Some(cause),
         }
+    }
+    report.items_read = items_read.load(Ordering::Relaxed);
+    if stopped_early.load(Ordering::Relaxed) || halted.load(Ordering::Relaxed) {
+        report.more = true;
+    }
+    if let Some(cause) = abort {
+        return Err(aborted(report, cause));
     }
     match store.awaiting_reconciliation().await {
         Ok(count) => report.awaiting_reconciliation = count,
         Err(cause) => return Err(aborted(report, cause)),
     }
-    if halted.load(Ordering::Relaxed) {
-        report.more = true;
-    }
     Ok(report)
+}
+
+/// Where the walk over the pending index stands: shards still to read, the shard being
+/// paged and its cursor.
+struct PageWalk<Cursor> {
+    shards: std::collections::VecDeque<String>,
+    shard: Option<String>,
+    cursor: Option<Cursor>,
+    failed: bool,
+}
+
+fn due_before(options: &ReviewOptions) -> i64 {
+    options.window.due_before.timestamp()
 }
 
 async fn park_stale_claims<S: ReviewRequestStore>(
