@@ -1,4 +1,4 @@
-.PHONY: tools demo test lint e2e
+.PHONY: tools demo test lint e2e bench
 
 ## Install the tools the tests and the local stack use (PyPI, npm).
 tools:
@@ -17,3 +17,7 @@ lint:
 
 e2e:
 	bash scripts/e2e.sh
+
+## Release builds, then the benchmark on the local stack: a table and bench/results.json.
+bench:
+	bash scripts/bench.sh

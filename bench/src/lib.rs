@@ -1,0 +1,311 @@
+//! The benchmark's building blocks, shared by the `bench` binary (`make bench`) and the
+//! cheap regression test that CI runs (`tests/counts.rs`).
+//!
+//! Everything goes through the real AWS SDK and HTTP stack against dynoxide served over
+//! HTTP ([`devstack::embedded::EmbeddedDynamo`]); only bulk seeding writes straight into
+//! the emulator's database, because seeding is not what is measured.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use backoffice::carts::dynamo::DynamoCarts;
+use backoffice::carts::{CART_LIFETIME, Cart};
+use backoffice::clock::SystemClock;
+use backoffice::job::Deadline;
+use backoffice::phone::PhoneNumber;
+use backoffice::sweeper::{self, SweeperConfig, SweeperDeps};
+use chrono::{DateTime, TimeDelta, Utc};
+use devstack::template::{default_template_path, table_definitions};
+use serde_json::{Value, json};
+
+pub type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+/// Counts the HTTP requests a DynamoDB client sends, by operation (`X-Amz-Target`),
+/// retries included: what DynamoDB bills and what the job waits for.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCounter(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl RequestCounter {
+    pub fn by_operation(&self) -> BTreeMap<String, u64> {
+        self.0.lock().expect("counter lock").clone()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.lock().expect("counter lock").values().sum()
+    }
+
+    pub fn get(&self, operation: &str) -> u64 {
+        self.0
+            .lock()
+            .expect("counter lock")
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "bench::RequestCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let operation = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .and_then(|target| target.rsplit('.').next())
+            .unwrap_or("unknown")
+            .to_owned();
+        *self.0.lock().expect("counter lock").entry(operation).or_default() += 1;
+        Ok(())
+    }
+}
+
+/// The DynamoDB client the functions build (`SdkConfig` from `aws::load_sdk_config`),
+/// with the request counter added and nothing else changed.
+pub fn counted_client(sdk_config: &SdkConfig, counter: &RequestCounter) -> Client {
+    let config = aws_sdk_dynamodb::config::Builder::from(sdk_config)
+        .interceptor(counter.clone())
+        .build();
+    Client::from_conf(config)
+}
+
+/// An `SdkConfig` for a local endpoint with the functions' timeouts and retries.
+pub async fn local_sdk_config(endpoint: &str) -> SdkConfig {
+    let settings = backoffice::aws::SdkSettings::default();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(settings.timeout_config())
+        .retry_config(settings.retry_config())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("eu-west-3"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local", "local", None, None, "bench",
+        ))
+        .load()
+        .await
+}
+
+/// Creates one of the template's tables (`CartsTable`, `OrdersTable`, `ReviewsTable`)
+/// under `name`, indexes and TTL included.
+pub async fn create_table(client: &Client, logical_id: &str, name: &str) -> Result<(), Failure> {
+    let definitions = table_definitions(&default_template_path())?;
+    let definition = definitions
+        .iter()
+        .find(|d| d.logical_id == logical_id)
+        .ok_or_else(|| format!("template.yaml has no {logical_id}"))?;
+    definition.create(client, name).await?;
+    Ok(())
+}
+
+fn phone(i: usize) -> PhoneNumber {
+    PhoneNumber::parse(&format!("+3361{:07}", i % 10_000_000)).expect("a valid number")
+}
+
+/// The item [`DynamoCarts::put`] writes for `cart`, as dynoxide stores it.
+fn cart_item(cart: &Cart) -> Result<dynoxide::Item, Failure> {
+    let item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> = serde_dynamo::to_item(cart)?;
+    item.into_iter()
+        .map(|(name, value)| {
+            let value = match value {
+                aws_sdk_dynamodb::types::AttributeValue::S(s) => dynoxide::AttributeValue::S(s),
+                aws_sdk_dynamodb::types::AttributeValue::N(n) => dynoxide::AttributeValue::N(n),
+                other => return Err(format!("unexpected attribute {name}: {other:?}").into()),
+            };
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// The carts of one data set. Ids are `{prefix}-x-NNNNNNN` (expired) and
+/// `{prefix}-l-NNNNNNN` (live), so the deletes of the ceiling run know their keys.
+#[derive(Debug, Clone, Copy)]
+pub struct CartSet<'a> {
+    pub prefix: &'a str,
+    pub expired: usize,
+    pub live: usize,
+}
+
+pub fn live_cart_id(prefix: &str, i: usize) -> String {
+    format!("{prefix}-l-{i:07}")
+}
+
+/// Writes the carts straight into the emulator's database (one SQLite transaction per
+/// chunk, index entries maintained), exactly as `DynamoCarts::put` would shape them:
+/// expired carts created 25 h to 73 h before `now`, live ones within the last 23 h.
+pub fn import_carts(db: &dynoxide::Database, table: &str, now: DateTime<Utc>, set: CartSet<'_>) -> Result<(), Failure> {
+    const CHUNK: usize = 20_000;
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let total = set.expired + set.live;
+    for n in 0..total {
+        let cart = if n < set.expired {
+            let created = now - CART_LIFETIME - TimeDelta::minutes(60 + (n as i64 * 37) % 2880);
+            Cart::new(format!("{}-x-{n:07}", set.prefix), phone(n), created)
+        } else {
+            let i = n - set.expired;
+            let created = now - TimeDelta::minutes((i as i64 * 13) % (23 * 60));
+            Cart::new(live_cart_id(set.prefix, i), phone(n), created)
+        };
+        chunk.push(cart_item(&cart)?);
+        if chunk.len() == CHUNK || n + 1 == total {
+            db.import_items(table, std::mem::take(&mut chunk), dynoxide::ImportOptions::default())?;
+        }
+    }
+    Ok(())
+}
+
+/// What one sweep run measured.
+#[derive(Debug, Clone)]
+pub struct SweepRun {
+    pub response: Value,
+    pub deleted: u64,
+    pub items_read: u64,
+    pub requests: BTreeMap<String, u64>,
+    pub requests_total: u64,
+    pub elapsed_s: f64,
+}
+
+impl SweepRun {
+    pub fn items_read_per_deleted(&self) -> f64 {
+        self.items_read as f64 / self.deleted.max(1) as f64
+    }
+
+    pub fn requests_per_deleted(&self) -> f64 {
+        self.requests_total as f64 / self.deleted.max(1) as f64
+    }
+
+    pub fn deleted_per_s(&self) -> f64 {
+        self.deleted as f64 / self.elapsed_s
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "deleted": self.deleted,
+            "items_read": self.items_read,
+            "items_read_per_deleted": self.items_read_per_deleted(),
+            "requests": self.requests,
+            "requests_total": self.requests_total,
+            "requests_per_deleted": self.requests_per_deleted(),
+            "elapsed_s": self.elapsed_s,
+            "deleted_per_s": self.deleted_per_s(),
+            "response": self.response,
+        })
+    }
+}
+
+/// One run of the clean-expired-carts job as the handler runs it (`sweeper::run`, the
+/// function's default settings: `SWEEP_PAGE_SIZE` 500, `SWEEP_CONCURRENCY` 32), with a
+/// client whose requests are counted.
+pub async fn measure_sweep(client: Client, counter: &RequestCounter, table: &str) -> Result<SweepRun, Failure> {
+    let env: std::collections::HashMap<String, String> = [("CARTS_TABLE".to_string(), table.to_string())].into();
+    let deps = SweeperDeps {
+        store: DynamoCarts::new(client, table),
+        clock: Arc::new(SystemClock),
+        config: SweeperConfig::from_env(&env)?,
+    };
+    let before = counter.total();
+    let started = Instant::now();
+    let response = sweeper::run(&deps, &json!({}), Deadline::unbounded()).await?;
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let requests_total = counter.total() - before;
+    Ok(SweepRun {
+        deleted: response.report.deleted,
+        items_read: response.report.items_read,
+        response: serde_json::to_value(&response)?,
+        requests: counter.by_operation(),
+        requests_total,
+        elapsed_s,
+    })
+}
+
+/// `VmHWM` (peak resident set) of this process, in KiB.
+pub fn peak_rss_kib() -> u64 {
+    proc_status_kib("VmHWM:")
+}
+
+/// `VmRSS` (current resident set) of this process, in KiB.
+pub fn rss_kib() -> u64 {
+    proc_status_kib("VmRSS:")
+}
+
+fn proc_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with(field))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// CPU time (user + system) this process has used so far, in ms (`/proc/self/stat`,
+/// clock ticks of 10 ms).
+pub fn cpu_ms() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) * 10)
+        })
+        .unwrap_or(0)
+}
+
+/// A scratch variant of `sweeper::sweep`, for comparison only (the library is unchanged):
+/// the same Query pages and conditional deletes, but one `buffer_unordered` over the
+/// entries of every page of every shard, so the next page is read while the current
+/// page's deletes are still in flight, instead of draining each page before reading the
+/// next. Memory stays bounded by one page plus `concurrency` deletes.
+pub async fn pipelined_sweep<S: backoffice::carts::CartStore>(
+    store: &S,
+    now: i64,
+    page_size: i32,
+    concurrency: usize,
+) -> Result<(u64, u64), backoffice::carts::StoreError> {
+    use backoffice::carts::DeleteOutcome;
+    use futures::{StreamExt, TryStreamExt};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let items_read = AtomicU64::new(0);
+    let items_read = &items_read;
+    let pages = futures::stream::iter(backoffice::shard::all_shards()).flat_map(move |shard| {
+        futures::stream::try_unfold(Some(None), move |cursor: Option<Option<S::Cursor>>| {
+            let shard = shard.clone();
+            async move {
+                let Some(cursor) = cursor else {
+                    return Ok(None);
+                };
+                let page = store.expired_page(&shard, now, cursor, page_size).await?;
+                items_read.fetch_add(page.items_read, Ordering::Relaxed);
+                let next = page.next.map(Some);
+                Ok(Some((futures::stream::iter(page.entries.into_iter().map(Ok)), next)))
+            }
+        })
+        .try_flatten()
+    });
+    let deleted = pages
+        .try_filter_map(|entry| futures::future::ready(Ok(entry.ok())))
+        .map_ok(|cart| async move { store.delete_if_expired(&cart.cart_id, now).await })
+        .try_buffer_unordered(concurrency)
+        .try_fold(0u64, |deleted, outcome| {
+            futures::future::ready(Ok(deleted + u64::from(outcome == DeleteOutcome::Deleted)))
+        })
+        .await?;
+    Ok((deleted, items_read.load(Ordering::Relaxed)))
+}

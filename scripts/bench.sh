@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The benchmark (`make bench`): release builds, then every measurement on the local stack,
+# a table on stdout and bench/results.json. See BENCHMARKS.md.
+#
+# Environment (all optional):
+#   CARGO_TARGET_DIR   build directory (default target/bench, apart from the debug builds)
+#   BENCH_ARGS         extra arguments for `bench run`, e.g. "--carts 200000 --large-carts 1000000"
+#   BENCH_OUT          results file (default bench/results.json)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/bench}
+out=${BENCH_OUT:-bench/results.json}
+started=$(date +%s)
+step() { printf '\n==> [%ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
+
+step "release build (host): bench, clean-expired-carts, request-reviews"
+cargo build --release --quiet -p bench -p clean-expired-carts -p request-reviews
+
+step "release build (arm64, as sam build does): cargo lambda build --release --arm64"
+cargo lambda build --release --arm64 --quiet -p clean-expired-carts -p request-reviews
+lambda_dir="$CARGO_TARGET_DIR/lambda"
+for function in clean-expired-carts request-reviews; do
+  file "$lambda_dir/$function/bootstrap" 2>/dev/null || ls -l "$lambda_dir/$function/bootstrap"
+done
+opt_level=$(sed -n '/^\[profile.release\]/,/^\[/s/^opt-level *= *//p' Cargo.toml | tr -d '"')
+build_s=$(( $(date +%s) - started ))
+
+step "measurements"
+release="$CARGO_TARGET_DIR/release"
+# shellcheck disable=SC2086
+"$release/bench" run \
+  --function clean-expired-carts="$release/clean-expired-carts" \
+  --function request-reviews="$release/request-reviews" \
+  --bootstrap clean-expired-carts="$lambda_dir/clean-expired-carts/bootstrap" \
+  --bootstrap request-reviews="$lambda_dir/request-reviews/bootstrap" \
+  --bootstrap-target aarch64-unknown-linux-gnu \
+  --opt-level "${opt_level:-3}" \
+  --build-s "$build_s" \
+  --out "$out" ${BENCH_ARGS:-}
+
+step "done: $out (builds ${build_s}s, total $(( $(date +%s) - started ))s)"
