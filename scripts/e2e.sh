@@ -101,6 +101,59 @@ check "request-reviews refuses a misspelt payload by name" grep -q "unknown fiel
 if grep -Eq '\+336[0-9]{8}' "$work/watch.log"; then check "no phone number in clear in the review logs" false; else check "no phone number in clear in the review logs" true; fi
 if grep -q "local-stand-in-token" "$work/watch.log"; then check "the Twilio token is never logged" false; else check "the Twilio token is never logged" true; fi
 
+# record-review-reply: customers answer the requests request-reviews just sent (to
+# +3362000000N, orders order-due-000N). Twilio's POST is played by a Python helper that
+# signs like Twilio: HMAC-SHA1 of the URL + the sorted parameters, keyed with the auth
+# token, base64. The emulator serves the Function URL at /lambda-url/<name>/ and hands
+# the function rawPath "/" and the Host header, so the URL the function checks (no
+# REPLY_WEBHOOK_URL set) is https://127.0.0.1:PORT/; in AWS it is the Function URL itself.
+cargo build --quiet -p record-review-reply
+reply_endpoint="http://127.0.0.1:$INVOKE_PORT/lambda-url/record-review-reply/"
+signed_url="https://127.0.0.1:$INVOKE_PORT/"
+reviews_table=$(sed -n 's/^REVIEWS_TABLE=//p' "$work/devstack.log")
+auth_token=$(sed -n 's/^TWILIO_AUTH_TOKEN=//p' "$work/devstack.log")
+post_reply() { # signed-url from message-sid body -> "STATUS BODY"
+  python3 - "$auth_token" "$reply_endpoint" "$@" <<'PY'
+import base64, hashlib, hmac, sys, urllib.error, urllib.parse, urllib.request
+token, endpoint, signed_url, sender, sid, body = sys.argv[1:7]
+params = {"From": "whatsapp:" + sender, "To": "whatsapp:+14155238886", "MessageSid": sid,
+          "Body": body, "NumMedia": "0"}
+payload = signed_url + "".join(name + params[name] for name in sorted(params))
+signature = base64.b64encode(hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
+request = urllib.request.Request(endpoint, data=urllib.parse.urlencode(params).encode(), headers={
+    "X-Twilio-Signature": signature, "Content-Type": "application/x-www-form-urlencoded"})
+try:
+    with urllib.request.urlopen(request, timeout=150) as response:
+        print(response.status, response.read().decode())
+except urllib.error.HTTPError as error:
+    print(error.code, error.read().decode())
+PY
+}
+count_reviews() { target/debug/devstack count --endpoint "$endpoint" --table "$reviews_table"; }
+
+reviews_before=$(count_reviews)
+forged=$(post_reply "https://127.0.0.1:1/" "+33620000000" "SMe2e000000000000000000000000001" "1 horrible")
+check "a reply signed for another URL is refused with 403" test "${forged%% *}" = 403
+check "and records nothing" test "$(count_reviews)" = "$reviews_before"
+
+thanks=$(post_reply "$signed_url" "+33620000000" "SMe2e000000000000000000000000002" "4, très bon")
+check "a signed reply is answered with TwiML thanks" grep -q '^200 .*<Response><Message>Thank you' <<<"$thanks"
+check "the Reviews table holds the review" test "$(count_reviews)" = $((reviews_before + 1))
+check "the summary names the order and the rating" \
+  grep -q '"outcome":"recorded".*"order_id":"order-due-0000","rating":4' "$work/watch.log"
+
+retry=$(post_reply "$signed_url" "+33620000000" "SMe2e000000000000000000000000002" "4, très bon")
+check "Twilio's retry of the same MessageSid is thanked again" grep -q '^200 .*Thank you' <<<"$retry"
+check "and writes nothing more" test "$(count_reviews)" = $((reviews_before + 1))
+
+prompt=$(post_reply "$signed_url" "+33620000001" "SMe2e000000000000000000000000003" "Bonjour")
+check "a reply without a rating gets a prompt" grep -q '^200 .*reply with a number from 1' <<<"$prompt"
+negative=$(post_reply "$signed_url" "+33620000001" "SMe2e000000000000000000000000004" "1 - arrivé froid")
+check "a negative review is recorded" test "$(count_reviews)" = $((reviews_before + 2))
+check "and alerts the shop (logged locally: no ALERT_TOPIC_ARN)" \
+  grep -q 'negative review: no alert channel configured' "$work/watch.log"
+if grep -Eq '\+3362[0-9]{7}' "$work/watch.log"; then check "no phone number in clear in the reply logs" false; else check "no phone number in clear in the reply logs" true; fi
+
 echo "e2e: $passed passed, $failed failed"
 if [ "$failed" -ne 0 ]; then
   echo "--- cargo lambda watch log ---"; tail -50 "$work/watch.log"

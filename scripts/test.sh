@@ -24,7 +24,7 @@ moto_pid=$!
 trap 'kill $moto_pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$moto_port/" && break; sleep 0.1; done
 AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$moto_port" DYNAMODB_EMULATOR=moto \
-  cargo test -p backoffice --test sweeper_dynamodb --test reviews_dynamodb
+  cargo test -p backoffice --test sweeper_dynamodb --test reviews_dynamodb --test replies_dynamodb
 kill $moto_pid 2>/dev/null || true
 
 step "end to end through cargo lambda watch / invoke"

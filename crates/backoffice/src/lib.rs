@@ -11,6 +11,7 @@ pub mod job;
 pub mod metrics;
 pub mod orders;
 pub mod phone;
+pub mod replies;
 pub mod review_requests;
 pub mod secrets;
 pub mod shard;

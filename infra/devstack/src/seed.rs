@@ -212,3 +212,32 @@ pub async fn seed_demo_orders(
     )
     .await
 }
+
+/// A completed order whose review request went out at `requested_at`, written the way
+/// request-reviews does it (put in line, claimed, settled as sent), so it sits in
+/// `review-reply-index` for the reply function.
+pub async fn put_sent_review_request(
+    orders: &DynamoOrders,
+    order_id: &str,
+    phone: &str,
+    requested_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    use backoffice::orders::{Claim, ReviewRequestStore, Settlement};
+
+    put_completed_order(orders, order_id, phone, Some("Ana"), requested_at - TimeDelta::days(7)).await?;
+    let claim = Claim {
+        claim_id: format!("seed-{order_id}"),
+        claimed_at: requested_at,
+    };
+    orders.claim(order_id, &claim).await?;
+    orders
+        .settle(
+            order_id,
+            &claim,
+            &Settlement::Sent {
+                message_sid: format!("SM-seed-{order_id}"),
+                requested_at,
+            },
+        )
+        .await
+}

@@ -23,6 +23,14 @@ use serde_norway::Value;
 /// - `has_review`: `.get_item()` on the reviews table (never on the orders table)
 /// - `twilio_config` (`secrets.rs`): `.get_secret_value()` on `TwilioSecretArn`, at cold start
 ///
+/// record-review-reply (`replies/mod.rs` through `replies/dynamo.rs`,
+/// `impl ReplyStore for DynamoReplies`, `replies/alerts.rs` and `secrets.rs`):
+/// - `requested_orders`: `.query()` on `review-reply-index`
+/// - `review`: `.get_item()`, `put_review`/`correct_review`: `.put_item()` (conditional),
+///   `mark_alerted`: `.update_item()`, all on the reviews table (never on the orders table)
+/// - `ShopAlerts::alert`: `.publish()` on `NegativeReviewTopic`
+/// - `twilio_config` (`secrets.rs`): `.get_secret_value()` on `TwilioSecretArn`, at cold start
+///
 /// Not on any function's path, so not granted: the writer functions and test helpers
 /// (`DynamoCarts::put`/`extend`/`get`, `DynamoOrders::put_new`/`complete`/`get_item`/`request_status`).
 const ALLOWED: &[(&str, &[(&str, &str)])] = &[
@@ -42,12 +50,24 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
             ("secretsmanager:GetSecretValue", "!Ref TwilioSecretArn"),
         ],
     ),
+    (
+        "RecordReviewReplyFunction",
+        &[
+            ("dynamodb:Query", "!Sub ${OrdersTable.Arn}/index/review-reply-index"),
+            ("dynamodb:GetItem", "!GetAtt ReviewsTable.Arn"),
+            ("dynamodb:PutItem", "!GetAtt ReviewsTable.Arn"),
+            ("dynamodb:UpdateItem", "!GetAtt ReviewsTable.Arn"),
+            ("sns:Publish", "!Ref NegativeReviewTopic"),
+            ("secretsmanager:GetSecretValue", "!Ref TwilioSecretArn"),
+        ],
+    ),
 ];
 
 /// The tables each function may touch (and their indexes).
 const OWN_TABLES: &[(&str, &[&str])] = &[
     ("CleanExpiredCartsFunction", &["CartsTable"]),
     ("RequestReviewsFunction", &["OrdersTable", "ReviewsTable"]),
+    ("RecordReviewReplyFunction", &["OrdersTable", "ReviewsTable"]),
 ];
 
 fn template() -> Value {

@@ -25,8 +25,9 @@ impl AuthToken {
         Self(token.into().trim().to_owned())
     }
 
-    /// The token itself, for the `Authorization` header only.
-    pub(super) fn expose(&self) -> &str {
+    /// The token itself, for the `Authorization` header and for checking the signature
+    /// of Twilio's webhooks (`replies::signature`) only.
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 

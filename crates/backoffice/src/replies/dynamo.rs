@@ -1,0 +1,233 @@
+//! The DynamoDB side of review replies: `review-reply-index` on Orders (Query only) and
+//! the Reviews table (GetItem, conditional PutItem, UpdateItem of `alertedAt`).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use chrono::{DateTime, Utc};
+
+use super::{NewReview, ReplyStore, RequestedOrder, StoredReview, WriteOutcome, rfc3339};
+use crate::aws::store_error;
+use crate::carts::StoreError;
+use crate::phone::PhoneNumber;
+
+/// The sparse GSI of orders whose review request was sent; defined in template.yaml.
+pub const REVIEW_REPLY_INDEX: &str = "review-reply-index";
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn string(item: &Item, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(value)) => Some(value.clone()),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DynamoReplies {
+    client: Client,
+    orders_table: String,
+    reviews_table: String,
+}
+
+impl DynamoReplies {
+    pub fn new(client: Client, orders_table: impl Into<String>, reviews_table: impl Into<String>) -> Self {
+        Self {
+            client,
+            orders_table: orders_table.into(),
+            reviews_table: reviews_table.into(),
+        }
+    }
+
+    /// The raw review item, for tests and tools.
+    pub async fn review_item(&self, order_id: &str) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.reviews_table)
+            .key("orderId", s(order_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", &self.reviews_table, e))?;
+        Ok(output.item.filter(|item| !item.is_empty()))
+    }
+
+    fn item_for(review: &NewReview) -> Item {
+        HashMap::from([
+            ("orderId".to_owned(), s(&review.order_id)),
+            ("rating".to_owned(), AttributeValue::N(review.rating.to_string())),
+            ("comment".to_owned(), s(&review.comment)),
+            ("createdAt".to_owned(), s(rfc3339(review.created_at))),
+            ("messageSid".to_owned(), s(&review.message_sid)),
+            ("customerPhone".to_owned(), s(review.customer_phone.as_str())),
+            ("source".to_owned(), s(review.source.as_str())),
+        ])
+    }
+}
+
+fn old_item<R>(error: &SdkError<PutItemError, R>) -> Option<&Item> {
+    match error.as_service_error() {
+        Some(PutItemError::ConditionalCheckFailedException(e)) => e.item.as_ref().filter(|item| !item.is_empty()),
+        _ => None,
+    }
+}
+
+fn is_condition_failure<R>(error: &SdkError<PutItemError, R>) -> bool {
+    error
+        .as_service_error()
+        .is_some_and(|e| e.is_conditional_check_failed_exception())
+}
+
+/// A review item, as far as this function needs it. An item whose rating is not a
+/// number 1-5 still counts as a review (someone wrote it): it reads as rating 0.
+pub fn decode_review(item: &Item) -> Option<StoredReview> {
+    let order_id = string(item, "orderId")?;
+    let rating = match item.get("rating") {
+        Some(AttributeValue::N(n)) => n.parse::<u8>().ok().filter(|r| (1..=5).contains(r)).unwrap_or(0),
+        _ => 0,
+    };
+    Some(StoredReview {
+        order_id,
+        rating,
+        comment: string(item, "comment").unwrap_or_default(),
+        created_at: string(item, "createdAt"),
+        message_sid: string(item, "messageSid"),
+        previous_message_sid: string(item, "previousMessageSid"),
+        alerted: item.contains_key("alertedAt"),
+    })
+}
+
+impl ReplyStore for DynamoReplies {
+    async fn requested_orders(
+        &self,
+        phone: &PhoneNumber,
+        since: DateTime<Utc>,
+        limit: i32,
+    ) -> Result<Vec<RequestedOrder>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.orders_table)
+            .index_name(REVIEW_REPLY_INDEX)
+            .key_condition_expression("customerPhone = :phone AND reviewRequestedAt >= :since")
+            .expression_attribute_values(":phone", s(phone.as_str()))
+            .expression_attribute_values(":since", s(rfc3339(since)))
+            .scan_index_forward(false)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| store_error("Query", &self.orders_table, e))?;
+        Ok(output
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|item| {
+                let order_id = string(item, "orderId")?;
+                let requested_at = DateTime::parse_from_rfc3339(&string(item, "reviewRequestedAt")?).ok()?;
+                Some(RequestedOrder {
+                    order_id,
+                    requested_at: requested_at.with_timezone(&Utc),
+                })
+            })
+            .collect())
+    }
+
+    async fn review(&self, order_id: &str) -> Result<Option<StoredReview>, StoreError> {
+        Ok(self.review_item(order_id).await?.as_ref().and_then(decode_review))
+    }
+
+    async fn put_review(&self, review: &NewReview) -> Result<WriteOutcome, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.reviews_table)
+            .set_item(Some(Self::item_for(review)))
+            // Never over an existing review. When the condition fails, the stored item
+            // says whether it was this same message (a concurrent Twilio retry) or
+            // another reply.
+            .condition_expression("attribute_not_exists(orderId)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(WriteOutcome::Written),
+            Err(error) if is_condition_failure(&error) => {
+                let same_message = old_item(&error)
+                    .and_then(decode_review)
+                    .is_some_and(|stored| stored.written_by(&review.message_sid));
+                Ok(if same_message {
+                    WriteOutcome::AlreadyRecorded
+                } else {
+                    WriteOutcome::Conflict
+                })
+            }
+            Err(error) => Err(store_error("PutItem", &self.reviews_table, error)),
+        }
+    }
+
+    async fn correct_review(&self, review: &NewReview, previous: &StoredReview) -> Result<WriteOutcome, StoreError> {
+        let mut item = Self::item_for(review);
+        if let Some(created_at) = &previous.created_at {
+            item.insert("createdAt".into(), s(created_at));
+        }
+        item.insert("correctedAt".into(), s(rfc3339(review.created_at)));
+        if (1..=5).contains(&previous.rating) {
+            item.insert("previousRating".into(), AttributeValue::N(previous.rating.to_string()));
+        }
+        item.insert("previousComment".into(), s(&previous.comment));
+        if let Some(sid) = &previous.message_sid {
+            item.insert("previousMessageSid".into(), s(sid));
+        }
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.reviews_table)
+            .set_item(Some(item));
+        // Replace exactly the review that was read, nothing written since.
+        put = match &previous.message_sid {
+            Some(sid) => put
+                .condition_expression("messageSid = :previousSid")
+                .expression_attribute_values(":previousSid", s(sid)),
+            None => put.condition_expression("attribute_exists(orderId) AND attribute_not_exists(messageSid)"),
+        };
+        match put.send().await {
+            Ok(_) => Ok(WriteOutcome::Written),
+            Err(error) if is_condition_failure(&error) => Ok(WriteOutcome::Conflict),
+            Err(error) => Err(store_error("PutItem", &self.reviews_table, error)),
+        }
+    }
+
+    async fn mark_alerted(&self, order_id: &str, message_sid: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.reviews_table)
+            .key("orderId", s(order_id))
+            .update_expression("SET alertedAt = :at")
+            .condition_expression("messageSid = :sid")
+            .expression_attribute_values(":at", s(rfc3339(at)))
+            .expression_attribute_values(":sid", s(message_sid))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Corrected meanwhile: the new review has its own alert state.
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(store_error("UpdateItem", &self.reviews_table, error)),
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! In-memory stand-ins for the reply function's store and alerts, for unit tests.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Utc};
+
+use super::{
+    NegativeReview, NegativeReviewAlerts, NewReview, ReplyStore, RequestedOrder, StoredReview, WriteOutcome,
+    alerts::AlertError, rfc3339,
+};
+use crate::carts::StoreError;
+use crate::phone::PhoneNumber;
+
+/// A review as the fake keeps it: the stored fields plus what a correction adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryReview {
+    pub review: StoredReview,
+    pub source: &'static str,
+    pub previous_rating: Option<u8>,
+    pub corrected_at: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// (customer, order id, requested at).
+    requests: Vec<(PhoneNumber, RequestedOrder)>,
+    reviews: HashMap<String, MemoryReview>,
+    writes: u64,
+    queries: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryReplies {
+    state: Mutex<State>,
+}
+
+impl MemoryReplies {
+    /// An order whose review request went to `phone` at `requested_at` (what
+    /// request-reviews' `settle(Sent)` leaves in `review-reply-index`).
+    pub fn add_request(&self, phone: &str, order_id: &str, requested_at: DateTime<Utc>) {
+        let phone = PhoneNumber::parse(phone).expect("a test phone number");
+        self.state.lock().expect("not poisoned").requests.push((
+            phone,
+            RequestedOrder {
+                order_id: order_id.to_owned(),
+                requested_at,
+            },
+        ));
+    }
+
+    /// A review written some other way (no `messageSid`).
+    pub fn add_review(&self, order_id: &str, rating: u8) {
+        self.state.lock().expect("not poisoned").reviews.insert(
+            order_id.to_owned(),
+            MemoryReview {
+                review: StoredReview {
+                    order_id: order_id.to_owned(),
+                    rating,
+                    comment: String::new(),
+                    created_at: None,
+                    message_sid: None,
+                    previous_message_sid: None,
+                    alerted: false,
+                },
+                source: "text",
+                previous_rating: None,
+                corrected_at: None,
+            },
+        );
+    }
+
+    pub fn review_of(&self, order_id: &str) -> Option<MemoryReview> {
+        self.state.lock().expect("not poisoned").reviews.get(order_id).cloned()
+    }
+
+    pub fn review_count(&self) -> usize {
+        self.state.lock().expect("not poisoned").reviews.len()
+    }
+
+    /// Successful writes (puts and corrections).
+    pub fn writes(&self) -> u64 {
+        self.state.lock().expect("not poisoned").writes
+    }
+
+    pub fn queries(&self) -> u64 {
+        self.state.lock().expect("not poisoned").queries
+    }
+}
+
+impl ReplyStore for MemoryReplies {
+    async fn requested_orders(
+        &self,
+        phone: &PhoneNumber,
+        since: DateTime<Utc>,
+        limit: i32,
+    ) -> Result<Vec<RequestedOrder>, StoreError> {
+        let mut state = self.state.lock().expect("not poisoned");
+        state.queries += 1;
+        let mut orders: Vec<RequestedOrder> = state
+            .requests
+            .iter()
+            .filter(|(customer, order)| customer == phone && rfc3339(order.requested_at) >= rfc3339(since))
+            .map(|(_, order)| order.clone())
+            .collect();
+        orders.sort_by_key(|order| std::cmp::Reverse(order.requested_at));
+        orders.truncate(usize::try_from(limit).unwrap_or_default());
+        Ok(orders)
+    }
+
+    async fn review(&self, order_id: &str) -> Result<Option<StoredReview>, StoreError> {
+        Ok(self.review_of(order_id).map(|r| r.review))
+    }
+
+    async fn put_review(&self, review: &NewReview) -> Result<WriteOutcome, StoreError> {
+        let mut state = self.state.lock().expect("not poisoned");
+        if let Some(existing) = state.reviews.get(&review.order_id) {
+            return Ok(if existing.review.written_by(&review.message_sid) {
+                WriteOutcome::AlreadyRecorded
+            } else {
+                WriteOutcome::Conflict
+            });
+        }
+        state.writes += 1;
+        state.reviews.insert(
+            review.order_id.clone(),
+            MemoryReview {
+                review: StoredReview {
+                    order_id: review.order_id.clone(),
+                    rating: review.rating,
+                    comment: review.comment.clone(),
+                    created_at: Some(rfc3339(review.created_at)),
+                    message_sid: Some(review.message_sid.clone()),
+                    previous_message_sid: None,
+                    alerted: false,
+                },
+                source: review.source.as_str(),
+                previous_rating: None,
+                corrected_at: None,
+            },
+        );
+        Ok(WriteOutcome::Written)
+    }
+
+    async fn correct_review(&self, review: &NewReview, previous: &StoredReview) -> Result<WriteOutcome, StoreError> {
+        let mut state = self.state.lock().expect("not poisoned");
+        let Some(existing) = state.reviews.get_mut(&review.order_id) else {
+            return Ok(WriteOutcome::Conflict);
+        };
+        if existing.review.message_sid != previous.message_sid {
+            return Ok(WriteOutcome::Conflict);
+        }
+        *existing = MemoryReview {
+            review: StoredReview {
+                order_id: review.order_id.clone(),
+                rating: review.rating,
+                comment: review.comment.clone(),
+                created_at: previous.created_at.clone(),
+                message_sid: Some(review.message_sid.clone()),
+                previous_message_sid: previous.message_sid.clone(),
+                alerted: false,
+            },
+            source: review.source.as_str(),
+            previous_rating: Some(previous.rating),
+            corrected_at: Some(rfc3339(review.created_at)),
+        };
+        state.writes += 1;
+        Ok(WriteOutcome::Written)
+    }
+
+    async fn mark_alerted(&self, order_id: &str, message_sid: &str, _at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut state = self.state.lock().expect("not poisoned");
+        if let Some(existing) = state.reviews.get_mut(order_id)
+            && existing.review.message_sid.as_deref() == Some(message_sid)
+        {
+            existing.review.alerted = true;
+        }
+        Ok(())
+    }
+}
+
+/// Records every alert; can be told to fail.
+#[derive(Debug, Default)]
+pub struct RecordingAlerts {
+    sent: Mutex<Vec<NegativeReview>>,
+    failing: AtomicBool,
+}
+
+impl RecordingAlerts {
+    pub fn sent(&self) -> Vec<NegativeReview> {
+        self.sent.lock().expect("not poisoned").clone()
+    }
+
+    pub fn fail(&self, failing: bool) {
+        self.failing.store(failing, Ordering::Relaxed);
+    }
+}
+
+impl NegativeReviewAlerts for RecordingAlerts {
+    async fn alert(&self, review: &NegativeReview) -> Result<(), AlertError> {
+        if self.failing.load(Ordering::Relaxed) {
+            return Err(AlertError {
+                failures: vec!["sns: test failure".into()],
+            });
+        }
+        self.sent.lock().expect("not poisoned").push(review.clone());
+        Ok(())
+    }
+}

@@ -1,0 +1,545 @@
+//! The reply handler with in-memory fakes: signature, matching, writing, alerting.
+
+use std::collections::HashMap;
+
+use super::memory::{MemoryReplies, RecordingAlerts};
+use super::*;
+use crate::clock::FixedClock;
+use crate::twilio::AuthToken;
+
+const TOKEN: &str = "test-auth-token";
+const URL: &str = "https://abc123.lambda-url.eu-west-3.on.aws/";
+const CUSTOMER: &str = "+33612345678";
+
+fn now() -> DateTime<Utc> {
+    "2026-11-24T10:00:00Z".parse().unwrap()
+}
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn config() -> ReplyConfig {
+    ReplyConfig::from_env(&env(&[("ORDERS_TABLE", "orders"), ("REVIEWS_TABLE", "reviews")])).unwrap()
+}
+
+fn deps() -> ReplyDeps<MemoryReplies, RecordingAlerts> {
+    ReplyDeps {
+        store: MemoryReplies::default(),
+        alerts: RecordingAlerts::default(),
+        validator: SignatureValidator::new(AuthToken::new(TOKEN)),
+        clock: Arc::new(FixedClock(now())),
+        config: config(),
+    }
+}
+
+fn form(params: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish()
+}
+
+fn owned(params: &[(&str, &str)]) -> Vec<(String, String)> {
+    params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// A Function URL event as Lambda delivers it for `URL`, signed by Twilio.
+fn signed_event(params: &[(&str, &str)]) -> FunctionUrlRequest {
+    let signature = SignatureValidator::new(AuthToken::new(TOKEN)).sign(URL, &owned(params));
+    event(params, Some(&signature), false)
+}
+
+fn event(params: &[(&str, &str)], signature: Option<&str>, base64: bool) -> FunctionUrlRequest {
+    let body = form(params);
+    let mut headers = BTreeMap::from([
+        ("host".to_owned(), "abc123.lambda-url.eu-west-3.on.aws".to_owned()),
+        (
+            "content-type".to_owned(),
+            "application/x-www-form-urlencoded".to_owned(),
+        ),
+    ]);
+    if let Some(signature) = signature {
+        headers.insert("x-twilio-signature".into(), signature.into());
+    }
+    serde_json::from_value(serde_json::json!({
+        "version": "2.0",
+        "rawPath": "/",
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {"domainName": "abc123.lambda-url.eu-west-3.on.aws", "http": {"method": "POST"}, "timeEpoch": 0},
+        "body": if base64 { BASE64.encode(&body) } else { body },
+        "isBase64Encoded": base64,
+    }))
+    .unwrap()
+}
+
+fn reply(from: &str, sid: &str, body: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("From", format!("whatsapp:{from}")),
+        ("To", "whatsapp:+14155238886".into()),
+        ("MessageSid", sid.into()),
+        ("Body", body.into()),
+        ("NumMedia", "0".into()),
+    ]
+}
+
+async fn send(
+    deps: &ReplyDeps<MemoryReplies, RecordingAlerts>,
+    params: &[(&'static str, String)],
+) -> FunctionUrlResponse {
+    let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    respond(deps, &signed_event(&params)).await.unwrap()
+}
+
+async fn text_reply(deps: &ReplyDeps<MemoryReplies, RecordingAlerts>, sid: &str, body: &str) -> FunctionUrlResponse {
+    send(deps, &reply(CUSTOMER, sid, body)).await
+}
+
+fn days_ago(days: i64) -> DateTime<Utc> {
+    now() - TimeDelta::days(days)
+}
+
+#[tokio::test]
+async fn records_a_signed_reply_and_thanks_the_customer() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+
+    let response = text_reply(&deps, "SM001", "5 parfait, merci").await;
+
+    assert_eq!(response.status_code, 200);
+    assert_eq!(response.headers["content-type"], "text/xml");
+    assert_eq!(response.body, twiml::message(texts::THANKS));
+    let stored = deps.store.review_of("ord-1").unwrap();
+    assert_eq!(stored.review.rating, 5);
+    assert_eq!(stored.review.comment, "parfait, merci");
+    assert_eq!(stored.review.message_sid.as_deref(), Some("SM001"));
+    assert_eq!(stored.source, "text");
+    assert!(deps.alerts.sent().is_empty());
+}
+
+#[tokio::test]
+async fn reads_a_base64_body_and_a_quick_reply_button() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+    let mut params = reply(CUSTOMER, "SM002", "⭐⭐⭐⭐ Très bien");
+    params.push(("ButtonPayload", "rating_4".into()));
+    params.push(("ButtonText", "⭐⭐⭐⭐ Très bien".into()));
+    let borrowed: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let signature = deps.validator.sign(URL, &owned(&borrowed));
+
+    let response = respond(&deps, &event(&borrowed, Some(&signature), true)).await.unwrap();
+
+    assert_eq!(response.status_code, 200);
+    let stored = deps.store.review_of("ord-1").unwrap();
+    assert_eq!((stored.review.rating, stored.source), (4, "button"));
+    assert_eq!(stored.review.comment, "");
+}
+
+#[tokio::test]
+async fn refuses_unsigned_and_mis_signed_requests_without_changing_anything() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+    let params = reply(CUSTOMER, "SM003", "1 horrible");
+    let borrowed: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let unsigned = respond(&deps, &event(&borrowed, None, false)).await.unwrap();
+    let garbage = respond(&deps, &event(&borrowed, Some("bm90IGEgc2lnbmF0dXJl"), false))
+        .await
+        .unwrap();
+    let wrong_token = SignatureValidator::new(AuthToken::new("another")).sign(URL, &owned(&borrowed));
+    let forged = respond(&deps, &event(&borrowed, Some(&wrong_token), false))
+        .await
+        .unwrap();
+    // Signed for another URL (a wrong port).
+    let other_url = deps
+        .validator
+        .sign("https://abc123.lambda-url.eu-west-3.on.aws:8443/", &owned(&borrowed));
+    let wrong_port = respond(&deps, &event(&borrowed, Some(&other_url), false))
+        .await
+        .unwrap();
+    // A valid signature over a body that was then changed.
+    let signature = deps.validator.sign(URL, &owned(&borrowed));
+    let mut tampered = borrowed.clone();
+    tampered[3] = ("Body", "5 super");
+    let tampered = respond(&deps, &event(&tampered, Some(&signature), false))
+        .await
+        .unwrap();
+
+    for response in [unsigned, garbage, forged, wrong_port, tampered] {
+        assert_eq!(response.status_code, 403);
+        assert!(!response.body.contains("Response"), "{}", response.body);
+    }
+    assert_eq!(deps.store.review_count(), 0);
+    assert_eq!(
+        deps.store.queries(),
+        0,
+        "nothing is read for an unauthenticated request"
+    );
+    assert!(deps.alerts.sent().is_empty());
+}
+
+#[tokio::test]
+async fn checks_the_configured_webhook_url_when_one_is_set() {
+    let mut deps = deps();
+    deps.config.webhook_url = Some("https://reviews.shop.example/twilio?v=1".into());
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+    let params = reply(CUSTOMER, "SM004", "4");
+    let borrowed: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    // Signed for the Function URL: not what Twilio is configured with here.
+    let for_function_url = deps.validator.sign(URL, &owned(&borrowed));
+    let refused = respond(&deps, &event(&borrowed, Some(&for_function_url), false))
+        .await
+        .unwrap();
+    assert_eq!(refused.status_code, 403);
+
+    let for_configured = deps
+        .validator
+        .sign("https://reviews.shop.example:443/twilio?v=1", &owned(&borrowed));
+    let accepted = respond(&deps, &event(&borrowed, Some(&for_configured), false))
+        .await
+        .unwrap();
+    assert_eq!(accepted.status_code, 200);
+    assert_eq!(deps.store.review_of("ord-1").unwrap().review.rating, 4);
+}
+
+#[tokio::test]
+async fn rebuilds_the_url_with_the_query_string() {
+    let request: FunctionUrlRequest = serde_json::from_value(serde_json::json!({
+        "rawPath": "/hook",
+        "rawQueryString": "a=1&b=2",
+        "headers": {"host": "x.lambda-url.eu-west-3.on.aws"},
+    }))
+    .unwrap();
+    assert_eq!(
+        request.requested_url().as_deref(),
+        Some("https://x.lambda-url.eu-west-3.on.aws/hook?a=1&b=2")
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_request_gets_400() {
+    let deps = deps();
+    let no_from = [("MessageSid", "SM005"), ("Body", "5")];
+    let response = respond(&deps, &signed_event(&no_from)).await.unwrap();
+    assert_eq!(response.status_code, 400);
+    let no_sid = [("From", "whatsapp:+33612345678"), ("Body", "5")];
+    let response = respond(&deps, &signed_event(&no_sid)).await.unwrap();
+    assert_eq!(response.status_code, 400);
+    let bad_from = [("From", "whatsapp:0612345678"), ("MessageSid", "SM006"), ("Body", "5")];
+    let response = respond(&deps, &signed_event(&bad_from)).await.unwrap();
+    assert_eq!(response.status_code, 400);
+    let mut bad_base64 = signed_event(&[("Body", "5")]);
+    bad_base64.is_base64_encoded = true;
+    bad_base64.body = Some("%%%".into());
+    assert_eq!(respond(&deps, &bad_base64).await.unwrap().status_code, 400);
+    assert_eq!(deps.store.review_count(), 0);
+}
+
+#[tokio::test]
+async fn a_reply_that_is_not_a_rating_is_prompted_and_not_recorded() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+
+    let response = text_reply(&deps, "SM007", "Une belle expérience").await;
+
+    assert_eq!(response.status_code, 200);
+    assert_eq!(response.body, twiml::message(texts::PROMPT));
+    assert_eq!(deps.store.review_count(), 0);
+
+    // The next reply with a rating is recorded.
+    text_reply(&deps, "SM008", "cinq").await;
+    assert_eq!(deps.store.review_of("ord-1").unwrap().review.rating, 5);
+}
+
+#[tokio::test]
+async fn every_accepted_form_is_recorded() {
+    for (body, rating) in [
+        ("5", 5),
+        ("5/5", 5),
+        ("⭐⭐⭐⭐", 4),
+        ("cinq", 5),
+        ("deux, froid", 2),
+        ("10/10", 5),
+    ] {
+        let deps = deps();
+        deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+        text_reply(&deps, "SM009", body).await;
+        assert_eq!(
+            deps.store.review_of("ord-1").map(|r| r.review.rating),
+            Some(rating),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_message_with_no_pending_request_is_ignored() {
+    let deps = deps();
+    deps.store.add_request("+33699999999", "ord-other", days_ago(1));
+
+    let response = text_reply(&deps, "SM010", "5").await;
+
+    assert_eq!(response.status_code, 200);
+    assert_eq!(response.body, twiml::no_reply());
+    assert_eq!(deps.store.review_count(), 0);
+}
+
+#[tokio::test]
+async fn a_reply_after_the_window_is_not_matched() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-old", days_ago(15));
+
+    let response = text_reply(&deps, "SM011", "4").await;
+
+    assert_eq!(response.body, twiml::no_reply());
+    assert_eq!(deps.store.review_count(), 0);
+
+    // The last day of the window still counts.
+    deps.store.add_request(CUSTOMER, "ord-edge", days_ago(14));
+    text_reply(&deps, "SM012", "4").await;
+    assert_eq!(deps.store.review_of("ord-edge").unwrap().review.rating, 4);
+}
+
+#[tokio::test]
+async fn the_reply_goes_to_the_latest_request_without_a_review() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-older", days_ago(5));
+    deps.store.add_request(CUSTOMER, "ord-newer", days_ago(1));
+
+    text_reply(&deps, "SM013", "5").await;
+    text_reply(&deps, "SM014", "3").await;
+
+    assert_eq!(deps.store.review_of("ord-newer").unwrap().review.rating, 5);
+    assert_eq!(deps.store.review_of("ord-older").unwrap().review.rating, 3);
+}
+
+#[tokio::test]
+async fn a_second_reply_does_not_overwrite_the_first() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+
+    text_reply(&deps, "SM015", "5 parfait").await;
+    let second = text_reply(&deps, "SM016", "1 en fait non").await;
+
+    assert_eq!(second.body, twiml::message(texts::ALREADY_REVIEWED));
+    let stored = deps.store.review_of("ord-1").unwrap();
+    assert_eq!((stored.review.rating, stored.review.comment.as_str()), (5, "parfait"));
+    assert_eq!(deps.store.writes(), 1);
+    assert!(deps.alerts.sent().is_empty());
+}
+
+#[tokio::test]
+async fn a_correction_replaces_the_review_and_keeps_the_previous_rating() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(2));
+
+    text_reply(&deps, "SM017", "5").await;
+    let corrected = text_reply(&deps, "SM018", "Correction: 2, froid à l'arrivée").await;
+
+    assert_eq!(corrected.body, twiml::message(texts::THANKS_NEGATIVE));
+    let stored = deps.store.review_of("ord-1").unwrap();
+    assert_eq!(stored.review.rating, 2);
+    assert_eq!(stored.review.comment, "froid à l'arrivée");
+    assert_eq!(stored.previous_rating, Some(5));
+    assert_eq!(stored.review.previous_message_sid.as_deref(), Some("SM017"));
+    assert_eq!(stored.corrected_at.as_deref(), Some("2026-11-24T10:00:00Z"));
+    assert_eq!(deps.alerts.sent().len(), 1, "the corrected rating is negative");
+    assert!(deps.alerts.sent()[0].corrected);
+
+    // Upwards, the customer reads that the review was updated.
+    let again = text_reply(&deps, "SM019", "correction 4").await;
+    assert_eq!(again.body, twiml::message(texts::THANKS_CORRECTION));
+    assert_eq!(deps.store.review_of("ord-1").unwrap().review.rating, 4);
+}
+
+#[tokio::test]
+async fn a_correction_with_nothing_to_correct_is_a_first_review() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+    text_reply(&deps, "SM020", "correction 3").await;
+    assert_eq!(deps.store.review_of("ord-1").unwrap().review.rating, 3);
+}
+
+#[tokio::test]
+async fn a_replayed_message_sid_records_and_alerts_once() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+
+    let first = text_reply(&deps, "SM021", "1 horrible").await;
+    let retry = text_reply(&deps, "SM021", "1 horrible").await;
+
+    assert_eq!(first.body, retry.body, "the retry gets the same answer");
+    assert_eq!(deps.store.writes(), 1);
+    assert_eq!(deps.alerts.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_negative_review_produces_exactly_one_alert() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+    deps.store.add_request(CUSTOMER, "ord-2", days_ago(2));
+
+    text_reply(&deps, "SM022", "2 - livré froid").await;
+    text_reply(&deps, "SM023", "4").await;
+
+    let alerts = deps.alerts.sent();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].order_id, "ord-1");
+    assert_eq!(alerts[0].rating, 2);
+    assert_eq!(alerts[0].comment, "livré froid");
+    assert_eq!(alerts[0].masked_phone, "+33*******78");
+    assert!(deps.store.review_of("ord-1").unwrap().review.alerted);
+}
+
+#[tokio::test]
+async fn an_alert_failure_keeps_the_review_and_a_retry_alerts_again() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+    deps.alerts.fail(true);
+
+    let response = text_reply(&deps, "SM024", "1").await;
+
+    assert_eq!(response.status_code, 200);
+    assert_eq!(response.body, twiml::message(texts::THANKS_NEGATIVE));
+    assert_eq!(deps.store.review_of("ord-1").unwrap().review.rating, 1);
+    assert!(!deps.store.review_of("ord-1").unwrap().review.alerted);
+
+    // Twilio delivers the same message again: nothing is written, the alert is retried.
+    deps.alerts.fail(false);
+    text_reply(&deps, "SM024", "1").await;
+    assert_eq!(deps.store.writes(), 1);
+    assert_eq!(deps.alerts.sent().len(), 1);
+    assert!(deps.store.review_of("ord-1").unwrap().review.alerted);
+
+    // And once more: already alerted, nothing more.
+    text_reply(&deps, "SM024", "1").await;
+    assert_eq!(deps.alerts.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_review_recorded_elsewhere_counts_as_reviewed() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+    deps.store.add_review("ord-1", 5);
+
+    let response = text_reply(&deps, "SM025", "3").await;
+
+    assert_eq!(response.body, twiml::message(texts::ALREADY_REVIEWED));
+    assert_eq!(deps.store.review_of("ord-1").unwrap().review.rating, 5);
+
+    // Chatting after the review gets no prompt.
+    let chat = text_reply(&deps, "SM026", "Bonjour, vous ouvrez dimanche ?").await;
+    assert_eq!(chat.body, twiml::no_reply());
+}
+
+#[test]
+fn reads_its_settings() {
+    let config = config();
+    assert_eq!(config.window_days, 14);
+    assert_eq!(config.webhook_url, None);
+    assert_eq!(config.alert_topic_arn, None);
+
+    let full = ReplyConfig::from_env(&env(&[
+        ("ORDERS_TABLE", "o"),
+        ("REVIEWS_TABLE", "r"),
+        ("REPLY_WEBHOOK_URL", "https://hooks.example/reply"),
+        ("REPLY_WINDOW_DAYS", "7"),
+        ("ALERT_TOPIC_ARN", "arn:aws:sns:eu-west-3:123456789012:negative"),
+        ("ADMIN_WHATSAPP_TO", "whatsapp:+33612345678"),
+        ("ADMIN_ALERT_TEMPLATE_SID", "HX0123456789abcdef0123456789abcdef"),
+    ]))
+    .unwrap();
+    assert_eq!(full.window_days, 7);
+    assert_eq!(full.admin_whatsapp_to.unwrap().as_str(), "+33612345678");
+
+    for (name, value) in [
+        ("REPLY_WEBHOOK_URL", "ftp://x"),
+        ("REPLY_WINDOW_DAYS", "0"),
+        ("ADMIN_WHATSAPP_TO", "0612"),
+    ] {
+        let error = ReplyConfig::from_env(&env(&[("ORDERS_TABLE", "o"), ("REVIEWS_TABLE", "r"), (name, value)]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(name), "{error}");
+    }
+    let half_admin = ReplyConfig::from_env(&env(&[
+        ("ORDERS_TABLE", "o"),
+        ("REVIEWS_TABLE", "r"),
+        ("ADMIN_WHATSAPP_TO", "+33612345678"),
+    ]));
+    assert_eq!(half_admin, Err(ConfigError::Missing("ADMIN_ALERT_TEMPLATE_SID")));
+}
+
+/// The one EMF line the documents make, parsed back.
+fn emf_line(documents: &[MetricDocument]) -> serde_json::Value {
+    let mut out = Vec::new();
+    crate::metrics::emit_to(&mut out, documents, 0).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    serde_json::from_str(text.trim()).unwrap()
+}
+
+#[test]
+fn metrics_count_the_review_and_its_rating() {
+    let summary = Summary {
+        outcome: Some(ReplyOutcome::Recorded),
+        result: Some(ReplyResult {
+            outcome: ReplyOutcome::Recorded,
+            order_id: Some("ord-1".into()),
+            rating: Some(2),
+            source: Some(RatingSource::Text),
+            alert: AlertStatus::Failed,
+            answer: None,
+        }),
+        duration_ms: 12,
+        ..Summary::default()
+    };
+    let line = emf_line(&summary.metrics());
+    assert_eq!(line["Function"], "record-review-reply");
+    assert_eq!(line["ReviewsRecorded"], 1);
+    assert_eq!(line["NegativeReviews"], 1);
+    assert_eq!(line["ReviewRating"], 2);
+    assert_eq!(line["NegativeReviewAlertFailures"], 1);
+    assert_eq!(line["RejectedSignatures"], 0);
+
+    let rejected = Summary {
+        outcome: Some(ReplyOutcome::RejectedSignature),
+        ..Summary::default()
+    };
+    let line = emf_line(&rejected.metrics());
+    assert_eq!(line["RejectedSignatures"], 1);
+    assert_eq!(line["ReviewsRecorded"], 0);
+    assert!(line.get("ReviewRating").is_none());
+}
+
+#[test]
+fn store_errors_reach_lambda_typed() {
+    let diagnostic: Diagnostic = ReplyError::Store(StoreError {
+        operation: "Query",
+        table: "orders".into(),
+        message: "ThrottlingException".into(),
+        retryable: true,
+    })
+    .into();
+    assert_eq!(diagnostic.error_type, "Retryable.DynamoDb");
+}
+
+#[test]
+fn reads_an_event_with_null_parts() {
+    let request: FunctionUrlRequest = serde_json::from_value(serde_json::json!({
+        "rawPath": "/",
+        "rawQueryString": null,
+        "headers": {"host": "x.lambda-url.eu-west-3.on.aws"},
+        "body": null,
+        "cookies": null,
+        "isBase64Encoded": null,
+        "requestContext": {"domainName": null, "http": {"method": "POST"}},
+    }))
+    .unwrap();
+    assert_eq!(
+        request.requested_url().as_deref(),
+        Some("https://x.lambda-url.eu-west-3.on.aws/")
+    );
+    assert_eq!(request.body, None);
+}

@@ -1,0 +1,315 @@
+//! record-review-reply against a real DynamoDB API (embedded dynoxide by default, moto
+//! with `AWS_ENDPOINT_URL_DYNAMODB`, AWS with `DYNAMODB_TARGET=aws`): the reply index,
+//! the conditional writes, and the whole handler with signed webhook events.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use backoffice::clock::FixedClock;
+use backoffice::job::Deadline;
+use backoffice::orders::dynamo::DynamoOrders;
+use backoffice::phone::PhoneNumber;
+use backoffice::replies::alerts::AlertError;
+use backoffice::replies::dynamo::DynamoReplies;
+use backoffice::replies::{
+    FunctionUrlRequest, FunctionUrlResponse, NegativeReview, NegativeReviewAlerts, NewReview, RatingSource,
+    ReplyConfig, ReplyDeps, ReplyStore, SignatureValidator, WriteOutcome, respond, texts, twiml,
+};
+use backoffice::review_requests::{self, ReviewDeps, ReviewJobConfig};
+use backoffice::twilio::{AuthToken, TwilioClient, TwilioConfig};
+use chrono::{DateTime, TimeDelta, Utc};
+use devstack::seed::{put_review, put_sent_review_request};
+use devstack::stack::Stack;
+use serde_json::json;
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const TOKEN: &str = "integration-token";
+const URL: &str = "https://replies.lambda-url.eu-west-3.on.aws/";
+const CUSTOMER: &str = "+33655500001";
+
+fn utc(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+fn now() -> DateTime<Utc> {
+    utc("2026-11-24T10:00:00Z")
+}
+
+#[derive(Default)]
+struct Alerts(Mutex<Vec<NegativeReview>>);
+
+impl NegativeReviewAlerts for Alerts {
+    async fn alert(&self, review: &NegativeReview) -> Result<(), AlertError> {
+        self.0.lock().unwrap().push(review.clone());
+        Ok(())
+    }
+}
+
+struct Fixture {
+    stack: Stack,
+    orders: DynamoOrders,
+    deps: ReplyDeps<DynamoReplies, Alerts>,
+}
+
+async fn fixture(label: &str) -> Fixture {
+    let stack = Stack::from_env(label).await.unwrap();
+    let orders = DynamoOrders::new(stack.client.clone(), &stack.tables.orders, &stack.tables.reviews);
+    let env: HashMap<String, String> = [
+        ("ORDERS_TABLE", stack.tables.orders.as_str()),
+        ("REVIEWS_TABLE", stack.tables.reviews.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let deps = ReplyDeps {
+        store: DynamoReplies::new(stack.client.clone(), &stack.tables.orders, &stack.tables.reviews),
+        alerts: Alerts::default(),
+        validator: SignatureValidator::new(AuthToken::new(TOKEN)),
+        clock: Arc::new(FixedClock(now())),
+        config: ReplyConfig::from_env(&env).unwrap(),
+    };
+    Fixture { stack, orders, deps }
+}
+
+/// A Function URL event for `URL`, signed as Twilio signs it.
+fn signed(from: &str, sid: &str, body: &str) -> FunctionUrlRequest {
+    let params: Vec<(String, String)> = [
+        ("From", format!("whatsapp:{from}")),
+        ("To", "whatsapp:+14155238886".to_owned()),
+        ("MessageSid", sid.to_owned()),
+        ("Body", body.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let signature = SignatureValidator::new(AuthToken::new(TOKEN)).sign(URL, &params);
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&params)
+        .finish();
+    serde_json::from_value(json!({
+        "rawPath": "/",
+        "rawQueryString": "",
+        "headers": {"host": "replies.lambda-url.eu-west-3.on.aws", "x-twilio-signature": signature},
+        "requestContext": {"http": {"method": "POST"}},
+        "body": body,
+        "isBase64Encoded": false,
+    }))
+    .unwrap()
+}
+
+async fn post(f: &Fixture, sid: &str, body: &str) -> FunctionUrlResponse {
+    respond(&f.deps, &signed(CUSTOMER, sid, body)).await.unwrap()
+}
+
+async fn review_item(f: &Fixture, order_id: &str) -> Option<HashMap<String, AttributeValue>> {
+    f.deps.store.review_item(order_id).await.unwrap()
+}
+
+fn attr(item: &HashMap<String, AttributeValue>, name: &str) -> String {
+    match item.get(name) {
+        Some(AttributeValue::S(s)) => s.clone(),
+        Some(AttributeValue::N(n)) => n.clone(),
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+async fn sent_request(f: &Fixture, order_id: &str, phone: &str, days_ago: i64) {
+    put_sent_review_request(&f.orders, order_id, phone, now() - TimeDelta::days(days_ago))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_signed_reply_is_recorded_on_the_order_it_answers() {
+    let f = fixture("replies-record").await;
+    sent_request(&f, "ord-1", CUSTOMER, 1).await;
+    sent_request(&f, "ord-someone-else", "+33655500002", 1).await;
+
+    let response = post(&f, "SM100", "4, pas mal").await;
+
+    assert_eq!(response.status_code, 200);
+    assert_eq!(response.body, twiml::message(texts::THANKS));
+    let item = review_item(&f, "ord-1").await.expect("the review is written");
+    assert_eq!(attr(&item, "rating"), "4");
+    assert_eq!(attr(&item, "comment"), "pas mal");
+    assert_eq!(attr(&item, "messageSid"), "SM100");
+    assert_eq!(attr(&item, "customerPhone"), CUSTOMER);
+    assert_eq!(attr(&item, "source"), "text");
+    assert_eq!(attr(&item, "createdAt"), "2026-11-24T10:00:00Z");
+    assert!(review_item(&f, "ord-someone-else").await.is_none());
+    f.stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_index_gives_the_newest_requests_in_the_window_only() {
+    let f = fixture("replies-window").await;
+    sent_request(&f, "ord-old", CUSTOMER, 20).await;
+    sent_request(&f, "ord-mid", CUSTOMER, 5).await;
+    sent_request(&f, "ord-new", CUSTOMER, 1).await;
+    let phone = PhoneNumber::parse(CUSTOMER).unwrap();
+
+    let found = f
+        .deps
+        .store
+        .requested_orders(&phone, now() - TimeDelta::days(14), 10)
+        .await
+        .unwrap();
+
+    let ids: Vec<&str> = found.iter().map(|o| o.order_id.as_str()).collect();
+    assert_eq!(ids, ["ord-new", "ord-mid"]);
+    assert_eq!(found[0].requested_at, now() - TimeDelta::days(1));
+
+    // Replies fill the newest first; then only the one outside the window is left.
+    post(&f, "SM101", "5").await;
+    post(&f, "SM102", "3").await;
+    let third = post(&f, "SM103", "2").await;
+    assert_eq!(third.body, twiml::message(texts::ALREADY_REVIEWED));
+    assert_eq!(attr(&review_item(&f, "ord-new").await.unwrap(), "rating"), "5");
+    assert_eq!(attr(&review_item(&f, "ord-mid").await.unwrap(), "rating"), "3");
+    assert!(review_item(&f, "ord-old").await.is_none());
+    f.stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn no_request_in_the_window_means_no_answer_and_no_write() {
+    let f = fixture("replies-none").await;
+    sent_request(&f, "ord-old", CUSTOMER, 15).await;
+
+    let response = post(&f, "SM104", "5").await;
+
+    assert_eq!(response.body, twiml::no_reply());
+    assert!(review_item(&f, "ord-old").await.is_none());
+    f.stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn second_replies_retries_and_corrections() {
+    let f = fixture("replies-second").await;
+    sent_request(&f, "ord-1", CUSTOMER, 2).await;
+
+    post(&f, "SM105", "5 parfait").await;
+    // Twilio retries the same message: nothing changes.
+    let retry = post(&f, "SM105", "5 parfait").await;
+    assert_eq!(retry.body, twiml::message(texts::THANKS));
+    // Another reply: refused politely.
+    let second = post(&f, "SM106", "1").await;
+    assert_eq!(second.body, twiml::message(texts::ALREADY_REVIEWED));
+    let item = review_item(&f, "ord-1").await.unwrap();
+    assert_eq!(
+        (attr(&item, "rating"), attr(&item, "messageSid")),
+        ("5".into(), "SM105".into())
+    );
+
+    // A correction replaces it and keeps what it replaced.
+    post(&f, "SM107", "correction 2 froid").await;
+    let item = review_item(&f, "ord-1").await.unwrap();
+    assert_eq!(attr(&item, "rating"), "2");
+    assert_eq!(attr(&item, "comment"), "froid");
+    assert_eq!(attr(&item, "previousRating"), "5");
+    assert_eq!(attr(&item, "previousComment"), "parfait");
+    assert_eq!(attr(&item, "previousMessageSid"), "SM105");
+    assert_eq!(attr(&item, "correctedAt"), "2026-11-24T10:00:00Z");
+    assert_eq!(attr(&item, "alertedAt"), "2026-11-24T10:00:00Z");
+    assert_eq!(f.deps.alerts.0.lock().unwrap().len(), 1);
+
+    // A late retry of the first message does not land on anything.
+    post(&f, "SM105", "5 parfait").await;
+    assert_eq!(attr(&review_item(&f, "ord-1").await.unwrap(), "rating"), "2");
+    f.stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_negative_review_alerts_once_and_records_it() {
+    let f = fixture("replies-alert").await;
+    sent_request(&f, "ord-1", CUSTOMER, 1).await;
+
+    post(&f, "SM108", "1 - arrivé froid").await;
+    post(&f, "SM108", "1 - arrivé froid").await;
+
+    let alerts = f.deps.alerts.0.lock().unwrap().clone();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!((alerts[0].order_id.as_str(), alerts[0].rating), ("ord-1", 1));
+    assert_eq!(alerts[0].comment, "arrivé froid");
+    assert!(review_item(&f, "ord-1").await.unwrap().contains_key("alertedAt"));
+    f.stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_conditional_put_tells_a_retry_from_another_reply() {
+    let f = fixture("replies-put").await;
+    let review = |sid: &str| NewReview {
+        order_id: "ord-1".into(),
+        rating: 4,
+        comment: String::new(),
+        created_at: now(),
+        message_sid: sid.into(),
+        customer_phone: PhoneNumber::parse(CUSTOMER).unwrap(),
+        source: RatingSource::Button,
+    };
+    let store = &f.deps.store;
+    assert_eq!(store.put_review(&review("SM1")).await.unwrap(), WriteOutcome::Written);
+    assert_eq!(
+        store.put_review(&review("SM1")).await.unwrap(),
+        WriteOutcome::AlreadyRecorded
+    );
+    assert_eq!(store.put_review(&review("SM2")).await.unwrap(), WriteOutcome::Conflict);
+    // An empty comment is stored as an empty string.
+    assert_eq!(attr(&review_item(&f, "ord-1").await.unwrap(), "comment"), "");
+
+    // A review written by someone else (no messageSid) is never overwritten by a reply.
+    put_review(&f.stack.client, &f.stack.tables.reviews, "ord-2", 5)
+        .await
+        .unwrap();
+    let mut other = review("SM3");
+    other.order_id = "ord-2".into();
+    assert_eq!(store.put_review(&other).await.unwrap(), WriteOutcome::Conflict);
+    f.stack.cleanup().await;
+}
+
+/// The review job sends a request through a Twilio stand-in; the customer's signed
+/// reply then lands on that order.
+#[tokio::test]
+async fn a_reply_to_a_request_sent_by_the_review_job_is_recorded() {
+    let f = fixture("replies-flow").await;
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/2010-04-01/Accounts/AC[0-9a-f]{32}/Messages\.json$"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SM-request-1", "status": "queued"})))
+        .mount(&twilio)
+        .await;
+    let env: HashMap<String, String> = [
+        ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+        ("TWILIO_AUTH_TOKEN", TOKEN),
+        ("TWILIO_API_BASE_URL", &twilio.uri()),
+        ("TWILIO_WHATSAPP_FROM", "+14155238886"),
+        ("ORDERS_TABLE", &f.stack.tables.orders),
+        ("REVIEWS_TABLE", &f.stack.tables.reviews),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    devstack::seed::put_completed_order(&f.orders, "ord-flow", CUSTOMER, Some("Ana"), now() - TimeDelta::days(7))
+        .await
+        .unwrap();
+    let job = ReviewDeps {
+        store: f.orders.clone(),
+        messenger: TwilioClient::new(TwilioConfig::from_env(&env).unwrap()).unwrap(),
+        clock: Arc::new(FixedClock(now() - TimeDelta::hours(2))),
+        config: ReviewJobConfig::from_env(&env).unwrap(),
+    };
+    let sent = review_requests::run(&job, &json!({}), Deadline::after(Duration::from_secs(60)), "flow")
+        .await
+        .unwrap();
+    assert_eq!(sent.sent, 1);
+
+    let response = post(&f, "SM-reply-1", "⭐⭐⭐⭐⭐ Merci !").await;
+
+    assert_eq!(response.status_code, 200);
+    let item = review_item(&f, "ord-flow").await.unwrap();
+    assert_eq!(attr(&item, "rating"), "5");
+    assert_eq!(attr(&item, "comment"), "Merci !");
+    f.stack.cleanup().await;
+}

@@ -1,0 +1,55 @@
+//! Wiring only: read the config and the Twilio secret, build the clients once, run the
+//! handler for each webhook request from the Function URL.
+
+use std::sync::Arc;
+
+use backoffice::aws::{SdkSettings, dynamodb_client, load_sdk_config};
+use backoffice::clock::SystemClock;
+use backoffice::config::ProcessEnv;
+use backoffice::replies::alerts::{ShopAlerts, WhatsAppAdminAlert};
+use backoffice::replies::dynamo::DynamoReplies;
+use backoffice::replies::{self, FunctionUrlRequest, ReplyConfig, ReplyDeps, SignatureValidator};
+use backoffice::secrets::twilio_config;
+use backoffice::twilio::TwilioClient;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = ReplyConfig::from_env(&ProcessEnv)?;
+    let sdk_config = load_sdk_config(&SdkSettings::from_env(&ProcessEnv)?).await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
+    // The same Twilio account as request-reviews: its auth token signs the webhooks.
+    let twilio_config = twilio_config(&ProcessEnv, &secrets).await?;
+    let validator = SignatureValidator::new(twilio_config.auth_token.clone());
+    let twilio = TwilioClient::new(twilio_config)?;
+    let alerts = ShopAlerts {
+        sns: config
+            .alert_topic_arn
+            .clone()
+            .map(|topic_arn| (aws_sdk_sns::Client::new(&sdk_config), topic_arn)),
+        whatsapp: match (&config.admin_whatsapp_to, &config.admin_alert_template_sid) {
+            (Some(to), Some(template_sid)) => Some(WhatsAppAdminAlert {
+                twilio,
+                to: to.clone(),
+                template_sid: template_sid.clone(),
+            }),
+            _ => None,
+        },
+    };
+    let deps = ReplyDeps {
+        store: DynamoReplies::new(
+            dynamodb_client(&sdk_config),
+            &config.orders_table,
+            &config.reviews_table,
+        ),
+        alerts,
+        validator,
+        clock: Arc::new(SystemClock),
+        config,
+    };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<FunctionUrlRequest>| {
+        replies::handle(&deps, event)
+    }))
+    .await
+}
