@@ -43,7 +43,7 @@ step "template: sam build (cargo lambda build --release --arm64, both functions)
 if rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
   sam_build_dir=$(mktemp -d)
   SAM_CLI_TELEMETRY=0 sam build --template template.yaml --build-dir "$sam_build_dir"
-  for fn in CleanExpiredCartsFunction RequestReviewsFunction; do
+  for fn in CleanExpiredCartsFunction RequestReviewsFunction RecordReviewReplyFunction; do
     test -x "$sam_build_dir/$fn/bootstrap" || { echo "sam build made no $fn/bootstrap"; exit 1; }
   done
   rm -rf "$sam_build_dir"
