@@ -18,9 +18,9 @@ step "release build (host): bench, clean-expired-carts, request-reviews"
 cargo build --release --quiet -p bench -p clean-expired-carts -p request-reviews
 
 step "release build (arm64, as sam build does): cargo lambda build --release --arm64"
-cargo lambda build --release --arm64 --quiet -p clean-expired-carts -p request-reviews
+cargo lambda build --release --arm64 --quiet -p clean-expired-carts -p request-reviews -p record-review-reply
 lambda_dir="$CARGO_TARGET_DIR/lambda"
-for function in clean-expired-carts request-reviews; do
+for function in clean-expired-carts request-reviews record-review-reply; do
   file "$lambda_dir/$function/bootstrap" 2>/dev/null || ls -l "$lambda_dir/$function/bootstrap"
 done
 opt_level=$(sed -n '/^\[profile.release\]/,/^\[/s/^opt-level *= *//p' Cargo.toml | tr -d '"')
@@ -34,6 +34,7 @@ release="$CARGO_TARGET_DIR/release"
   --function request-reviews="$release/request-reviews" \
   --bootstrap clean-expired-carts="$lambda_dir/clean-expired-carts/bootstrap" \
   --bootstrap request-reviews="$lambda_dir/request-reviews/bootstrap" \
+  --bootstrap record-review-reply="$lambda_dir/record-review-reply/bootstrap" \
   --bootstrap-target aarch64-unknown-linux-gnu \
   --opt-level "${opt_level:-3}" \
   --build-s "$build_s" \
