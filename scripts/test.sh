@@ -36,7 +36,7 @@ cargo test -p devstack --test iam_policies
 step "template: sam validate --lint, cfn-lint, cfn-lint-serverless"
 bash infra/lint.sh
 
-step "template: sam build (cargo lambda build --release --arm64, both functions)"
+step "template: sam build (cargo lambda build --release --arm64, every function)"
 # The deployable artifacts, as `sam build && sam deploy` makes them: a release build
 # with fat LTO, cross-compiled with Zig. Built in a scratch directory so that a CI run
 # leaves no .aws-sam behind.
