@@ -75,6 +75,7 @@ check "live and malformed carts stay (10 live + 2 malformed)" test "$(count_cart
 again=$(invoke clean-expired-carts events/eventbridge-scheduled.json)
 check "a duplicate delivery deletes nothing more" test "$(echo "$again" | json_field deletedCount)" = 0
 
+check "the sweeper's metrics reach CloudWatch as EMF" grep -q '"CartsDeleted":20' "$work/watch.log"
 if grep -q '"run summary"' "$work/watch.log"; then
   check "the run summary is one JSON log line" grep -q '"deleted":20' "$work/watch.log"
 else

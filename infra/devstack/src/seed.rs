@@ -49,7 +49,19 @@ pub async fn seed_carts(
     Ok(seeded)
 }
 
-/// Writes an item exactly as given, bypassing the contract: how a buggy writer would.
+/// PutItem with no condition and no contract: what a buggy writer does.
+async fn put_item_as_given(client: &Client, table: &str, item: HashMap<String, AttributeValue>) -> Result<(), String> {
+    client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
+}
+
+/// Writes a cart item exactly as given (plus its key and, unless given, its shard).
 pub async fn put_raw_cart(
     client: &Client,
     table: &str,
@@ -63,14 +75,7 @@ pub async fn put_raw_cart(
     item.insert("cartId".into(), AttributeValue::S(cart_id.into()));
     item.entry("expiryShard".into())
         .or_insert_with(|| AttributeValue::S(expiry_shard_for(cart_id)));
-    client
-        .put_item()
-        .table_name(table)
-        .set_item(Some(item))
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
+    put_item_as_given(client, table, item).await
 }
 
 /// Two malformed carts that sit in the expiry index (a fractional and a pre-2001
@@ -147,14 +152,7 @@ pub async fn put_raw_order(
         .collect();
     item.insert("orderId".into(), AttributeValue::S(order_id.into()));
     item.extend(pending_attributes(order_id, pending_since));
-    client
-        .put_item()
-        .table_name(table)
-        .set_item(Some(item))
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
+    put_item_as_given(client, table, item).await
 }
 
 /// A review, as the reply function (or a person) records it.
