@@ -84,9 +84,7 @@ pub fn counted_client(sdk_config: &SdkConfig, counter: &RequestCounter) -> Clien
 /// An `SdkConfig` for a local endpoint with the functions' timeouts and retries.
 pub async fn local_sdk_config(endpoint: &str) -> SdkConfig {
     let settings = backoffice::aws::SdkSettings::default();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(settings.timeout_config())
-        .retry_config(settings.retry_config())
+    backoffice::aws::config_loader(&settings)
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("eu-west-3"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use crate::carts::StoreError;
@@ -70,11 +70,16 @@ impl SdkSettings {
 /// Loads region, credentials and endpoint overrides (`AWS_ENDPOINT_URL_DYNAMODB`) from the
 /// environment, as every AWS tool does, with our timeouts and retries on top.
 pub async fn load_sdk_config(settings: &SdkSettings) -> SdkConfig {
+    config_loader(settings).load().await
+}
+
+/// The loader behind [`load_sdk_config`], for callers that add their own endpoint or
+/// credentials (the local stack, the benchmark): same TLS stack, timeouts and retries.
+pub fn config_loader(settings: &SdkSettings) -> ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(crate::https::sdk_http_client())
         .timeout_config(settings.timeout_config())
         .retry_config(settings.retry_config())
-        .load()
-        .await
 }
 
 pub fn dynamodb_client(sdk_config: &SdkConfig) -> aws_sdk_dynamodb::Client {

@@ -7,6 +7,7 @@ pub mod aws;
 pub mod carts;
 pub mod clock;
 pub mod config;
+pub mod https;
 pub mod job;
 pub mod metrics;
 pub mod orders;

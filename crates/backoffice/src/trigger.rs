@@ -55,6 +55,8 @@ pub enum PayloadError {
         now: DateTime<Utc>,
         real_now: DateTime<Utc>,
     },
+    #[error("manual payload: `now` ({now}) is outside the calendar of the shop's time zone: {reason}")]
+    NowOutOfCalendar { now: DateTime<Utc>, reason: String },
 }
 
 #[derive(Deserialize)]

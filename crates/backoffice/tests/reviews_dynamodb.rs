@@ -90,7 +90,7 @@ fn deps(f: &Fixture, twilio: TwilioClient, now: DateTime<Utc>) -> ReviewDeps<Dyn
         config: ReviewJobConfig {
             orders_table: f.stack.tables.orders.clone(),
             reviews_table: f.stack.tables.reviews.clone(),
-            shop_timezone: "Europe/Paris".parse().unwrap(),
+            shop_timezone: jiff::tz::TimeZone::get("Europe/Paris").unwrap(),
             delay_days: 7,
             max_age_days: 30,
             page_size: 4,

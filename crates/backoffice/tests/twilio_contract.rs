@@ -201,6 +201,7 @@ async fn a_plain_body_send_meets_the_contract() {
 async fn prism_rejects_a_request_without_to() {
     let url = format!("{}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json", prism_url());
 
+    backoffice::https::install_crypto_provider();
     let response = reqwest::Client::new()
         .post(&url)
         .basic_auth(ACCOUNT_SID, Some("contract-test-token"))

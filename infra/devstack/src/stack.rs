@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use aws_config::{BehaviorVersion, Region};
+use aws_config::Region;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::Credentials;
 use backoffice::aws::SdkSettings;
@@ -83,9 +83,7 @@ pub enum StackError {
 /// A client for `endpoint` (or real AWS), with the functions' own timeouts and retries.
 pub async fn client_for(endpoint: Option<&str>) -> Client {
     let settings = SdkSettings::default();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(settings.timeout_config())
-        .retry_config(settings.retry_config());
+    let mut loader = backoffice::aws::config_loader(&settings);
     if let Some(endpoint) = endpoint {
         // Emulators accept any credentials; real ones in the environment are not needed.
         loader = loader

@@ -13,9 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, TimeZone, Utc};
-use chrono_tz::Tz;
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use futures::StreamExt;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ToSpan};
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::Value;
@@ -26,7 +28,7 @@ use crate::config::{ConfigError, EnvSource, parse_var, required_var};
 use crate::job::{Deadline, JobError, begin_run, finish_run};
 use crate::orders::{Claim, ClaimOutcome, DueOrder, RequestStatus, ReviewRequestStore, Settlement, SkipReason};
 use crate::shard::all_shards;
-use crate::trigger::TriggerSource;
+use crate::trigger::{PayloadError, TriggerSource};
 use crate::twilio::{RetryPolicy, SendError, SentMessage, TwilioClient};
 
 pub const JOB_NAME: &str = "request-reviews";
@@ -35,7 +37,7 @@ pub const JOB_NAME: &str = "request-reviews";
 pub struct ReviewJobConfig {
     pub orders_table: String,
     pub reviews_table: String,
-    pub shop_timezone: Tz,
+    pub shop_timezone: TimeZone,
     pub delay_days: u32,
     pub max_age_days: u32,
     pub page_size: i32,
@@ -52,7 +54,7 @@ impl ReviewJobConfig {
     /// `REVIEW_CONCURRENCY` (40), `STOP_MARGIN_MS` (60000), `STALE_CLAIM_MINUTES` (20).
     pub fn from_env(env: &impl EnvSource) -> Result<Self, ConfigError> {
         let timezone_name = env.var("SHOP_TIMEZONE").unwrap_or_else(|| "Europe/Paris".into());
-        let shop_timezone: Tz = timezone_name.parse().map_err(|_| ConfigError::Invalid {
+        let shop_timezone = jiff::tz::db().get(&timezone_name).map_err(|_| ConfigError::Invalid {
             name: "SHOP_TIMEZONE",
             value: timezone_name.clone(),
             reason: "not an IANA time zone name such as Europe/Paris".into(),
@@ -109,23 +111,29 @@ pub struct ReviewWindow {
     pub too_old_before: DateTime<Utc>,
 }
 
-/// The first instant of a local day. Midnight can fall in a DST gap in some zones; the
-/// day then starts at the first hour that exists.
-fn start_of_local_day(day: NaiveDate, zone: Tz) -> DateTime<Utc> {
-    (0..24)
-        .find_map(|hour| zone.from_local_datetime(&day.and_hms_opt(hour, 0, 0)?).earliest())
-        .map(|start| start.with_timezone(&Utc))
-        .unwrap_or_else(|| Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).unwrap_or_default()))
+pub fn review_window(
+    now: DateTime<Utc>,
+    zone: &TimeZone,
+    delay_days: u32,
+    max_age_days: u32,
+) -> Result<ReviewWindow, jiff::Error> {
+    let today = Timestamp::new(now.timestamp(), 0)?
+        .to_zoned_datetime(zone.clone())
+        .date();
+    let first_not_due_day = today.checked_add((1 - i64::from(delay_days)).days())?;
+    let first_day_in_range = today.checked_sub(i64::from(max_age_days).days())?;
+    Ok(ReviewWindow {
+        due_before: start_of_local_day(first_not_due_day, zone)?,
+        too_old_before: start_of_local_day(first_day_in_range, zone)?,
+    })
 }
 
-pub fn review_window(now: DateTime<Utc>, zone: Tz, delay_days: u32, max_age_days: u32) -> ReviewWindow {
-    let today = now.with_timezone(&zone).date_naive();
-    let first_not_due_day = today + TimeDelta::days(1 - i64::from(delay_days));
-    let first_day_in_range = today - TimeDelta::days(i64::from(max_age_days));
-    ReviewWindow {
-        due_before: start_of_local_day(first_not_due_day, zone),
-        too_old_before: start_of_local_day(first_day_in_range, zone),
-    }
+/// The first instant of a local day. Midnight falls in a DST gap in some zones (Santiago,
+/// Havana); the day then starts at the first instant that exists.
+fn start_of_local_day(day: Date, zone: &TimeZone) -> Result<DateTime<Utc>, jiff::Error> {
+    let start = day.to_zoned_datetime(zone.clone())?.start_of_day()?.timestamp();
+    // jiff's range (years -9999 to 9999) lies inside chrono's: the fallback is never taken.
+    Ok(DateTime::from_timestamp(start.as_second(), 0).unwrap_or(DateTime::<Utc>::MIN_UTC))
 }
 
 /// Sends one review request. Twilio in production; a fake in unit tests.
@@ -589,10 +597,14 @@ pub async fn run<S: ReviewRequestStore, M: ReviewMessenger>(
     let config = &deps.config;
     let window = review_window(
         clock.now(),
-        config.shop_timezone,
+        &config.shop_timezone,
         config.delay_days,
         config.max_age_days,
-    );
+    )
+    .map_err(|error| PayloadError::NowOutOfCalendar {
+        now: clock.now(),
+        reason: error.to_string(),
+    })?;
     let options = ReviewOptions {
         window,
         page_size: config.page_size,

@@ -9,14 +9,14 @@ fn utc(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
 }
 
-fn paris() -> Tz {
-    "Europe/Paris".parse().unwrap()
+fn paris() -> TimeZone {
+    TimeZone::get("Europe/Paris").unwrap()
 }
 
 #[test]
 fn the_window_follows_the_shops_calendar() {
     // 10:00 in Paris on 24 November.
-    let window = review_window(utc("2026-11-24T09:00:00Z"), paris(), 7, 30);
+    let window = review_window(utc("2026-11-24T09:00:00Z"), &paris(), 7, 30).unwrap();
     // Due: completed on 17 November (local) or before.
     assert_eq!(window.due_before, utc("2026-11-17T23:00:00Z"));
     // Too old: completed before 25 October (local), a CEST day.
@@ -26,7 +26,7 @@ fn the_window_follows_the_shops_calendar() {
 #[test]
 fn the_window_holds_across_the_autumn_dst_change() {
     // 25 October 2026: clocks go back at 03:00 in Paris. The 10:00 run is at 09:00 UTC.
-    let window = review_window(utc("2026-10-25T09:00:00Z"), paris(), 7, 30);
+    let window = review_window(utc("2026-10-25T09:00:00Z"), &paris(), 7, 30).unwrap();
     let completed_late_on_the_18th = utc("2026-10-18T21:30:00Z"); // 23:30 CEST
     let completed_just_after_midnight = utc("2026-10-18T22:30:00Z"); // 00:30 CEST on the 19th
     assert!(
@@ -39,12 +39,23 @@ fn the_window_holds_across_the_autumn_dst_change() {
 #[test]
 fn the_window_holds_across_the_spring_dst_change() {
     // 29 March 2026: clocks go forward at 02:00 in Paris; 5 April's 10:00 run is 08:00 UTC.
-    let window = review_window(utc("2026-04-05T08:00:00Z"), paris(), 7, 30);
+    let window = review_window(utc("2026-04-05T08:00:00Z"), &paris(), 7, 30).unwrap();
     assert_eq!(window.due_before, utc("2026-03-29T22:00:00Z")); // midnight CEST on the 30th
     assert!(utc("2026-03-29T21:59:59Z") < window.due_before);
     // The run on the short day itself sees 22 March as due.
-    let short_day = review_window(utc("2026-03-29T08:00:00Z"), paris(), 7, 30);
+    let short_day = review_window(utc("2026-03-29T08:00:00Z"), &paris(), 7, 30).unwrap();
     assert_eq!(short_day.due_before, utc("2026-03-22T23:00:00Z"));
+}
+
+#[test]
+fn a_day_whose_midnight_does_not_exist_starts_at_the_first_instant_that_does() {
+    // 6 September 2026 in Santiago: clocks jump from 00:00 to 01:00 (-04 to -03).
+    let santiago = TimeZone::get("America/Santiago").unwrap();
+    let window = review_window(utc("2026-09-12T13:00:00Z"), &santiago, 7, 30).unwrap();
+    assert_eq!(window.due_before, utc("2026-09-06T04:00:00Z")); // 01:00 -03
+    // The day before started at midnight, in winter time.
+    let window = review_window(utc("2026-09-11T14:00:00Z"), &santiago, 7, 30).unwrap();
+    assert_eq!(window.due_before, utc("2026-09-05T04:00:00Z")); // 00:00 -04
 }
 
 /// Records every message; answers with what `answer` says for the order.
@@ -371,6 +382,19 @@ async fn stops_at_the_deadline_without_claiming() {
 
     assert!(response.report.more);
     assert_eq!(deps.store.status_of("due"), Some(RequestStatus::Pending));
+}
+
+#[tokio::test]
+async fn a_manual_now_beyond_the_calendar_is_refused_by_name() {
+    let deps = deps(InMemoryOrders::default(), FakeMessenger::default());
+    let payload = serde_json::json!({"now": "9999-12-31T23:00:00Z", "dryRun": true});
+
+    let error = run(&deps, &payload, Deadline::after(Duration::from_secs(60)), "far")
+        .await
+        .unwrap_err();
+
+    assert!(!error.retryable());
+    assert!(error.to_string().contains("`now` (9999-12-31 23:00:00 UTC)"), "{error}");
 }
 
 #[test]

@@ -81,6 +81,7 @@ impl TwilioClient {
     /// Builds the HTTP client once, with the configured timeout, and a rate limiter at
     /// `config.max_messages_per_second`.
     pub fn new(config: TwilioConfig) -> Result<Self, ClientBuildError> {
+        crate::https::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(MAX_CONNECT_TIMEOUT))
