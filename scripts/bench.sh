@@ -24,6 +24,8 @@ for function in clean-expired-carts request-reviews record-review-reply; do
   file "$lambda_dir/$function/bootstrap" 2>/dev/null || ls -l "$lambda_dir/$function/bootstrap"
 done
 opt_level=$(sed -n '/^\[profile.release\]/,/^\[/s/^opt-level *= *//p' Cargo.toml | tr -d '"')
+overrides=$(sed -n '/^\[profile.release.package\]/,/^\[/p' Cargo.toml | grep -c 'opt-level' || true)
+if (( overrides > 0 )); then opt_level="$opt_level, $overrides per-package levels (Cargo.toml)"; fi
 build_s=$(( $(date +%s) - started ))
 
 step "measurements"

@@ -43,8 +43,17 @@ step "template: sam build (cargo lambda build --release --arm64, every function)
 if rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
   sam_build_dir=$(mktemp -d)
   SAM_CLI_TELEMETRY=0 sam build --template template.yaml --build-dir "$sam_build_dir"
+  # The deployed size is a regression check (BENCHMARKS.md): each stripped bootstrap must
+  # stay within the 6 MiB target of the release profile.
+  max_bootstrap_bytes=$((6 * 1024 * 1024))
   for fn in CleanExpiredCartsFunction RequestReviewsFunction RecordReviewReplyFunction; do
     test -x "$sam_build_dir/$fn/bootstrap" || { echo "sam build made no $fn/bootstrap"; exit 1; }
+    bytes=$(stat -c %s "$sam_build_dir/$fn/bootstrap")
+    echo "$fn/bootstrap: $bytes bytes (limit $max_bootstrap_bytes)"
+    if (( bytes > max_bootstrap_bytes )); then
+      echo "FAIL: $fn/bootstrap is over 6 MiB; see BENCHMARKS.md (release profile) before raising the limit"
+      exit 1
+    fi
   done
   rm -rf "$sam_build_dir"
 else

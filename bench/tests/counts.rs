@@ -19,12 +19,9 @@ use serde_json::Value;
 /// The benchmark's targets for the counts (see BENCHMARKS.md).
 const MAX_ITEMS_READ_PER_DELETED: f64 = 1.05;
 const MAX_REQUESTS_PER_DELETED: f64 = 1.05;
-/// The target for a function's arm64 `bootstrap`. Missed today (see BENCHMARKS.md):
-/// reported, not asserted.
-const TARGET_BOOTSTRAP_BYTES: u64 = 6 * 1024 * 1024;
-/// Regression ceiling: the sizes measured when the benchmark was added (7.3 and 10.0 MiB,
-/// opt-level 3), plus 5 %. Lower it when the sizes go down.
-const MAX_BOOTSTRAP_BYTES: u64 = 10_500_000 * 105 / 100;
+/// The target for a function's stripped arm64 `bootstrap` (BENCHMARKS.md). The committed
+/// results must meet it; `scripts/test.sh` checks the same limit on what `sam build` makes.
+const MAX_BOOTSTRAP_BYTES: u64 = 6 * 1024 * 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sweep_reads_and_requests_about_once_per_deleted_cart() {
@@ -109,15 +106,12 @@ fn the_committed_results_meet_the_count_and_size_targets() {
     let by_function = results["binary"]["bootstrap_bytes_by_function"]
         .as_object()
         .expect("binary.bootstrap_bytes_by_function");
-    assert!(by_function.len() >= 2, "one bootstrap per function: {by_function:?}");
+    assert!(by_function.len() >= 3, "one bootstrap per function: {by_function:?}");
     for (function, bytes) in by_function {
         let bytes = bytes.as_u64().expect("a number of bytes");
         assert!(
             bytes <= MAX_BOOTSTRAP_BYTES,
-            "{function}: bootstrap is {bytes} bytes, over the regression ceiling {MAX_BOOTSTRAP_BYTES}"
+            "{function}: bootstrap is {bytes} bytes, over the 6 MiB target ({MAX_BOOTSTRAP_BYTES})"
         );
-        if bytes > TARGET_BOOTSTRAP_BYTES {
-            eprintln!("{function}: bootstrap is {bytes} bytes, still over the 6 MiB target");
-        }
     }
 }
