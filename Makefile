@@ -1,4 +1,4 @@
-.PHONY: tools demo test lint e2e bench
+.PHONY: tools demo test lint e2e bench bench-instructions
 
 ## Install the tools the tests and the local stack use (PyPI, npm).
 tools:
@@ -21,3 +21,7 @@ e2e:
 ## Release builds, then the benchmark on the local stack: a table and bench/results.json.
 bench:
 	bash scripts/bench.sh
+
+## Instructions per deleted cart (callgrind): compares release profiles on a shared machine.
+bench-instructions:
+	bash scripts/bench-instructions.sh

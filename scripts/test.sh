@@ -13,6 +13,16 @@ cargo fmt --all -- --check
 step "clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+step "one TLS stack: rustls with ring in every function, no aws-lc-rs, no OpenSSL (BENCHMARKS.md)"
+for crate in aws-lc-rs aws-lc-sys openssl-sys native-tls; do
+  if cargo tree --quiet -p clean-expired-carts -p request-reviews -p record-review-reply -e normal -i "$crate" >/dev/null 2>&1; then
+    cargo tree -p clean-expired-carts -p request-reviews -p record-review-reply -e normal -i "$crate"
+    echo "FAIL: $crate is linked into a function; see crates/backoffice/src/https.rs"
+    exit 1
+  fi
+done
+cargo tree --quiet -p clean-expired-carts -e normal -i ring >/dev/null
+
 step "unit and integration tests (DynamoDB: embedded dynoxide; Twilio: Prism and wiremock)"
 cargo test --workspace
 
