@@ -155,6 +155,7 @@ async fn a_hung_call_is_cut_by_the_timeouts_and_reported_as_retryable() {
     let settings = fast_retries();
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .http_client(backoffice::https::sdk_http_client())
         .endpoint_url(&endpoint)
         .region(aws_sdk_dynamodb::config::Region::new("eu-west-3"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::for_tests())
