@@ -109,24 +109,7 @@ async fn sweep_only(args: &[String]) -> Result<(), Failure> {
     let sdk_config = load_sdk_config(&SdkSettings::from_env(&backoffice::config::ProcessEnv)?).await;
     let counter = RequestCounter::default();
     let client = counted_client(&sdk_config, &counter);
-    let mut out = if args.iter().any(|a| a == "--pipelined") {
-        let store = backoffice::carts::dynamo::DynamoCarts::new(client, table.as_str());
-        let started = Instant::now();
-        let (deleted, items_read) = bench::pipelined_sweep(&store, Utc::now().timestamp(), 500, 32).await?;
-        let elapsed_s = started.elapsed().as_secs_f64();
-        json!({
-            "variant": "scratch pipelined sweep (bench::pipelined_sweep), not the library",
-            "deleted": deleted,
-            "items_read": items_read,
-            "requests": counter.by_operation(),
-            "requests_total": counter.total(),
-            "elapsed_s": elapsed_s,
-            "deleted_per_s": deleted as f64 / elapsed_s,
-            "response": {"failed": 0},
-        })
-    } else {
-        measure_sweep(client, &counter, &table).await?.to_json()
-    };
+    let mut out = measure_sweep(client, &counter, &table).await?.to_json();
     out["peak_rss_kib"] = json!(peak_rss_kib());
     out["rss_at_start_kib"] = json!(rss_at_start_kib);
     out["cpu_ms"] = json!(cpu_ms() - cpu_at_start_ms);
@@ -331,30 +314,6 @@ async fn run_all(args: &[String]) -> Result<(), Failure> {
         ),
     );
 
-    // ---- Scratch comparison: the same 10 % data set, swept by a pipelined variant. ----
-    let table_p = "bench-p-carts";
-    create_table(&admin, "CartsTable", table_p).await?;
-    import_carts(
-        &emulator.database,
-        table_p,
-        now,
-        CartSet {
-            prefix: "p",
-            expired,
-            live: carts - expired,
-        },
-    )?;
-    let sweep_p = child(&endpoint, &["sweep-only", "--table", table_p, "--pipelined"]).await?;
-    check_sweep(&sweep_p, expired)?;
-    log(
-        started,
-        format!(
-            "scratch pipelined sweep {table_p}: {} deleted at {:.0}/s",
-            sweep_p["deleted"],
-            f(&sweep_p["deleted_per_s"])
-        ),
-    );
-
     // ---- Optional: a larger table at the same expired share. ----
     let sweep_large = if large_carts > 0 {
         let expired_c = large_carts * expired_pct / 100;
@@ -460,11 +419,6 @@ async fn run_all(args: &[String]) -> Result<(), Failure> {
             "cpu_ms_per_1000_deleted": f(&sweep_a["cpu_ms"]) * 1000.0 / f(&sweep_a["deleted"]),
             "cpu_ms_per_1000_deleted_5x": f(&sweep_b["cpu_ms"]) * 1000.0 / f(&sweep_b["deleted"]),
             "ceiling_by_concurrency": ceiling_by_concurrency,
-            "scratch_pipelined": {
-                "deleted_per_s": sweep_p["deleted_per_s"],
-                "ceiling_ratio": f(&sweep_p["deleted_per_s"]) / ceiling_per_s,
-                "run": sweep_p,
-            },
             "run_10pct": sweep_a,
             "run_5x": sweep_b,
             "large": sweep_large,
