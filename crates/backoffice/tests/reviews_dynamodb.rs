@@ -241,7 +241,7 @@ async fn due_orders_get_one_message_and_the_others_are_skipped_with_reasons() {
 /// on dynoxide, whose writes are SQLite transactions, and on real DynamoDB.)
 #[tokio::test]
 async fn two_runs_at_once_send_exactly_one_message_per_order() {
-    if std::env::var("DYNAMODB_EMULATOR").is_ok_and(|e| e == "moto") {
+    if devstack::stack::emulator_is_moto() {
         eprintln!("moto's conditional writes are not atomic under concurrent requests; race not run on this target");
         return;
     }

@@ -112,6 +112,12 @@ fn unique_prefix(label: &str) -> String {
     )
 }
 
+/// Whether the test script says the endpoint is the moto server (`DYNAMODB_EMULATOR=moto`),
+/// for the few checks that depend on a DynamoDB guarantee moto does not give.
+pub fn emulator_is_moto() -> bool {
+    std::env::var("DYNAMODB_EMULATOR").is_ok_and(|e| e == "moto")
+}
+
 impl Stack {
     /// The target the environment selects, with fresh tables named after `label`.
     pub async fn from_env(label: &str) -> Result<Self, StackError> {
