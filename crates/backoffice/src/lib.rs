@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod https;
 pub mod job;
+pub mod logging;
 pub mod metrics;
 pub mod orders;
 pub mod phone;
