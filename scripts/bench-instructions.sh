@@ -3,7 +3,8 @@
 # count repeats on a shared machine, so it compares release profiles (BENCHMARKS.md,
 # "Release profile"). Needs valgrind.
 #
-#   scripts/bench-instructions.sh [BENCH_BINARY]   (default target/bench/release/bench)
+#   scripts/bench-instructions.sh [BENCH_BINARY]   (default target/bench/release/bench,
+#                                                   built here with the release profile)
 #
 # Starts the local stack (`devstack serve`, debug build) with CARTS expired carts (default
 # 4000), runs `bench sweep-only` under callgrind twice: once to delete them all, once on the
@@ -11,10 +12,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bench=${1:-target/bench/release/bench}
 carts=${CARTS:-4000}
 port=${PORT:-8123}
-test -x "$bench" || { echo "no $bench: run make bench (or give the path of a release bench binary)"; exit 1; }
+if [[ $# -eq 0 ]]; then
+  # The deployed profile, fat LTO included (make bench measures a build without LTO).
+  bench=target/bench/release/bench
+  CARGO_TARGET_DIR=target/bench cargo build --release --quiet -p bench
+else
+  bench=$1
+fi
+test -x "$bench" || { echo "no $bench: give the path of a release bench binary"; exit 1; }
 command -v valgrind >/dev/null || { echo "valgrind is not installed"; exit 1; }
 
 cargo build --quiet -p devstack

@@ -14,8 +14,19 @@ out=${BENCH_OUT:-bench/results.json}
 started=$(date +%s)
 step() { printf '\n==> [%ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
 
-step "release build (host): bench, clean-expired-carts, request-reviews"
-cargo build --release --quiet -p bench -p clean-expired-carts -p request-reviews
+# The host binaries that are measured: the release profile without the cross-crate LTO
+# pass (`[profile.bench-host]` in Cargo.toml). The emulator links the system's SQLite when
+# there is one: compiling the bundled SQLite amalgamation is a minute of one core.
+step "release build (host, profile bench-host): bench, clean-expired-carts, request-reviews"
+if pkg-config --exists sqlite3 2>/dev/null; then
+  sqlite="system SQLite $(pkg-config --modversion sqlite3)"
+  export LIBSQLITE3_SYS_USE_PKG_CONFIG=1
+else
+  sqlite="bundled SQLite"
+fi
+echo "emulator: dynoxide with $sqlite"
+cargo build --profile bench-host --quiet -p bench -p clean-expired-carts -p request-reviews
+unset LIBSQLITE3_SYS_USE_PKG_CONFIG
 
 step "release build (arm64, as sam build does): cargo lambda build --release --arm64"
 cargo lambda build --release --arm64 --quiet -p clean-expired-carts -p request-reviews -p record-review-reply
@@ -27,9 +38,10 @@ opt_level=$(sed -n '/^\[profile.release\]/,/^\[/s/^opt-level *= *//p' Cargo.toml
 overrides=$(sed -n '/^\[profile.release.package\]/,/^\[/p' Cargo.toml | grep -c 'opt-level' || true)
 if (( overrides > 0 )); then opt_level="$opt_level, $overrides per-package levels (Cargo.toml)"; fi
 build_s=$(( $(date +%s) - started ))
+echo "builds: ${build_s}s"
 
 step "measurements"
-release="$CARGO_TARGET_DIR/release"
+release="$CARGO_TARGET_DIR/bench-host"
 # shellcheck disable=SC2086
 "$release/bench" run \
   --function clean-expired-carts="$release/clean-expired-carts" \
@@ -39,6 +51,8 @@ release="$CARGO_TARGET_DIR/release"
   --bootstrap record-review-reply="$lambda_dir/record-review-reply/bootstrap" \
   --bootstrap-target aarch64-unknown-linux-gnu \
   --opt-level "${opt_level:-3}" \
+  --host-profile "bench-host: release without cross-crate LTO, codegen-units 16 (x86_64)" \
+  --emulator "dynoxide-rs (embedded) with $sqlite" \
   --build-s "$build_s" \
   --out "$out" ${BENCH_ARGS:-}
 

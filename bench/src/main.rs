@@ -436,6 +436,10 @@ async fn run_all(args: &[String]) -> Result<(), Failure> {
             "by_function": init_by_function,
         },
         "machine": machine(),
+        "measured_binaries": {
+            "profile": flag(args, "--host-profile"),
+            "emulator": flag(args, "--emulator"),
+        },
         "bench_duration_s": started.elapsed().as_secs_f64(),
         "build_s": flag(args, "--build-s").and_then(|s| s.parse::<f64>().ok()),
     });
