@@ -17,7 +17,7 @@ step() { printf '\n==> [%ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
 # The host binaries that are measured: the release profile without the cross-crate LTO
 # pass (`[profile.bench-host]` in Cargo.toml). The emulator links the system's SQLite when
 # there is one: compiling the bundled SQLite amalgamation is a minute of one core.
-step "release build (host, profile bench-host): bench, clean-expired-carts, request-reviews"
+step "release build (host, profile bench-host): bench and the three functions"
 if pkg-config --exists sqlite3 2>/dev/null; then
   sqlite="system SQLite $(pkg-config --modversion sqlite3)"
   export LIBSQLITE3_SYS_USE_PKG_CONFIG=1
@@ -25,7 +25,7 @@ else
   sqlite="bundled SQLite"
 fi
 echo "emulator: dynoxide with $sqlite"
-cargo build --profile bench-host --quiet -p bench -p clean-expired-carts -p request-reviews
+cargo build --profile bench-host --quiet -p bench -p clean-expired-carts -p request-reviews -p record-review-reply
 unset LIBSQLITE3_SYS_USE_PKG_CONFIG
 
 step "release build (arm64, as sam build does): cargo lambda build --release --arm64"
@@ -46,6 +46,7 @@ release="$CARGO_TARGET_DIR/bench-host"
 "$release/bench" run \
   --function clean-expired-carts="$release/clean-expired-carts" \
   --function request-reviews="$release/request-reviews" \
+  --function record-review-reply="$release/record-review-reply" \
   --bootstrap clean-expired-carts="$lambda_dir/clean-expired-carts/bootstrap" \
   --bootstrap request-reviews="$lambda_dir/request-reviews/bootstrap" \
   --bootstrap record-review-reply="$lambda_dir/record-review-reply/bootstrap" \

@@ -21,8 +21,9 @@ use backoffice::aws::{SdkSettings, load_sdk_config};
 use backoffice::clock::SystemClock;
 use backoffice::job::Deadline;
 use backoffice::orders::dynamo::DynamoOrders;
+use backoffice::replies::SignatureValidator;
 use backoffice::review_requests::{self, ReviewDeps, ReviewJobConfig};
-use backoffice::twilio::{TwilioClient, TwilioConfig};
+use backoffice::twilio::{AuthToken, TwilioClient, TwilioConfig};
 use bench::{
     CartSet, Failure, RequestCounter, counted_client, cpu_ms, create_table, import_carts, live_cart_id,
     local_sdk_config, measure_sweep, peak_rss_kib, rss_kib,
@@ -659,6 +660,7 @@ fn function_env(endpoint: &str) -> Vec<(String, String)> {
         ("TWILIO_WHATSAPP_FROM", LOCAL_WHATSAPP_FROM.into()),
         ("TWILIO_API_BASE_URL", "http://127.0.0.1:9".into()),
         ("REVIEW_TEMPLATE_SID", LOCAL_TEMPLATE_SID.into()),
+        ("REPLY_WEBHOOK_URL", format!("https://{REPLY_HOST}/")),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -809,6 +811,46 @@ fn event_reply(request_id: &str, payload: &Value) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The host the reply webhook's signature is computed for (`REPLY_WEBHOOK_URL`).
+const REPLY_HOST: &str = "bench.lambda-url.eu-west-3.on.aws";
+
+/// What `cold_and_warm_invocations` sends each function. The scheduled jobs get a dry run,
+/// which changes nothing. The webhook gets a reply signed as Twilio signs it, from a number
+/// with no pending review request: one DynamoDB query, nothing written, answered 200.
+fn invocation_payload(name: &str) -> Value {
+    if name != "record-review-reply" {
+        return json!({"dryRun": true});
+    }
+    let params: Vec<(String, String)> = [
+        ("AccountSid", LOCAL_ACCOUNT_SID.to_owned()),
+        ("Body", "5".to_owned()),
+        ("From", "whatsapp:+33699999999".to_owned()),
+        ("MessageSid", format!("SM{}", "0".repeat(32))),
+        ("NumMedia", "0".to_owned()),
+        ("To", format!("whatsapp:{LOCAL_WHATSAPP_FROM}")),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect();
+    let signature =
+        SignatureValidator::new(AuthToken::new(LOCAL_AUTH_TOKEN)).sign(&format!("https://{REPLY_HOST}/"), &params);
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&params)
+        .finish();
+    json!({
+        "rawPath": "/",
+        "rawQueryString": "",
+        "headers": {
+            "content-type": "application/x-www-form-urlencoded",
+            "host": REPLY_HOST,
+            "x-twilio-signature": signature,
+        },
+        "body": body,
+        "isBase64Encoded": false,
+        "requestContext": {"domainName": REPLY_HOST, "http": {"method": "POST"}},
+    })
+}
+
 /// Two invocations in a row of one process (dry runs, so they change nothing): the first
 /// pays for the clients' lazy set-up and first connection, the second is warm. Their
 /// difference is what a warm-up call during init could move out of the first invocation.
@@ -816,7 +858,7 @@ async fn cold_and_warm_invocations(binary: &PathBuf, env: &[(String, String)], n
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let runtime_api = listener.local_addr()?.to_string();
     let (mut requests, server) = serve_runtime_api(listener);
-    let payload = json!({"dryRun": true});
+    let payload = invocation_payload(name);
     let runs = 5;
     let mut per_process = Vec::new();
     for _ in 0..runs {
@@ -853,8 +895,14 @@ async fn cold_and_warm_invocations(binary: &PathBuf, env: &[(String, String)], n
     server.abort();
     let first: Vec<f64> = per_process.iter().map(|d| d[0]).collect();
     let second: Vec<f64> = per_process.iter().map(|d| d[1]).collect();
+    // The webhook's event is long; its shape is in `invocation_payload`.
+    let payload_summary = if payload.get("dryRun").is_some() {
+        payload
+    } else {
+        json!("signed Twilio webhook POST, Body=5, from a number with no pending review request")
+    };
     Ok(json!({
-        "payload": payload,
+        "payload": payload_summary,
         "first_invocation_median_ms": median(&first),
         "second_invocation_median_ms": median(&second),
         "processes": runs,
@@ -973,6 +1021,43 @@ fn print_table(results: &Value) {
                 "| init.ms_to_first_poll {name} | {:.2} | ≤ 25 ms |",
                 f(&init["median_ms"])
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use backoffice::config::EnvSource;
+    use backoffice::replies::memory::{MemoryReplies, RecordingAlerts};
+    use backoffice::replies::{FunctionUrlRequest, ReplyConfig, ReplyDeps};
+
+    use super::*;
+
+    /// The webhook's invocation in the benchmark must be one the function accepts (signed
+    /// for the URL it checks), or the benchmark would time a 403.
+    #[tokio::test]
+    async fn the_reply_invocation_passes_the_functions_signature_check() {
+        let env: HashMap<String, String> = function_env("http://127.0.0.1:1").into_iter().collect();
+        let request: FunctionUrlRequest =
+            serde_json::from_value(invocation_payload("record-review-reply")).expect("a Function URL event");
+        let token = env.var("TWILIO_AUTH_TOKEN").expect("the Twilio token is set");
+        let deps = ReplyDeps {
+            store: MemoryReplies::default(),
+            alerts: RecordingAlerts::default(),
+            validator: SignatureValidator::new(AuthToken::new(token)),
+            clock: Arc::new(SystemClock),
+            config: ReplyConfig::from_env(&env).expect("the benchmark's environment is a valid reply config"),
+        };
+        let response = backoffice::replies::respond(&deps, &request).await.expect("answered");
+        assert_eq!(response.status_code, 200, "{}", response.body);
+    }
+
+    #[test]
+    fn the_scheduled_jobs_are_invoked_as_dry_runs() {
+        for name in ["clean-expired-carts", "request-reviews"] {
+            assert_eq!(invocation_payload(name), json!({"dryRun": true}));
         }
     }
 }
