@@ -3,7 +3,8 @@
 # a table on stdout and bench/results.json. See BENCHMARKS.md.
 #
 # Environment (all optional):
-#   CARGO_TARGET_DIR   build directory (default target/bench, apart from the debug builds)
+#   CARGO_TARGET_DIR   build directory (default target/bench, apart from the debug builds;
+#                      the host binaries go to its host/ subdirectory)
 #   BENCH_ARGS         extra arguments for `bench run`, e.g. "--carts 200000 --large-carts 1000000"
 #   BENCH_OUT          results file (default bench/results.json)
 set -euo pipefail
@@ -14,22 +15,42 @@ out=${BENCH_OUT:-bench/results.json}
 started=$(date +%s)
 step() { printf '\n==> [%ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
 
-# The host binaries that are measured: the release profile without the cross-crate LTO
-# pass (`[profile.bench-host]` in Cargo.toml). The emulator links the system's SQLite when
-# there is one: compiling the bundled SQLite amalgamation is a minute of one core.
-step "release build (host, profile bench-host): bench and the three functions"
+# Two release builds, at the same time, in target directories of their own (cargo locks
+# a directory while it builds):
+# - arm64, as `sam build` makes the bootstraps (their sizes), at normal priority;
+# - host x86_64, the binaries that are measured, at the lowest priority (nice 19): it takes
+#   the CPU the arm64 build leaves idle (its three single-threaded LTO links at the end),
+#   then the whole machine once the arm64 build is done. Profile `bench-host` is the
+#   release profile without the cross-crate LTO pass (Cargo.toml). The emulator links the
+#   system's SQLite when there is one: the bundled amalgamation is a minute of one core.
+host_target_dir="$CARGO_TARGET_DIR/host"
+host_log=$(mktemp)
+host_build=
+# On any exit, no build left running in the background.
+trap '[[ -n $host_build ]] && { pkill -P "$host_build" 2>/dev/null; kill "$host_build" 2>/dev/null; }; rm -f "$host_log"' EXIT
 if pkg-config --exists sqlite3 2>/dev/null; then
   sqlite="system SQLite $(pkg-config --modversion sqlite3)"
-  export LIBSQLITE3_SYS_USE_PKG_CONFIG=1
+  use_system_sqlite=1
 else
   sqlite="bundled SQLite"
+  use_system_sqlite=0
 fi
-echo "emulator: dynoxide with $sqlite"
-cargo build --profile bench-host --quiet -p bench -p clean-expired-carts -p request-reviews -p record-review-reply
-unset LIBSQLITE3_SYS_USE_PKG_CONFIG
-
-step "release build (arm64, as sam build does): cargo lambda build --release --arm64"
+step "release builds, at once: host (profile bench-host, nice 19; emulator with $sqlite) and arm64"
+(
+  export CARGO_TARGET_DIR="$host_target_dir" LIBSQLITE3_SYS_USE_PKG_CONFIG=$use_system_sqlite
+  nice -n 19 cargo build --profile bench-host --quiet \
+    -p bench -p clean-expired-carts -p request-reviews -p record-review-reply
+  echo "host build done at $(( $(date +%s) - started ))s"
+) >"$host_log" 2>&1 &
+host_build=$!
 cargo lambda build --release --arm64 --quiet -p clean-expired-carts -p request-reviews -p record-review-reply
+echo "arm64 build done at $(( $(date +%s) - started ))s"
+if ! wait "$host_build"; then
+  cat "$host_log"
+  echo "the host build failed"
+  exit 1
+fi
+cat "$host_log"
 lambda_dir="$CARGO_TARGET_DIR/lambda"
 for function in clean-expired-carts request-reviews record-review-reply; do
   file "$lambda_dir/$function/bootstrap" 2>/dev/null || ls -l "$lambda_dir/$function/bootstrap"
@@ -41,7 +62,7 @@ build_s=$(( $(date +%s) - started ))
 echo "builds: ${build_s}s"
 
 step "measurements"
-release="$CARGO_TARGET_DIR/bench-host"
+release="$host_target_dir/bench-host"
 # shellcheck disable=SC2086
 "$release/bench" run \
   --function clean-expired-carts="$release/clean-expired-carts" \
