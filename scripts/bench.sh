@@ -27,7 +27,14 @@ host_target_dir="$CARGO_TARGET_DIR/host"
 host_log=$(mktemp)
 host_build=
 # On any exit, no build left running in the background.
-trap '[[ -n $host_build ]] && { pkill -P "$host_build" 2>/dev/null; kill "$host_build" 2>/dev/null; }; rm -f "$host_log"' EXIT
+stop_host_build() {
+  if [[ -n $host_build ]]; then
+    pkill -P "$host_build" 2>/dev/null || true
+    kill "$host_build" 2>/dev/null || true
+  fi
+  rm -f "$host_log"
+}
+trap stop_host_build EXIT
 if pkg-config --exists sqlite3 2>/dev/null; then
   sqlite="system SQLite $(pkg-config --modversion sqlite3)"
   use_system_sqlite=1
