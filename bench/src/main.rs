@@ -660,7 +660,7 @@ fn function_env(endpoint: &str) -> Vec<(String, String)> {
         ("TWILIO_WHATSAPP_FROM", LOCAL_WHATSAPP_FROM.into()),
         ("TWILIO_API_BASE_URL", "http://127.0.0.1:9".into()),
         ("REVIEW_TEMPLATE_SID", LOCAL_TEMPLATE_SID.into()),
-        ("REPLY_WEBHOOK_URL", format!("https://{REPLY_HOST}/")),
+        ("REPLY_WEBHOOK_URL", REPLY_URL.into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -811,15 +811,18 @@ fn event_reply(request_id: &str, payload: &Value) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The host the reply webhook's signature is computed for (`REPLY_WEBHOOK_URL`).
+/// The webhook URL the reply's signature is computed for (`REPLY_WEBHOOK_URL`), and its host.
 const REPLY_HOST: &str = "bench.lambda-url.eu-west-3.on.aws";
+const REPLY_URL: &str = "https://bench.lambda-url.eu-west-3.on.aws/";
 
-/// What `cold_and_warm_invocations` sends each function. The scheduled jobs get a dry run,
-/// which changes nothing. The webhook gets a reply signed as Twilio signs it, from a number
-/// with no pending review request: one DynamoDB query, nothing written, answered 200.
-fn invocation_payload(name: &str) -> Value {
+/// What `cold_and_warm_invocations` sends each function, and how the results name it. The
+/// scheduled jobs get a dry run, which changes nothing. The webhook gets a reply signed as
+/// Twilio signs it, from a number with no pending review request: one DynamoDB query,
+/// nothing written, answered 200.
+fn invocation_payload(name: &str) -> (Value, Value) {
     if name != "record-review-reply" {
-        return json!({"dryRun": true});
+        let dry_run = json!({"dryRun": true});
+        return (dry_run.clone(), dry_run);
     }
     let params: Vec<(String, String)> = [
         ("AccountSid", LOCAL_ACCOUNT_SID.to_owned()),
@@ -832,12 +835,11 @@ fn invocation_payload(name: &str) -> Value {
     .into_iter()
     .map(|(name, value)| (name.to_owned(), value))
     .collect();
-    let signature =
-        SignatureValidator::new(AuthToken::new(LOCAL_AUTH_TOKEN)).sign(&format!("https://{REPLY_HOST}/"), &params);
+    let signature = SignatureValidator::new(AuthToken::new(LOCAL_AUTH_TOKEN)).sign(REPLY_URL, &params);
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(&params)
         .finish();
-    json!({
+    let event = json!({
         "rawPath": "/",
         "rawQueryString": "",
         "headers": {
@@ -848,7 +850,9 @@ fn invocation_payload(name: &str) -> Value {
         "body": body,
         "isBase64Encoded": false,
         "requestContext": {"domainName": REPLY_HOST, "http": {"method": "POST"}},
-    })
+    });
+    let summary = json!("signed Twilio webhook POST, Body=5, from a number with no pending review request");
+    (event, summary)
 }
 
 /// Two invocations in a row of one process (dry runs, so they change nothing): the first
@@ -858,7 +862,7 @@ async fn cold_and_warm_invocations(binary: &PathBuf, env: &[(String, String)], n
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let runtime_api = listener.local_addr()?.to_string();
     let (mut requests, server) = serve_runtime_api(listener);
-    let payload = invocation_payload(name);
+    let (payload, payload_summary) = invocation_payload(name);
     let runs = 5;
     let mut per_process = Vec::new();
     for _ in 0..runs {
@@ -895,12 +899,6 @@ async fn cold_and_warm_invocations(binary: &PathBuf, env: &[(String, String)], n
     server.abort();
     let first: Vec<f64> = per_process.iter().map(|d| d[0]).collect();
     let second: Vec<f64> = per_process.iter().map(|d| d[1]).collect();
-    // The webhook's event is long; its shape is in `invocation_payload`.
-    let payload_summary = if payload.get("dryRun").is_some() {
-        payload
-    } else {
-        json!("signed Twilio webhook POST, Body=5, from a number with no pending review request")
-    };
     Ok(json!({
         "payload": payload_summary,
         "first_invocation_median_ms": median(&first),
@@ -1041,7 +1039,7 @@ mod tests {
     async fn the_reply_invocation_passes_the_functions_signature_check() {
         let env: HashMap<String, String> = function_env("http://127.0.0.1:1").into_iter().collect();
         let request: FunctionUrlRequest =
-            serde_json::from_value(invocation_payload("record-review-reply")).expect("a Function URL event");
+            serde_json::from_value(invocation_payload("record-review-reply").0).expect("a Function URL event");
         let token = env.var("TWILIO_AUTH_TOKEN").expect("the Twilio token is set");
         let deps = ReplyDeps {
             store: MemoryReplies::default(),
@@ -1057,7 +1055,7 @@ mod tests {
     #[test]
     fn the_scheduled_jobs_are_invoked_as_dry_runs() {
         for name in ["clean-expired-carts", "request-reviews"] {
-            assert_eq!(invocation_payload(name), json!({"dryRun": true}));
+            assert_eq!(invocation_payload(name).0, json!({"dryRun": true}));
         }
     }
 }

@@ -56,13 +56,17 @@ where
         .transpose()
 }
 
+/// An environment made of `pairs`, for the tests of every settings reader in the crate.
+#[cfg(test)]
+pub(crate) fn env_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use env_of as env;
 
     #[test]
     fn names_the_variable_that_is_wrong() {

@@ -103,17 +103,13 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::io;
     use std::sync::{Arc, Mutex};
 
     use serde_json::{Value, json};
 
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use crate::config::env_of as env;
 
     fn level(pairs: &[(&str, &str)]) -> LevelFilter {
         LogSettings::from_env(&env(pairs)).level

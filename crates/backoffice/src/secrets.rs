@@ -80,19 +80,15 @@ pub async fn twilio_config(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
     use aws_smithy_mocks::{mock, mock_client};
 
     use super::*;
+    use crate::config::env_of as env;
 
     const ARN: &str = "arn:aws:secretsmanager:eu-west-3:123456789012:secret:shop/twilio-AbCdEf";
     const SID: &str = "AC0123456789abcdef0123456789abcdef";
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
 
     fn secret_answering(text: &'static str) -> aws_smithy_mocks::Rule {
         mock!(aws_sdk_secretsmanager::Client::get_secret_value)

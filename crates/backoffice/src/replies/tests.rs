@@ -1,10 +1,9 @@
 //! The reply handler with in-memory fakes: signature, matching, writing, alerting.
 
-use std::collections::HashMap;
-
 use super::memory::{MemoryReplies, RecordingAlerts};
 use super::*;
 use crate::clock::FixedClock;
+use crate::config::env_of as env;
 use crate::twilio::AuthToken;
 
 const TOKEN: &str = "test-auth-token";
@@ -13,10 +12,6 @@ const CUSTOMER: &str = "+33612345678";
 
 fn now() -> DateTime<Utc> {
     "2026-11-24T10:00:00Z".parse().unwrap()
-}
-
-fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn config() -> ReplyConfig {

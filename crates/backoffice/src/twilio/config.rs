@@ -190,15 +190,12 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::config::env_of as env;
 
     const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
     const SERVICE_SID: &str = "MG0123456789abcdef0123456789abcdef";
     const TEMPLATE_SID: &str = "HX0123456789abcdef0123456789abcdef";
     const TOKEN: &str = "s3cr3t-token-value";
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
 
     fn minimal() -> HashMap<String, String> {
         env(&[
