@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -31,7 +31,9 @@ use bench::{
 use chrono::{TimeDelta, Utc};
 use devstack::embedded::EmbeddedDynamo;
 use devstack::seed::put_completed_order;
-use devstack::twilio_standin::{LOCAL_ACCOUNT_SID, LOCAL_AUTH_TOKEN, LOCAL_TEMPLATE_SID, LOCAL_WHATSAPP_FROM};
+use devstack::twilio_standin::{
+    LOCAL_ACCOUNT_SID, LOCAL_AUTH_TOKEN, LOCAL_TEMPLATE_SID, LOCAL_WHATSAPP_FROM, TwilioStandIn,
+};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -503,25 +505,8 @@ fn machine() -> Value {
 // Reviews.
 // ---------------------------------------------------------------------------------------
 
-/// Answers 201 after `delay`, like Twilio accepting a message, and notes when each
-/// request arrived (the moment the client sent it).
-struct SlowTwilio {
-    delay: Duration,
-    arrivals: Arc<Mutex<Vec<Instant>>>,
-}
-
-impl wiremock::Respond for SlowTwilio {
-    fn respond(&self, _: &wiremock::Request) -> wiremock::ResponseTemplate {
-        let n = {
-            let mut arrivals = self.arrivals.lock().expect("arrivals lock");
-            arrivals.push(Instant::now());
-            arrivals.len()
-        };
-        wiremock::ResponseTemplate::new(201)
-            .set_body_json(json!({"sid": format!("SM{n:032x}"), "status": "queued"}))
-            .set_delay(self.delay)
-    }
-}
+/// How long the Twilio stand-in takes to accept a message (issue #5: 150 ms).
+const TWILIO_STANDIN_DELAY: Duration = Duration::from_millis(150);
 
 async fn bench_reviews(endpoint: &str, orders: usize, mps: u32, now: chrono::DateTime<Utc>) -> Result<Value, Failure> {
     let sdk_config = local_sdk_config(endpoint).await;
@@ -550,21 +535,13 @@ async fn bench_reviews(endpoint: &str, orders: usize, mps: u32, now: chrono::Dat
         .await;
     seeded.into_iter().collect::<Result<Vec<()>, _>>()?;
 
-    let server = wiremock::MockServer::start().await;
-    let arrivals = Arc::new(Mutex::new(Vec::with_capacity(orders)));
-    wiremock::Mock::given(wiremock::matchers::method("POST"))
-        .respond_with(SlowTwilio {
-            delay: Duration::from_millis(150),
-            arrivals: arrivals.clone(),
-        })
-        .mount(&server)
-        .await;
+    let twilio = TwilioStandIn::start_with_delay(TWILIO_STANDIN_DELAY).await?;
     let env: HashMap<String, String> = [
         ("ORDERS_TABLE", orders_table.to_string()),
         ("REVIEWS_TABLE", reviews_table.to_string()),
         ("TWILIO_ACCOUNT_SID", LOCAL_ACCOUNT_SID.to_string()),
         ("TWILIO_AUTH_TOKEN", LOCAL_AUTH_TOKEN.to_string()),
-        ("TWILIO_API_BASE_URL", server.uri()),
+        ("TWILIO_API_BASE_URL", twilio.uri()),
         ("TWILIO_WHATSAPP_FROM", LOCAL_WHATSAPP_FROM.to_string()),
         ("REVIEW_TEMPLATE_SID", LOCAL_TEMPLATE_SID.to_string()),
         ("TWILIO_MAX_MPS", mps.to_string()),
@@ -584,7 +561,7 @@ async fn bench_reviews(endpoint: &str, orders: usize, mps: u32, now: chrono::Dat
     let started = Instant::now();
     let response = review_requests::run(&deps, &json!({}), Deadline::unbounded(), "bench-run").await?;
     let whole_run_s = started.elapsed().as_secs_f64();
-    let mut arrivals = arrivals.lock().expect("arrivals lock").clone();
+    let mut arrivals: Vec<Instant> = twilio.messages().iter().map(|m| m.received_at).collect();
     arrivals.sort();
     let sent = response.sent;
     if sent != orders as u64 {
@@ -623,7 +600,7 @@ async fn bench_reviews(endpoint: &str, orders: usize, mps: u32, now: chrono::Dat
         "whole_run_mps": sent as f64 / whole_run_s,
         "first_send_after_s": first_send_after_s,
         "max_sends_in_any_1s": max_in_1s,
-        "standin_delay_ms": 150,
+        "standin_delay_ms": TWILIO_STANDIN_DELAY.as_millis(),
         "review_concurrency": concurrency,
         "dynamodb_requests": counter.by_operation(),
         "dynamodb_requests_per_sent": counter.total() as f64 / sent.max(1) as f64,

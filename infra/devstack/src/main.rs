@@ -47,7 +47,7 @@ fn function_env(stack: &Stack, twilio: &TwilioStandIn) -> HashMap<String, String
 
 async fn demo() -> Result<(), Failure> {
     let stack = Stack::embedded("shop", 0).await?;
-    let twilio = TwilioStandIn::start().await;
+    let twilio = TwilioStandIn::start().await?;
     let env = function_env(&stack, &twilio);
     let now = Utc::now();
     println!(
@@ -89,7 +89,7 @@ async fn demo() -> Result<(), Failure> {
     let requested = review_requests::run(&reviews, &serde_json::json!({}), Deadline::unbounded(), "demo").await?;
     println!("request-reviews result:\n{}", serde_json::to_string_pretty(&requested)?);
     println!("messages the Twilio stand-in received:");
-    for message in twilio.messages().await {
+    for message in twilio.messages() {
         let to = message.to.trim_start_matches("whatsapp:");
         let to = PhoneNumber::parse(to)
             .map(|p| p.masked().to_string())
@@ -110,7 +110,7 @@ async fn serve(args: &[String]) -> Result<(), Failure> {
     let port: u16 = flag(args, "--port").map(|p| p.parse()).transpose()?.unwrap_or(8000);
     let prefix = flag(args, "--prefix").unwrap_or_else(|| "shop".into());
     let stack = Stack::embedded(&prefix, port).await?;
-    let twilio = TwilioStandIn::start().await;
+    let twilio = TwilioStandIn::start().await?;
     let now = Utc::now();
     if let Some(count) = flag(args, "--seed-carts") {
         let count: usize = count.parse()?;
