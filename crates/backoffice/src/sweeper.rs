@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::Value;
@@ -99,45 +99,87 @@ pub struct SweepOptions {
 }
 
 /// Visits every expiry shard page by page and deletes the due carts, each under a
-/// condition that re-checks its expiry. Holds at most one page of keys at a time.
+/// condition that re-checks its expiry.
+///
+/// Reading and deleting overlap: while the deletes of one page are in flight, the next
+/// page is already being read, so the deletes never stop to wait for a Query and the
+/// number in flight stays at `concurrency` across page boundaries. At most three pages of
+/// keys are held at a time (one being deleted, one handed over, one being read), whatever
+/// the number of expired carts.
 pub async fn sweep<S: CartStore>(
     store: &S,
     clock: &dyn Clock,
     deadline: Deadline,
     options: &SweepOptions,
 ) -> Result<SweepReport, SweepAborted> {
-    let mut report = SweepReport::default();
     let query_now = clock.now().timestamp();
-    'shards: for shard in all_shards() {
+    let (pages_tx, pages_rx) = futures::channel::mpsc::channel(0);
+    let (read, deleted) = futures::join!(
+        read_due_pages(store, query_now, deadline, options.page_size, pages_tx),
+        delete_due(store, clock, deadline, options, pages_rx),
+    );
+    let mut report = deleted;
+    report.items_read = read.items_read;
+    report.malformed = read.malformed;
+    report.malformed_reasons = read.malformed_reasons;
+    report.more |= read.more;
+    match read.aborted {
+        None => Ok(report),
+        Some(cause) => Err(SweepAborted { report, cause }),
+    }
+}
+
+/// What the reading side of a sweep saw.
+#[derive(Default)]
+struct PagesRead {
+    items_read: u64,
+    malformed: u64,
+    malformed_reasons: BTreeMap<&'static str, u64>,
+    /// Stopped at the deadline with shards or pages left.
+    more: bool,
+    /// The Query that failed; every page read before it is still deleted.
+    aborted: Option<StoreError>,
+}
+
+/// Reads the due entries shard by shard, page by page, and hands each page's valid carts
+/// to the deleting side; malformed entries are logged, counted and skipped here.
+async fn read_due_pages<S: CartStore>(
+    store: &S,
+    query_now: i64,
+    deadline: Deadline,
+    page_size: i32,
+    mut pages: futures::channel::mpsc::Sender<Vec<ExpiredCart>>,
+) -> PagesRead {
+    let mut read = PagesRead::default();
+    for shard in all_shards() {
         let mut cursor = None;
         loop {
             if deadline.reached() {
-                report.more = true;
-                break 'shards;
+                read.more = true;
+                return read;
             }
-            let page = match store
-                .expired_page(&shard, query_now, cursor.take(), options.page_size)
-                .await
-            {
+            let page = match store.expired_page(&shard, query_now, cursor.take(), page_size).await {
                 Ok(page) => page,
-                Err(cause) => return Err(SweepAborted { report, cause }),
+                Err(cause) => {
+                    read.aborted = Some(cause);
+                    return read;
+                }
             };
-            report.items_read += page.items_read;
+            read.items_read += page.items_read;
             let mut due = Vec::with_capacity(page.entries.len());
             for entry in page.entries {
                 match entry {
                     Ok(cart) => due.push(cart),
                     Err(malformed) => {
                         tracing::warn!(job = JOB_NAME, cart_id = %malformed.key, reason = %malformed.reason, "skipping malformed cart");
-                        report.malformed += 1;
-                        *report.malformed_reasons.entry(malformed.reason.label()).or_default() += 1;
+                        read.malformed += 1;
+                        *read.malformed_reasons.entry(malformed.reason.label()).or_default() += 1;
                     }
                 }
             }
-            if options.dry_run {
-                report.would_delete += due.len() as u64;
-            } else {
-                delete_due(store, clock, deadline, options.concurrency, due, &mut report).await;
+            // Waits while the deleting side still holds the previous page (back-pressure).
+            if pages.send(due).await.is_err() {
+                return read;
             }
             match page.next {
                 Some(next) => cursor = Some(next),
@@ -145,18 +187,28 @@ pub async fn sweep<S: CartStore>(
             }
         }
     }
-    Ok(report)
+    read
 }
 
+/// Deletes the carts of every page it is handed, `concurrency` at a time without a pause
+/// between pages; a dry run only counts them.
 async fn delete_due<S: CartStore>(
     store: &S,
     clock: &dyn Clock,
     deadline: Deadline,
-    concurrency: usize,
-    due: Vec<ExpiredCart>,
-    report: &mut SweepReport,
-) {
-    let mut outcomes = futures::stream::iter(due)
+    options: &SweepOptions,
+    pages: futures::channel::mpsc::Receiver<Vec<ExpiredCart>>,
+) -> SweepReport {
+    let mut report = SweepReport::default();
+    if options.dry_run {
+        report.would_delete = pages
+            .map(|due| due.len() as u64)
+            .fold(0, |sum, n| async move { sum + n })
+            .await;
+        return report;
+    }
+    let mut outcomes = pages
+        .flat_map(futures::stream::iter)
         .map(|cart| async move {
             if deadline.reached() {
                 return (cart, None);
@@ -164,7 +216,7 @@ async fn delete_due<S: CartStore>(
             let outcome = store.delete_if_expired(&cart.cart_id, clock.now().timestamp()).await;
             (cart, Some(outcome))
         })
-        .buffer_unordered(concurrency);
+        .buffer_unordered(options.concurrency);
     while let Some((cart, outcome)) = outcomes.next().await {
         match outcome {
             None => report.more = true,
@@ -177,6 +229,7 @@ async fn delete_due<S: CartStore>(
             }
         }
     }
+    report
 }
 
 /// The function's answer: the contract's three fields, then the details.
@@ -355,14 +408,32 @@ mod tests {
         assert_eq!(report.items_read, 200);
     }
 
-    /// Runs `between` after each index read that found carts, before the deletes: what another writer
-    /// or DynamoDB TTL may do in that gap.
-    struct Interleaved<F> {
+    /// A cart store whose reads and deletes a test can script: `between` runs after each
+    /// index read that found carts, before their deletes (what another writer or DynamoDB
+    /// TTL may do in that gap); every delete is held until the index has been read
+    /// `reads_before_deletes` times (after a second it fails instead); the index read
+    /// number `failing_read` (from 1) fails.
+    struct Scripted {
         inner: InMemoryCarts,
-        between: F,
+        between: Box<dyn Fn(&InMemoryCarts) + Send + Sync>,
+        reads: std::sync::atomic::AtomicU32,
+        reads_before_deletes: u32,
+        failing_read: Option<u32>,
     }
 
-    impl<F: Fn(&InMemoryCarts) + Send + Sync> CartStore for Interleaved<F> {
+    impl Scripted {
+        fn new(inner: InMemoryCarts) -> Self {
+            Self {
+                inner,
+                between: Box::new(|_| {}),
+                reads: Default::default(),
+                reads_before_deletes: 0,
+                failing_read: None,
+            }
+        }
+    }
+
+    impl CartStore for Scripted {
         type Cursor = String;
 
         async fn expired_page(
@@ -372,6 +443,15 @@ mod tests {
             cursor: Option<String>,
             limit: i32,
         ) -> Result<ExpiredPage<String>, StoreError> {
+            let read = self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if self.failing_read == Some(read) {
+                return Err(StoreError {
+                    operation: "Query",
+                    table: "scripted".into(),
+                    message: format!("read {read} fails"),
+                    retryable: true,
+                });
+            }
             let page = self.inner.expired_page(shard, now, cursor, limit).await;
             if page.as_ref().is_ok_and(|page| !page.entries.is_empty()) {
                 (self.between)(&self.inner);
@@ -380,8 +460,69 @@ mod tests {
         }
 
         async fn delete_if_expired(&self, cart_id: &str, now: i64) -> Result<DeleteOutcome, StoreError> {
+            let waited = tokio::time::timeout(Duration::from_secs(1), async {
+                while self.reads.load(std::sync::atomic::Ordering::SeqCst) < self.reads_before_deletes {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+            .await;
+            if waited.is_err() {
+                return Err(StoreError {
+                    operation: "DeleteItem",
+                    table: "scripted".into(),
+                    message: format!("{cart_id} was deleted before the next page was read"),
+                    retryable: true,
+                });
+            }
             self.inner.delete_if_expired(cart_id, now).await
         }
+    }
+
+    #[tokio::test]
+    async fn the_next_page_is_read_while_the_deletes_of_the_previous_one_are_in_flight() {
+        let inner = InMemoryCarts::default();
+        // The first shard read, two pages of two carts.
+        for id in ["a", "b", "c", "d"] {
+            inner.insert(id, "00", NOW - 100);
+        }
+        // Page one's deletes complete only once page two has been asked for: a sweep
+        // that waits for them before reading on would time them out.
+        let store = Scripted {
+            reads_before_deletes: 2,
+            ..Scripted::new(inner)
+        };
+
+        let report = sweep(&store, &FixedClock(now()), Deadline::unbounded(), &options(2))
+            .await
+            .unwrap();
+
+        assert_eq!((report.deleted, report.failed), (4, 0), "{report:?}");
+        assert!(store.inner.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_after_some_pages_still_deletes_what_was_read_and_fails_the_run() {
+        let inner = InMemoryCarts::default();
+        for id in ["a", "b", "c", "d"] {
+            inner.insert(id, "00", NOW - 100);
+        }
+        let store = Scripted {
+            failing_read: Some(2),
+            ..Scripted::new(inner)
+        };
+
+        let aborted = sweep(&store, &FixedClock(now()), Deadline::unbounded(), &options(2))
+            .await
+            .unwrap_err();
+
+        assert_eq!(aborted.cause.message, "read 2 fails");
+        assert_eq!(
+            aborted.report.deleted, 2,
+            "the first page is deleted: {:?}",
+            aborted.report
+        );
+        assert_eq!(aborted.report.items_read, 2);
+        assert_eq!(store.inner.len(), 2, "the second page waits for the next run");
     }
 
     #[tokio::test]
@@ -391,12 +532,12 @@ mod tests {
         for id in ["extended", "taken-by-ttl", "plain"] {
             inner.insert(id, "05", NOW - 100);
         }
-        let store = Interleaved {
-            inner,
-            between: |carts: &InMemoryCarts| {
+        let store = Scripted {
+            between: Box::new(|carts: &InMemoryCarts| {
                 carts.set_expiry("extended", NOW + 86_400);
                 carts.remove("taken-by-ttl");
-            },
+            }),
+            ..Scripted::new(inner)
         };
 
         let report = sweep(&store, &FixedClock(now()), Deadline::unbounded(), &options(10))
