@@ -80,7 +80,7 @@ release="$host_target_dir/bench-host"
   --bootstrap record-review-reply="$lambda_dir/record-review-reply/bootstrap" \
   --bootstrap-target aarch64-unknown-linux-gnu \
   --opt-level "${opt_level:-3}" \
-  --host-profile "bench-host: release without cross-crate LTO, codegen-units 1 (x86_64)" \
+  --host-profile "bench-host: release without cross-crate LTO, codegen-units 1 (the emulator 16), x86_64" \
   --emulator "dynoxide-rs (embedded) with $sqlite" \
   --build-s "$build_s" \
   --out "$out" ${BENCH_ARGS:-}
