@@ -80,7 +80,6 @@ pub async fn twilio_config(
 
 #[cfg(test)]
 mod tests {
-
     use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
     use aws_smithy_mocks::{mock, mock_client};
 

@@ -478,13 +478,18 @@ mod tests {
         }
     }
 
+    /// Four due carts in the first shard read: two pages at a page size of 2.
+    fn two_pages_of_two_due_carts() -> InMemoryCarts {
+        let carts = InMemoryCarts::default();
+        for id in ["a", "b", "c", "d"] {
+            carts.insert(id, "00", NOW - 100);
+        }
+        carts
+    }
+
     #[tokio::test]
     async fn the_next_page_is_read_while_the_deletes_of_the_previous_one_are_in_flight() {
-        let inner = InMemoryCarts::default();
-        // The first shard read, two pages of two carts.
-        for id in ["a", "b", "c", "d"] {
-            inner.insert(id, "00", NOW - 100);
-        }
+        let inner = two_pages_of_two_due_carts();
         // Page one's deletes complete only once page two has been asked for: a sweep
         // that waits for them before reading on would time them out.
         let store = Scripted {
@@ -502,10 +507,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_read_after_some_pages_still_deletes_what_was_read_and_fails_the_run() {
-        let inner = InMemoryCarts::default();
-        for id in ["a", "b", "c", "d"] {
-            inner.insert(id, "00", NOW - 100);
-        }
+        let inner = two_pages_of_two_due_carts();
         let store = Scripted {
             failing_read: Some(2),
             ..Scripted::new(inner)
