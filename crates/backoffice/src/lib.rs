@@ -3,6 +3,8 @@
 //! Each function's `main.rs` reads its config, builds clients once, and hands a deps
 //! struct to the job's `handle`. Everything else lives here.
 
+#[cfg(test)]
+mod alloc_meter;
 pub mod aws;
 pub mod carts;
 pub mod clock;
@@ -20,3 +22,7 @@ pub mod shard;
 pub mod sweeper;
 pub mod trigger;
 pub mod twilio;
+
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: alloc_meter::MeteredAllocator = alloc_meter::MeteredAllocator;

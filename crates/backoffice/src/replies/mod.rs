@@ -3,7 +3,8 @@
 //! the shop.
 //!
 //! 1. **Authenticate**: every request must carry a valid `X-Twilio-Signature` for the URL
-//!    Twilio was configured with ([`signature`]); otherwise 403 and nothing is read.
+//!    Twilio was configured with ([`signature`]); otherwise 403 and nothing is read. A
+//!    body over the limits of [`request`] is refused before it is decoded.
 //! 2. **Match** the sender to the order whose review request they most recently received
 //!    within `REPLY_WINDOW_DAYS`: a `Query` on the sparse `review-reply-index`
 //!    (`customerPhone`, `reviewRequestedAt`), newest first, never a scan. The newest
@@ -20,19 +21,17 @@ pub mod dynamo;
 #[cfg(any(test, feature = "fakes"))]
 pub mod memory;
 pub mod rating;
+pub mod request;
 pub mod signature;
 pub mod twiml;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use lambda_runtime::{Diagnostic, LambdaEvent};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::carts::StoreError;
 use crate::clock::Clock;
@@ -41,6 +40,8 @@ use crate::metrics::{Metric, MetricDocument, Unit};
 use crate::phone::PhoneNumber;
 pub use alerts::{NEGATIVE_RATING_MAX, NegativeReview, NegativeReviewAlerts};
 pub use rating::{ParsedRating, RatingSource, parse_reply};
+use request::param;
+pub use request::{BodyRefusal, FunctionUrlRequest, FunctionUrlResponse, MAX_BODY_BYTES, MAX_PARAMS, form_params};
 pub use signature::{SIGNATURE_HEADER, SignatureRejection, SignatureValidator};
 
 pub const FUNCTION_NAME: &str = "record-review-reply";
@@ -63,8 +64,8 @@ pub struct ReplyConfig {
     pub orders_table: String,
     pub reviews_table: String,
     /// The exact URL configured in Twilio's console (scheme, host, port, path, query).
-    /// `None`: rebuilt from the request as `https://` + `Host` + path + query, which is
-    /// the Function URL itself.
+    /// `None`: the Function URL the request was routed through (`requestContext.domainName`
+    /// + path + query, set by Lambda), never the caller's `Host` header.
     pub webhook_url: Option<String>,
     /// A reply matches a request sent at most this many days ago.
     pub window_days: u32,
@@ -491,122 +492,6 @@ async fn alert_shop<S: ReplyStore, A: NegativeReviewAlerts>(
     }
 }
 
-/// Lambda sends `null` for absent parts (`rawQueryString` without a query, `body` without
-/// a body): read as the default, like a missing field.
-fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
-}
-
-/// The Lambda Function URL event (payload format 2.0), only the fields this function
-/// reads: unknown fields are ignored, missing or null ones default.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FunctionUrlRequest {
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub raw_path: String,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub raw_query_string: String,
-    /// Lowercase names; repeated headers are joined with commas.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub body: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub is_base64_encoded: bool,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub request_context: Option<RequestContext>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RequestContext {
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub domain_name: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub http: Option<HttpContext>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct HttpContext {
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub method: Option<String>,
-}
-
-impl FunctionUrlRequest {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-
-    fn method(&self) -> Option<&str> {
-        self.request_context.as_ref()?.http.as_ref()?.method.as_deref()
-    }
-
-    /// The URL Twilio requested, rebuilt from the event: `https://` + host + path +
-    /// `?query` (Function URLs are HTTPS only).
-    pub fn requested_url(&self) -> Option<String> {
-        let host = self
-            .header("host")
-            .or_else(|| self.request_context.as_ref()?.domain_name.as_deref())?;
-        let path = if self.raw_path.is_empty() { "/" } else { &self.raw_path };
-        let mut url = format!("https://{host}{path}");
-        if !self.raw_query_string.is_empty() {
-            url.push('?');
-            url.push_str(&self.raw_query_string);
-        }
-        Some(url)
-    }
-
-    /// The body as bytes: Function URLs base64-encode bodies they consider binary.
-    fn body_bytes(&self) -> Result<Vec<u8>, &'static str> {
-        let body = self.body.as_deref().unwrap_or_default();
-        if self.is_base64_encoded {
-            BASE64.decode(body.trim()).map_err(|_| "body is not valid base64")
-        } else {
-            Ok(body.as_bytes().to_vec())
-        }
-    }
-}
-
-/// The Function URL answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FunctionUrlResponse {
-    pub status_code: u16,
-    pub headers: BTreeMap<String, String>,
-    pub body: String,
-    pub is_base64_encoded: bool,
-    /// Always empty; present because some clients of the format (cargo lambda's
-    /// emulator) refuse a response without it.
-    pub cookies: Vec<String>,
-}
-
-impl FunctionUrlResponse {
-    fn new(status_code: u16, content_type: &str, body: String) -> Self {
-        Self {
-            status_code,
-            headers: BTreeMap::from([("content-type".to_owned(), content_type.to_owned())]),
-            body,
-            is_base64_encoded: false,
-            cookies: Vec::new(),
-        }
-    }
-
-    pub fn twiml(body: String) -> Self {
-        Self::new(200, twiml::TWIML_CONTENT_TYPE, body)
-    }
-
-    pub fn text(status_code: u16, body: &str) -> Self {
-        Self::new(status_code, "text/plain; charset=utf-8", body.to_owned())
-    }
-}
-
 /// The errors that reach Lambda (the Function URL then answers 502, and Twilio logs error
 /// 11200). Typed like the jobs' errors so CloudWatch shows whether a retry can help.
 #[derive(Debug, thiserror::Error)]
@@ -624,20 +509,6 @@ impl From<ReplyError> for Diagnostic {
             error_message: error.to_string(),
         }
     }
-}
-
-/// The form parameters, in the order received (Twilio sorts them itself when signing).
-pub fn form_params(body: &[u8]) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(body)
-        .map(|(name, value)| (name.into_owned(), value.into_owned()))
-        .collect()
-}
-
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.as_str())
 }
 
 /// The Lambda handler.
@@ -749,23 +620,39 @@ async fn answer<S: ReplyStore, A: NegativeReviewAlerts>(
     if request.method().is_some_and(|m| !m.eq_ignore_ascii_case("POST")) {
         return Ok(bad_request(summary, "only POST is accepted", 405));
     }
-    let Ok(body) = request.body_bytes() else {
-        return Ok(bad_request(summary, "body is not valid base64", 400));
-    };
-    let url = match &deps.config.webhook_url {
-        Some(url) => url.clone(),
-        None => match request.requested_url() {
-            Some(url) => url,
-            None => return Ok(bad_request(summary, "no Host header", 400)),
-        },
-    };
-    let params = form_params(&body);
-    if let Err(rejection) = deps.validator.verify(&url, &params, request.header(SIGNATURE_HEADER)) {
+    // Everything before the signature check costs a constant, whatever the body: the
+    // header is read first, then the body's size and parameter count, and only then is
+    // the body decoded and hashed.
+    let reject = |summary: &mut Summary, rejection: SignatureRejection, url: Option<&str>| {
         summary.outcome = Some(ReplyOutcome::RejectedSignature);
         summary.reason = Some(rejection.label());
         // Never the body: it is unauthenticated and may hold anything.
-        tracing::warn!(function = FUNCTION_NAME, reason = rejection.label(), %url, "rejected webhook signature");
-        return Ok(FunctionUrlResponse::text(403, "invalid signature"));
+        tracing::warn!(
+            function = FUNCTION_NAME,
+            reason = rejection.label(),
+            url,
+            "rejected webhook signature"
+        );
+        FunctionUrlResponse::text(403, "invalid signature")
+    };
+    let signature = match signature::decode_header(request.header(SIGNATURE_HEADER)) {
+        Ok(signature) => signature,
+        Err(rejection) => return Ok(reject(summary, rejection, None)),
+    };
+    let body = match request.bounded_body() {
+        Ok(body) => body,
+        Err(refusal) => return Ok(bad_request(summary, refusal.label(), refusal.status())),
+    };
+    let url = match &deps.config.webhook_url {
+        Some(url) => url.clone(),
+        None => match request.function_url() {
+            Some(url) => url,
+            None => return Ok(bad_request(summary, "no requestContext.domainName", 400)),
+        },
+    };
+    let params = form_params(&body);
+    if let Err(rejection) = deps.validator.verify_decoded(&url, &params, &signature) {
+        return Ok(reject(summary, rejection, Some(&url)));
     }
     let from = param(&params, "From").map(|f| f.trim().strip_prefix("whatsapp:").unwrap_or(f.trim()));
     let Some(from) = from.and_then(|f| PhoneNumber::parse(f).ok()) else {

@@ -1,5 +1,10 @@
 //! The reply handler with in-memory fakes: signature, matching, writing, alerting.
 
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
 use super::memory::{MemoryReplies, RecordingAlerts};
 use super::*;
 use crate::clock::FixedClock;
@@ -203,11 +208,11 @@ async fn rebuilds_the_url_with_the_query_string() {
     let request: FunctionUrlRequest = serde_json::from_value(serde_json::json!({
         "rawPath": "/hook",
         "rawQueryString": "a=1&b=2",
-        "headers": {"host": "x.lambda-url.eu-west-3.on.aws"},
+        "requestContext": {"domainName": "x.lambda-url.eu-west-3.on.aws"},
     }))
     .unwrap();
     assert_eq!(
-        request.requested_url().as_deref(),
+        request.function_url().as_deref(),
         Some("https://x.lambda-url.eu-west-3.on.aws/hook?a=1&b=2")
     );
 }
@@ -532,9 +537,85 @@ fn reads_an_event_with_null_parts() {
         "requestContext": {"domainName": null, "http": {"method": "POST"}},
     }))
     .unwrap();
-    assert_eq!(
-        request.requested_url().as_deref(),
-        Some("https://x.lambda-url.eu-west-3.on.aws/")
-    );
+    // No routed domain: the URL is unknown (the Host header is not trusted for it).
+    assert_eq!(request.function_url(), None);
     assert_eq!(request.body, None);
+}
+
+/// A body of `count` empty parameters (`a&a&a…`): tiny on the wire, large once decoded.
+fn many_params_event(count: usize, signature: Option<&str>) -> FunctionUrlRequest {
+    let mut request = event(&[], signature, false);
+    request.body = Some("a&".repeat(count));
+    request
+}
+
+/// The most heap `respond` holds at once for `request`, beyond what the thread held.
+fn peak_bytes_of(deps: &ReplyDeps<MemoryReplies, RecordingAlerts>, request: &FunctionUrlRequest) -> (u16, usize) {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let (response, peak) = crate::alloc_meter::peak_bytes_during(|| runtime.block_on(respond(deps, request)));
+    (response.unwrap().status_code, peak)
+}
+
+/// An unauthenticated request costs a small constant, whatever its body: the header is
+/// checked, then the size and parameter count, before anything is decoded.
+const REFUSAL_PEAK_LIMIT: usize = 64 * 1024;
+
+#[test]
+fn a_multi_megabyte_many_parameter_body_is_refused_in_constant_memory() {
+    let deps = deps();
+    let three_mb = 1_500_000;
+    for (name, request, status) in [
+        ("no signature", many_params_event(three_mb, None), 403),
+        (
+            "malformed signature",
+            many_params_event(three_mb, Some("not-a-signature")),
+            403,
+        ),
+        (
+            "well-formed wrong signature",
+            many_params_event(three_mb, Some("RSOYDt4T1cUTdK1PDd93/VVr8B8=")),
+            413,
+        ),
+        (
+            "under the size cap, over the parameter cap",
+            many_params_event(MAX_BODY_BYTES / 2 - 1, Some("RSOYDt4T1cUTdK1PDd93/VVr8B8=")),
+            400,
+        ),
+    ] {
+        let (answered, peak) = peak_bytes_of(&deps, &request);
+        assert_eq!(answered, status, "{name}");
+        assert!(
+            peak < REFUSAL_PEAK_LIMIT,
+            "{name}: peak heap {peak} bytes, limit {REFUSAL_PEAK_LIMIT}"
+        );
+    }
+    assert_eq!(deps.store.queries(), 0, "nothing was looked up");
+}
+
+#[test]
+fn a_base64_body_over_the_cap_is_refused_before_decoding() {
+    let deps = deps();
+    let mut request = event(&[], Some("RSOYDt4T1cUTdK1PDd93/VVr8B8="), true);
+    request.body = Some(BASE64.encode("a&".repeat(1_500_000)));
+    let (status, peak) = peak_bytes_of(&deps, &request);
+    assert_eq!(status, 413);
+    assert!(peak < REFUSAL_PEAK_LIMIT, "peak heap {peak} bytes");
+}
+
+#[tokio::test]
+async fn a_signature_for_the_url_in_the_host_header_is_not_accepted() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+    let params = reply(CUSTOMER, "SM090", "1 horrible");
+    let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Signed for another URL (a signature captured elsewhere for the same account), with
+    // the Host header pointing there; Lambda routed the request by its own domain.
+    let signature = SignatureValidator::new(AuthToken::new(TOKEN)).sign("https://other.example/", &owned(&params));
+    let mut request = event(&params, Some(&signature), false);
+    request.headers.insert("host".into(), "other.example".into());
+
+    let response = respond(&deps, &request).await.unwrap();
+
+    assert_eq!(response.status_code, 403);
+    assert_eq!(deps.store.review_count(), 0);
 }
