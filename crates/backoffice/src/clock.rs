@@ -24,3 +24,26 @@ impl Clock for FixedClock {
         self.0
     }
 }
+
+/// A clock a test moves by hand.
+#[cfg(any(test, feature = "fakes"))]
+#[derive(Debug)]
+pub struct ManualClock(std::sync::Mutex<DateTime<Utc>>);
+
+#[cfg(any(test, feature = "fakes"))]
+impl ManualClock {
+    pub fn new(now: DateTime<Utc>) -> Self {
+        Self(std::sync::Mutex::new(now))
+    }
+
+    pub fn advance(&self, by: chrono::TimeDelta) {
+        *self.0.lock().expect("not poisoned") += by;
+    }
+}
+
+#[cfg(any(test, feature = "fakes"))]
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().expect("not poisoned")
+    }
+}

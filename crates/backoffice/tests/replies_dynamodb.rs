@@ -93,7 +93,7 @@ fn signed(from: &str, sid: &str, body: &str) -> FunctionUrlRequest {
         "rawPath": "/",
         "rawQueryString": "",
         "headers": {"host": "replies.lambda-url.eu-west-3.on.aws", "x-twilio-signature": signature},
-        "requestContext": {"http": {"method": "POST"}},
+        "requestContext": {"domainName": "replies.lambda-url.eu-west-3.on.aws", "http": {"method": "POST"}},
         "body": body,
         "isBase64Encoded": false,
     }))
@@ -311,5 +311,59 @@ async fn a_reply_to_a_request_sent_by_the_review_job_is_recorded() {
     let item = review_item(&f, "ord-flow").await.unwrap();
     assert_eq!(attr(&item, "rating"), "5");
     assert_eq!(attr(&item, "comment"), "Merci !");
+    f.stack.cleanup().await;
+}
+
+/// Every MessageSid a review has seen is remembered (`messageSids`), and the alert claim
+/// holds one alert per order per cooldown, on the real conditional writes.
+#[tokio::test]
+async fn late_retries_never_rewrite_and_alerts_keep_their_cooldown() {
+    let f = fixture("replies-cooldown").await;
+    sent_request(&f, "ord-1", CUSTOMER, 1).await;
+    for (sid, body) in [
+        ("SM201", "5"),
+        ("SM202", "correction 1"),
+        ("SM203", "correction 4"),
+        ("SM204", "correction 5"),
+    ] {
+        assert_eq!(post(&f, sid, body).await.status_code, 200);
+    }
+    // Twilio retries the second message late.
+    post(&f, "SM202", "correction 1").await;
+
+    let item = review_item(&f, "ord-1").await.unwrap();
+    assert_eq!(
+        (attr(&item, "rating"), attr(&item, "messageSid")),
+        ("5".into(), "SM204".into())
+    );
+    let Some(AttributeValue::Ss(sids)) = item.get("messageSids") else {
+        panic!("messageSids: {:?}", item.get("messageSids"))
+    };
+    let mut sids = sids.clone();
+    sids.sort();
+    assert_eq!(sids, ["SM201", "SM202", "SM203", "SM204"]);
+    assert_eq!(f.deps.alerts.0.lock().unwrap().len(), 1, "one alert, for SM202");
+
+    // Another negative correction within the cooldown: recorded, not alerted.
+    post(&f, "SM205", "correction 2").await;
+    assert_eq!(attr(&review_item(&f, "ord-1").await.unwrap(), "rating"), "2");
+    assert_eq!(f.deps.alerts.0.lock().unwrap().len(), 1);
+
+    // The claim itself, as the clock moves (cooldown 24 h; the last alert at now()).
+    let store = &f.deps.store;
+    let at = |hours| now() + TimeDelta::hours(hours);
+    assert!(!store.claim_alert("ord-1", "SM205", at(23), at(-1)).await.unwrap());
+    assert!(store.claim_alert("ord-1", "SM205", at(25), at(1)).await.unwrap());
+    assert!(
+        !store.claim_alert("ord-1", "SM205", at(50), at(26)).await.unwrap(),
+        "never twice for one message"
+    );
+    assert!(
+        !store.claim_alert("ord-1", "SM204", at(60), at(36)).await.unwrap(),
+        "only for the message the review holds"
+    );
+    store.release_alert("ord-1", "SM205", at(25)).await.unwrap();
+    let released = review_item(&f, "ord-1").await.unwrap();
+    assert!(!released.contains_key("alertedAt") && !released.contains_key("alertedMessageSid"));
     f.stack.cleanup().await;
 }

@@ -27,7 +27,7 @@ use serde_norway::Value;
 /// `impl ReplyStore for DynamoReplies`, `replies/alerts.rs` and `secrets.rs`):
 /// - `requested_orders`: `.query()` on `review-reply-index`
 /// - `review`: `.get_item()`, `put_review`/`correct_review`: `.put_item()` (conditional),
-///   `mark_alerted`: `.update_item()`, all on the reviews table (never on the orders table)
+///   `claim_alert` and `release_alert`: `.update_item()`, all on the reviews table (never on the orders table)
 /// - `ShopAlerts::alert`: `.publish()` on `NegativeReviewTopic`
 /// - `twilio_config` (`secrets.rs`): `.get_secret_value()` on `TwilioSecretArn`, at cold start
 ///

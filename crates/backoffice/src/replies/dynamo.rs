@@ -1,11 +1,13 @@
 //! The DynamoDB side of review replies: `review-reply-index` on Orders (Query only) and
-//! the Reviews table (GetItem, conditional PutItem, UpdateItem of `alertedAt`).
+//! the Reviews table (GetItem, conditional PutItem, conditional UpdateItem of the alert
+//! claim `alertedAt` / `alertedMessageSid`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
 
@@ -67,6 +69,10 @@ impl DynamoReplies {
             ("comment".to_owned(), s(&review.comment)),
             ("createdAt".to_owned(), s(rfc3339(review.created_at))),
             ("messageSid".to_owned(), s(&review.message_sid)),
+            (
+                "messageSids".to_owned(),
+                AttributeValue::Ss(vec![review.message_sid.clone()]),
+            ),
             ("customerPhone".to_owned(), s(review.customer_phone.as_str())),
             ("source".to_owned(), s(review.source.as_str())),
         ])
@@ -101,7 +107,12 @@ pub fn decode_review(item: &Item) -> Option<StoredReview> {
         created_at: string(item, "createdAt"),
         message_sid: string(item, "messageSid"),
         previous_message_sid: string(item, "previousMessageSid"),
-        alerted: item.contains_key("alertedAt"),
+        message_sids: match item.get("messageSids") {
+            Some(AttributeValue::Ss(sids)) => sids.iter().cloned().collect(),
+            _ => BTreeSet::new(),
+        },
+        alerted_at: string(item, "alertedAt"),
+        alerted_message_sid: string(item, "alertedMessageSid"),
     })
 }
 
@@ -186,18 +197,37 @@ impl ReplyStore for DynamoReplies {
         if let Some(sid) = &previous.message_sid {
             item.insert("previousMessageSid".into(), s(sid));
         }
+        let mut sids = previous.all_message_sids();
+        sids.insert(review.message_sid.clone());
+        item.insert("messageSids".into(), AttributeValue::Ss(sids.into_iter().collect()));
+        if let Some(at) = &previous.alerted_at {
+            item.insert("alertedAt".into(), s(at));
+        }
+        if let Some(sid) = &previous.alerted_message_sid {
+            item.insert("alertedMessageSid".into(), s(sid));
+        }
         let mut put = self
             .client
             .put_item()
             .table_name(&self.reviews_table)
             .set_item(Some(item));
-        // Replace exactly the review that was read, nothing written since.
-        put = match &previous.message_sid {
-            Some(sid) => put
-                .condition_expression("messageSid = :previousSid")
-                .expression_attribute_values(":previousSid", s(sid)),
-            None => put.condition_expression("attribute_exists(orderId) AND attribute_not_exists(messageSid)"),
+        // Replace exactly the review that was read, nothing written since: neither a
+        // reply nor an alert (whose time the new item carries on).
+        let same_message = match &previous.message_sid {
+            Some(sid) => {
+                put = put.expression_attribute_values(":previousSid", s(sid));
+                "messageSid = :previousSid"
+            }
+            None => "attribute_exists(orderId) AND attribute_not_exists(messageSid)",
         };
+        let same_alert = match &previous.alerted_at {
+            Some(at) => {
+                put = put.expression_attribute_values(":previousAlertedAt", s(at));
+                "alertedAt = :previousAlertedAt"
+            }
+            None => "attribute_not_exists(alertedAt)",
+        };
+        put = put.condition_expression(format!("{same_message} AND {same_alert}"));
         match put.send().await {
             Ok(_) => Ok(WriteOutcome::Written),
             Err(error) if is_condition_failure(&error) => Ok(WriteOutcome::Conflict),
@@ -205,29 +235,64 @@ impl ReplyStore for DynamoReplies {
         }
     }
 
-    async fn mark_alerted(&self, order_id: &str, message_sid: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn claim_alert(
+        &self,
+        order_id: &str,
+        message_sid: &str,
+        at: DateTime<Utc>,
+        cutoff: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.reviews_table)
             .key("orderId", s(order_id))
-            .update_expression("SET alertedAt = :at")
-            .condition_expression("messageSid = :sid")
+            .update_expression("SET alertedAt = :at, alertedMessageSid = :sid")
+            .condition_expression(
+                "messageSid = :sid \
+                 AND (attribute_not_exists(alertedMessageSid) OR alertedMessageSid <> :sid) \
+                 AND (attribute_not_exists(alertedAt) OR alertedAt < :cutoff)",
+            )
             .expression_attribute_values(":at", s(rfc3339(at)))
+            .expression_attribute_values(":sid", s(message_sid))
+            .expression_attribute_values(":cutoff", s(rfc3339(cutoff)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if is_update_condition_failure(&error) => Ok(false),
+            Err(error) => Err(store_error("UpdateItem", &self.reviews_table, error)),
+        }
+    }
+
+    async fn release_alert(
+        &self,
+        order_id: &str,
+        message_sid: &str,
+        claimed_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.reviews_table)
+            .key("orderId", s(order_id))
+            .update_expression("REMOVE alertedAt, alertedMessageSid")
+            .condition_expression("alertedMessageSid = :sid AND alertedAt = :at")
+            .expression_attribute_values(":at", s(rfc3339(claimed_at)))
             .expression_attribute_values(":sid", s(message_sid))
             .send()
             .await;
         match result {
+            // Claimed again or corrected meanwhile: nothing of ours to give back.
             Ok(_) => Ok(()),
-            // Corrected meanwhile: the new review has its own alert state.
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(error) if is_update_condition_failure(&error) => Ok(()),
             Err(error) => Err(store_error("UpdateItem", &self.reviews_table, error)),
         }
     }
+}
+
+fn is_update_condition_failure<R>(error: &SdkError<UpdateItemError, R>) -> bool {
+    error
+        .as_service_error()
+        .is_some_and(|e| e.is_conditional_check_failed_exception())
 }

@@ -1,6 +1,6 @@
 //! In-memory stand-ins for the reply function's store and alerts, for unit tests.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -62,7 +62,9 @@ impl MemoryReplies {
                     created_at: None,
                     message_sid: None,
                     previous_message_sid: None,
-                    alerted: false,
+                    message_sids: BTreeSet::new(),
+                    alerted_at: None,
+                    alerted_message_sid: None,
                 },
                 source: "text",
                 previous_rating: None,
@@ -133,7 +135,9 @@ impl ReplyStore for MemoryReplies {
                     created_at: Some(rfc3339(review.created_at)),
                     message_sid: Some(review.message_sid.clone()),
                     previous_message_sid: None,
-                    alerted: false,
+                    message_sids: BTreeSet::from([review.message_sid.clone()]),
+                    alerted_at: None,
+                    alerted_message_sid: None,
                 },
                 source: review.source.as_str(),
                 previous_rating: None,
@@ -148,9 +152,11 @@ impl ReplyStore for MemoryReplies {
         let Some(existing) = state.reviews.get_mut(&review.order_id) else {
             return Ok(WriteOutcome::Conflict);
         };
-        if existing.review.message_sid != previous.message_sid {
+        if existing.review.message_sid != previous.message_sid || existing.review.alerted_at != previous.alerted_at {
             return Ok(WriteOutcome::Conflict);
         }
+        let mut message_sids = previous.all_message_sids();
+        message_sids.insert(review.message_sid.clone());
         *existing = MemoryReview {
             review: StoredReview {
                 order_id: review.order_id.clone(),
@@ -159,7 +165,9 @@ impl ReplyStore for MemoryReplies {
                 created_at: previous.created_at.clone(),
                 message_sid: Some(review.message_sid.clone()),
                 previous_message_sid: previous.message_sid.clone(),
-                alerted: false,
+                message_sids,
+                alerted_at: previous.alerted_at.clone(),
+                alerted_message_sid: previous.alerted_message_sid.clone(),
             },
             source: review.source.as_str(),
             previous_rating: Some(previous.rating),
@@ -169,12 +177,43 @@ impl ReplyStore for MemoryReplies {
         Ok(WriteOutcome::Written)
     }
 
-    async fn mark_alerted(&self, order_id: &str, message_sid: &str, _at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn claim_alert(
+        &self,
+        order_id: &str,
+        message_sid: &str,
+        at: DateTime<Utc>,
+        cutoff: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let mut state = self.state.lock().expect("not poisoned");
-        if let Some(existing) = state.reviews.get_mut(order_id)
-            && existing.review.message_sid.as_deref() == Some(message_sid)
-        {
-            existing.review.alerted = true;
+        let Some(existing) = state.reviews.get_mut(order_id) else {
+            return Ok(false);
+        };
+        let review = &mut existing.review;
+        let claimable = review.message_sid.as_deref() == Some(message_sid)
+            && review.alerted_message_sid.as_deref() != Some(message_sid)
+            && review.alerted_at.as_ref().is_none_or(|last| *last < rfc3339(cutoff));
+        if claimable {
+            review.alerted_at = Some(rfc3339(at));
+            review.alerted_message_sid = Some(message_sid.to_owned());
+        }
+        Ok(claimable)
+    }
+
+    async fn release_alert(
+        &self,
+        order_id: &str,
+        message_sid: &str,
+        claimed_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state.lock().expect("not poisoned");
+        if let Some(existing) = state.reviews.get_mut(order_id) {
+            let review = &mut existing.review;
+            if review.alerted_message_sid.as_deref() == Some(message_sid)
+                && review.alerted_at.as_deref() == Some(rfc3339(claimed_at).as_str())
+            {
+                review.alerted_at = None;
+                review.alerted_message_sid = None;
+            }
         }
         Ok(())
     }

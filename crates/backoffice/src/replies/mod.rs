@@ -25,6 +25,7 @@ pub mod request;
 pub mod signature;
 pub mod twiml;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -69,6 +70,9 @@ pub struct ReplyConfig {
     pub webhook_url: Option<String>,
     /// A reply matches a request sent at most this many days ago.
     pub window_days: u32,
+    /// At most one negative-review alert per order in this many hours, corrections
+    /// included.
+    pub alert_cooldown_hours: u32,
     pub alert_topic_arn: Option<String>,
     pub admin_whatsapp_to: Option<PhoneNumber>,
     pub admin_alert_template_sid: Option<String>,
@@ -84,7 +88,8 @@ fn invalid(name: &'static str, value: impl Into<String>, reason: &str) -> Config
 
 impl ReplyConfig {
     /// `ORDERS_TABLE`, `REVIEWS_TABLE` (required), `REPLY_WEBHOOK_URL` (unset),
-    /// `REPLY_WINDOW_DAYS` (14), `ALERT_TOPIC_ARN` (unset: alerts are logged only),
+    /// `REPLY_WINDOW_DAYS` (14), `ALERT_COOLDOWN_HOURS` (24), `ALERT_TOPIC_ARN` (unset:
+    /// alerts are logged only),
     /// `ADMIN_WHATSAPP_TO` and `ADMIN_ALERT_TEMPLATE_SID` (both or neither).
     pub fn from_env(env: &impl EnvSource) -> Result<Self, ConfigError> {
         let webhook_url = env.var("REPLY_WEBHOOK_URL").map(|url| url.trim().to_owned());
@@ -104,6 +109,14 @@ impl ReplyConfig {
                 "REPLY_WINDOW_DAYS",
                 window_days.to_string(),
                 "must be between 1 and 90",
+            ));
+        }
+        let alert_cooldown_hours = parse_var(env, "ALERT_COOLDOWN_HOURS")?.unwrap_or(24);
+        if !(1..=720).contains(&alert_cooldown_hours) {
+            return Err(invalid(
+                "ALERT_COOLDOWN_HOURS",
+                alert_cooldown_hours.to_string(),
+                "must be between 1 and 720",
             ));
         }
         let admin_whatsapp_to = env
@@ -135,6 +148,7 @@ impl ReplyConfig {
             reviews_table: required_var(env, "REVIEWS_TABLE")?,
             webhook_url,
             window_days,
+            alert_cooldown_hours,
             alert_topic_arn: env.var("ALERT_TOPIC_ARN"),
             admin_whatsapp_to,
             admin_alert_template_sid,
@@ -161,14 +175,29 @@ pub struct StoredReview {
     pub message_sid: Option<String>,
     /// The reply a correction replaced.
     pub previous_message_sid: Option<String>,
-    /// Set once the negative-review alert went out.
-    pub alerted: bool,
+    /// Every reply that ever wrote this review: the first and each correction
+    /// (`messageSids`), so that a late retry of any of them is recognised.
+    pub message_sids: BTreeSet<String>,
+    /// When the shop was last alerted about this order (RFC 3339, as stored).
+    pub alerted_at: Option<String>,
+    /// The reply that alert was for.
+    pub alerted_message_sid: Option<String>,
 }
 
 impl StoredReview {
     /// Whether this message already wrote (or was replaced in) this review.
     pub fn written_by(&self, message_sid: &str) -> bool {
-        self.message_sid.as_deref() == Some(message_sid) || self.previous_message_sid.as_deref() == Some(message_sid)
+        self.message_sids.contains(message_sid)
+            || self.message_sid.as_deref() == Some(message_sid)
+            || self.previous_message_sid.as_deref() == Some(message_sid)
+    }
+
+    /// The replies a correction of this review must keep in `messageSids`.
+    pub fn all_message_sids(&self) -> BTreeSet<String> {
+        let mut sids = self.message_sids.clone();
+        sids.extend(self.message_sid.iter().cloned());
+        sids.extend(self.previous_message_sid.iter().cloned());
+        sids
     }
 }
 
@@ -209,21 +238,35 @@ pub trait ReplyStore: Send + Sync {
     /// Writes a first review: only if the order has none, or has this message's.
     fn put_review(&self, review: &NewReview) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
 
-    /// Replaces `previous` (only if it is still the stored one), keeping its rating,
-    /// comment and message as `previousRating`, `previousComment`, `previousMessageSid`,
-    /// its `createdAt`, and setting `correctedAt`.
+    /// Replaces `previous` (only if it is still the stored one, alert state included),
+    /// keeping its rating, comment and message as `previousRating`, `previousComment`,
+    /// `previousMessageSid`, its `createdAt`, every earlier `messageSids` and its alert
+    /// state, and setting `correctedAt`.
     fn correct_review(
         &self,
         review: &NewReview,
         previous: &StoredReview,
     ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
 
-    /// Records that the alert for this message's review went out (`alertedAt`).
-    fn mark_alerted(
+    /// Takes the right to alert about this message's review: sets `alertedAt` and
+    /// `alertedMessageSid`, only while the review is still this message's, it was not
+    /// alerted for it, and no alert for the order is later than `cutoff`. `false` when
+    /// another alert (or a correction) came first.
+    fn claim_alert(
         &self,
         order_id: &str,
         message_sid: &str,
         at: DateTime<Utc>,
+        cutoff: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives the claim back after the alert could not be sent, so that Twilio's retry of
+    /// the message can try again.
+    fn release_alert(
+        &self,
+        order_id: &str,
+        message_sid: &str,
+        claimed_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -279,6 +322,8 @@ pub enum AlertStatus {
     Sent,
     /// Sent for an earlier delivery of the same message.
     AlreadySent,
+    /// The shop was alerted about this order less than `ALERT_COOLDOWN_HOURS` ago.
+    Cooldown,
     Failed,
 }
 
@@ -443,7 +488,7 @@ async fn replayed<S: ReplyStore, A: NegativeReviewAlerts>(
     let corrected_away = review.message_sid.as_deref() != Some(reply.message_sid.as_str());
     let alert = if corrected_away || review.rating > NEGATIVE_RATING_MAX {
         AlertStatus::NotNeeded
-    } else if review.alerted {
+    } else if review.alerted_message_sid.as_deref() == Some(reply.message_sid.as_str()) {
         AlertStatus::AlreadySent
     } else {
         alert_shop(deps, &review.order_id, review.rating, &review.comment, reply, false).await
@@ -473,20 +518,31 @@ async fn alert_shop<S: ReplyStore, A: NegativeReviewAlerts>(
         masked_phone: reply.from.masked().to_string(),
         corrected,
     };
-    match deps.alerts.alert(&alert).await {
-        Ok(()) => {
-            if let Err(error) = deps
-                .store
-                .mark_alerted(order_id, &reply.message_sid, deps.clock.now())
-                .await
-            {
-                // The alert went out; at worst a redelivery of this message alerts twice.
-                tracing::warn!(function = FUNCTION_NAME, %order_id, %error, "could not record that the alert was sent");
-            }
-            AlertStatus::Sent
+    let now = deps.clock.now();
+    let cooldown = TimeDelta::hours(i64::from(deps.config.alert_cooldown_hours));
+    match deps
+        .store
+        .claim_alert(order_id, &reply.message_sid, now, now - cooldown)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(function = FUNCTION_NAME, %order_id, "negative review: the shop was alerted about this order within the cooldown");
+            return AlertStatus::Cooldown;
         }
         Err(error) => {
+            tracing::error!(function = FUNCTION_NAME, %order_id, %error, "negative review recorded but the alert could not be claimed");
+            return AlertStatus::Failed;
+        }
+    }
+    match deps.alerts.alert(&alert).await {
+        Ok(()) => AlertStatus::Sent,
+        Err(error) => {
             tracing::error!(function = FUNCTION_NAME, %order_id, %error, "negative review recorded but the shop was not alerted");
+            if let Err(error) = deps.store.release_alert(order_id, &reply.message_sid, now).await {
+                // The claim stays: a retry of this message will not alert again.
+                tracing::warn!(function = FUNCTION_NAME, %order_id, %error, "could not release the alert claim");
+            }
             AlertStatus::Failed
         }
     }

@@ -389,7 +389,14 @@ async fn a_negative_review_produces_exactly_one_alert() {
     assert_eq!(alerts[0].rating, 2);
     assert_eq!(alerts[0].comment, "livré froid");
     assert_eq!(alerts[0].masked_phone, "+33*******78");
-    assert!(deps.store.review_of("ord-1").unwrap().review.alerted);
+    assert!(
+        deps.store
+            .review_of("ord-1")
+            .unwrap()
+            .review
+            .alerted_message_sid
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -403,14 +410,29 @@ async fn an_alert_failure_keeps_the_review_and_a_retry_alerts_again() {
     assert_eq!(response.status_code, 200);
     assert_eq!(response.body, twiml::message(texts::THANKS_NEGATIVE));
     assert_eq!(deps.store.review_of("ord-1").unwrap().review.rating, 1);
-    assert!(!deps.store.review_of("ord-1").unwrap().review.alerted);
+    assert!(
+        !deps
+            .store
+            .review_of("ord-1")
+            .unwrap()
+            .review
+            .alerted_message_sid
+            .is_some()
+    );
 
     // Twilio delivers the same message again: nothing is written, the alert is retried.
     deps.alerts.fail(false);
     text_reply(&deps, "SM024", "1").await;
     assert_eq!(deps.store.writes(), 1);
     assert_eq!(deps.alerts.sent().len(), 1);
-    assert!(deps.store.review_of("ord-1").unwrap().review.alerted);
+    assert!(
+        deps.store
+            .review_of("ord-1")
+            .unwrap()
+            .review
+            .alerted_message_sid
+            .is_some()
+    );
 
     // And once more: already alerted, nothing more.
     text_reply(&deps, "SM024", "1").await;
@@ -618,4 +640,115 @@ async fn a_signature_for_the_url_in_the_host_header_is_not_accepted() {
 
     assert_eq!(response.status_code, 403);
     assert_eq!(deps.store.review_count(), 0);
+}
+
+/// A customer's reply sequence, each reply its own MessageSid.
+async fn replies_in_order(deps: &ReplyDeps<MemoryReplies, RecordingAlerts>, replies: &[(&str, &str)]) {
+    for (sid, body) in replies {
+        assert_eq!(text_reply(deps, sid, body).await.status_code, 200, "{sid} {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_late_retry_of_an_older_correction_changes_nothing() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+    replies_in_order(
+        &deps,
+        &[
+            ("SM101", "5"),
+            ("SM102", "correction 1"),
+            ("SM103", "correction 4"),
+            ("SM104", "correction 5"),
+        ],
+    )
+    .await;
+    let writes = deps.store.writes();
+    assert_eq!(deps.alerts.sent().len(), 1, "the correction to 1 alerted once");
+
+    // Twilio retries SM102 (and the first reply) late.
+    let retry = text_reply(&deps, "SM102", "correction 1").await;
+    text_reply(&deps, "SM101", "5").await;
+
+    assert_eq!(retry.status_code, 200);
+    let stored = deps.store.review_of("ord-1").unwrap();
+    assert_eq!(stored.review.rating, 5, "the latest correction stands");
+    assert_eq!(stored.review.message_sid.as_deref(), Some("SM104"));
+    assert_eq!(deps.store.writes(), writes, "nothing written");
+    assert_eq!(deps.alerts.sent().len(), 1, "no second alert for the same MessageSid");
+    assert!(
+        ["SM101", "SM102", "SM103", "SM104"]
+            .iter()
+            .all(|sid| stored.review.message_sids.contains(*sid))
+    );
+}
+
+#[tokio::test]
+async fn corrections_alert_at_most_once_per_cooldown() {
+    let clock = Arc::new(crate::clock::ManualClock::new(now()));
+    let deps = ReplyDeps {
+        clock: clock.clone(),
+        ..deps()
+    };
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+
+    replies_in_order(
+        &deps,
+        &[
+            ("SM111", "1 froid"),
+            ("SM112", "correction 1"),
+            ("SM113", "correction 2 toujours froid"),
+        ],
+    )
+    .await;
+    assert_eq!(deps.alerts.sent().len(), 1);
+    assert_eq!(deps.store.review_of("ord-1").unwrap().review.rating, 2);
+
+    // Within the cooldown (24 h by default), still nothing more.
+    clock.advance(TimeDelta::hours(23));
+    text_reply(&deps, "SM114", "correction 1").await;
+    assert_eq!(deps.alerts.sent().len(), 1);
+
+    // After it, a new negative correction alerts again, once.
+    clock.advance(TimeDelta::hours(2));
+    replies_in_order(
+        &deps,
+        &[("SM115", "correction 1 inacceptable"), ("SM116", "correction 1")],
+    )
+    .await;
+    let alerts = deps.alerts.sent();
+    assert_eq!(alerts.len(), 2);
+    assert_eq!(alerts[1].comment, "inacceptable");
+    assert!(alerts[1].corrected);
+}
+
+#[tokio::test]
+async fn a_failed_alert_is_given_back_and_the_retry_sends_it() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+    deps.alerts.fail(true);
+    text_reply(&deps, "SM121", "1").await;
+    let review = deps.store.review_of("ord-1").unwrap().review;
+    assert_eq!((review.alerted_at, review.alerted_message_sid), (None, None));
+
+    deps.alerts.fail(false);
+    text_reply(&deps, "SM121", "1").await;
+    assert_eq!(deps.alerts.sent().len(), 1, "the cooldown did not block the retry");
+}
+
+#[test]
+fn reads_the_alert_cooldown() {
+    let with = |value| {
+        ReplyConfig::from_env(&env(&[
+            ("ORDERS_TABLE", "o"),
+            ("REVIEWS_TABLE", "r"),
+            ("ALERT_COOLDOWN_HOURS", value),
+        ]))
+    };
+    assert_eq!(config().alert_cooldown_hours, 24);
+    assert_eq!(with("6").unwrap().alert_cooldown_hours, 6);
+    for bad in ["0", "721", "soon"] {
+        let error = with(bad).unwrap_err().to_string();
+        assert!(error.contains("ALERT_COOLDOWN_HOURS"), "{error}");
+    }
 }
