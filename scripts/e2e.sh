@@ -5,6 +5,8 @@
 # Checks each result and what is left in the tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# cargo-lambda from .tools/ (scripts/install-tools.sh), first on PATH.
+source scripts/tools-env.sh
 
 DYNAMODB_PORT=${E2E_DYNAMODB_PORT:-18000}
 INVOKE_PORT=${E2E_INVOKE_PORT:-19000}
@@ -34,6 +36,7 @@ AWS_ACCESS_KEY_ID=local
 AWS_SECRET_ACCESS_KEY=local
 AWS_REGION=eu-west-3
 AWS_LAMBDA_LOG_FORMAT=JSON
+REPLY_WEBHOOK_URL=https://127.0.0.1:$INVOKE_PORT/
 ENV
 cargo lambda watch --quiet --ignore-changes --invoke-port "$INVOKE_PORT" --timeout 120 \
   --env-file "$work/function.env" >"$work/watch.log" 2>&1 &
@@ -66,6 +69,22 @@ check "dry run counts 20 expired carts and deletes none" \
 bad=$(invoke clean-expired-carts events/manual-bad.json || true)
 check "a misspelt manual payload is refused by name" grep -q "unknown field \`dryrun\`" <<<"$bad"
 check "a refused payload changes nothing" test "$(count_carts)" = "$before"
+
+null_now=$(invoke clean-expired-carts events/manual-null-now.json || true)
+check "a null field is refused by name, not read as absent" grep -q '`now` is null' <<<"$null_now"
+python3 -c 'print("[" * 200 + "]" * 200)' >"$work/deep.json"
+deep=$(invoke clean-expired-carts "$work/deep.json" || true)
+check "a payload nested 200 deep is refused as InvalidPayload, by the function" \
+  grep -q 'NonRetryable.InvalidPayload' <<<"$deep"
+printf '{"now": %s}' 1e400 >"$work/huge-number.json"
+huge=$(invoke clean-expired-carts "$work/huge-number.json" || true)
+check "a number out of range is refused as InvalidPayload" grep -q 'NonRetryable.InvalidPayload' <<<"$huge"
+month_ago=$(date -u -d '30 days ago' +%Y-%m-%dT%H:%M:%SZ)
+printf '{"now": "%s"}' "$month_ago" >"$work/past-now.json"
+past=$(invoke clean-expired-carts "$work/past-now.json" || true)
+check "a past now without dryRun or backfill is refused" grep -q 'earlier than the real clock' <<<"$past"
+check "refused payloads change nothing" test "$(count_carts)" = "$before"
+check "each refusal is logged as a refused payload" test "$(grep -c 'refused payload' "$work/watch.log")" -ge 5
 
 scheduled=$(invoke clean-expired-carts events/scheduler.json)
 check "the scheduled run deletes the 20 expired carts" test "$(echo "$scheduled" | json_field deletedCount)" = 20
@@ -105,9 +124,9 @@ if grep -q "local-stand-in-token" "$work/watch.log"; then check "the Twilio toke
 # record-review-reply: customers answer the requests request-reviews just sent (to
 # +3362000000N, orders order-due-000N). Twilio's POST is played by a Python helper that
 # signs like Twilio: HMAC-SHA1 of the URL + the sorted parameters, keyed with the auth
-# token, base64. The emulator serves the Function URL at /lambda-url/<name>/ and hands
-# the function rawPath "/" and the Host header, so the URL the function checks (no
-# REPLY_WEBHOOK_URL set) is https://127.0.0.1:PORT/; in AWS it is the Function URL itself.
+# token, base64. The emulator serves the Function URL at /lambda-url/<name>/; the URL
+# the function checks is REPLY_WEBHOOK_URL, set above to the one the requests are signed
+# for (in AWS, without it, the Function URL Lambda routed the request by).
 cargo build --quiet -p record-review-reply
 reply_endpoint="http://127.0.0.1:$INVOKE_PORT/lambda-url/record-review-reply/"
 signed_url="https://127.0.0.1:$INVOKE_PORT/"

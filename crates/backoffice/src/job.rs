@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use crate::carts::StoreError;
 use crate::clock::{Clock, FixedClock};
 use crate::config::ConfigError;
-use crate::trigger::{PayloadError, RunRequest};
+use crate::trigger::{JobPayload, PayloadError, RunRequest};
 
 /// When a run must stop taking new work so it can finish what is in flight, log, and
 /// answer before Lambda kills it.
@@ -57,21 +57,31 @@ impl Deadline {
     }
 }
 
+/// Reads the payload Lambda handed over as JSON the jobs can use; one that serde_json
+/// cannot hold is refused by name and logged, like any other bad payload.
+pub fn read_payload(job: &'static str, payload: &JobPayload) -> Result<Value, JobError> {
+    payload.parse().map_err(|error| refused(job, error))
+}
+
+fn refused(job: &'static str, error: PayloadError) -> JobError {
+    tracing::error!(job, %error, "refused payload");
+    JobError::InvalidPayload(error)
+}
+
 /// The start of every run: reads the payload (a bad one is refused by name and logged)
-/// and picks the clock the run uses (a manual `now` stands in for the real one).
+/// and picks the clock that says what is due (`as_of`: a manual `now` stands in for the
+/// real one). Whatever the run stores is stamped with the real clock, never `as_of`.
 pub fn begin_run(
     job: &'static str,
     payload: &Value,
     clock: &Arc<dyn Clock>,
 ) -> Result<(RunRequest, Arc<dyn Clock>), JobError> {
-    let request = RunRequest::from_payload(payload, clock.now()).inspect_err(|error| {
-        tracing::error!(job, %error, "refused payload");
-    })?;
-    let run_clock: Arc<dyn Clock> = match request.now_override {
+    let request = RunRequest::from_payload(payload, clock.now()).map_err(|error| refused(job, error))?;
+    let as_of: Arc<dyn Clock> = match request.now_override {
         Some(now) => Arc::new(FixedClock(now)),
         None => clock.clone(),
     };
-    Ok((request, run_clock))
+    Ok((request, as_of))
 }
 
 /// How a finished run answers Lambda, once its summary is logged: an aborted run is an

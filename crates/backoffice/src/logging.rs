@@ -8,11 +8,16 @@
 //! …}}`, plus `span`/`spans` inside a span: the Logs Insights queries in template.yaml read
 //! `fields.*`.
 //!
-//! The level is a single [`LevelFilter`], see [`LogSettings::from_env`].
+//! The level is a single [`LevelFilter`], see [`LogSettings::from_env`]. It applies to
+//! this project's own code, which masks phone numbers and never logs a secret. Every
+//! other crate (the AWS SDK, hyper, rustls, reqwest, the runtime) is capped at
+//! [`DEPENDENCY_LEVEL_CAP`] whatever the level: at `DEBUG` and `TRACE` the SDK prints
+//! whole requests and responses, phone numbers included.
 
 use tracing::Dispatch;
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
 
 use crate::config::{EnvSource, ProcessEnv};
 
@@ -82,6 +87,25 @@ pub fn init() {
         .expect("init() is called once, before any other subscriber is installed");
 }
 
+/// The crates whose events follow the selected level.
+const OWN_TARGETS: &[&str] = &[
+    "backoffice",
+    "clean_expired_carts",
+    "request_reviews",
+    "record_review_reply",
+];
+
+/// The most any other crate may log.
+pub const DEPENDENCY_LEVEL_CAP: LevelFilter = LevelFilter::WARN;
+
+fn targets(level: LevelFilter) -> Targets {
+    OWN_TARGETS
+        .iter()
+        .fold(Targets::new().with_default(level.min(DEPENDENCY_LEVEL_CAP)), |targets, own| {
+            targets.with_target(*own, level)
+        })
+}
+
 /// The subscriber [`init`] installs, writing to `writer`.
 fn subscriber<W>(settings: LogSettings, writer: W) -> Dispatch
 where
@@ -95,9 +119,10 @@ where
         // enable it, as escape codes would reach CloudWatch as text.
         .with_ansi(false)
         .with_max_level(settings.level);
+    let targets = targets(settings.level);
     match settings.format {
-        LogFormat::Json => Dispatch::new(builder.json().finish()),
-        LogFormat::Text => Dispatch::new(builder.finish()),
+        LogFormat::Json => Dispatch::new(builder.json().finish().with(targets)),
+        LogFormat::Text => Dispatch::new(builder.finish().with(targets)),
     }
 }
 
@@ -275,5 +300,26 @@ mod tests {
             .map(|line| serde_json::from_str::<Value>(line).unwrap()["level"].clone())
             .collect();
         assert_eq!(levels, [json!("WARN"), json!("ERROR")]);
+    }
+
+    #[test]
+    fn other_crates_never_log_below_warn_even_at_trace() {
+        let settings = LogSettings {
+            format: LogFormat::Json,
+            level: LevelFilter::TRACE,
+        };
+        let lines = output(settings, || {
+            tracing::trace!(target: "aws_smithy_runtime::client::orchestrator", "response body +33612345678");
+            tracing::debug!(target: "aws_sdk_dynamodb", "response +33612345678");
+            tracing::info!(target: "hyper_util::client", "connected");
+            tracing::warn!(target: "aws_config", "no region");
+            tracing::trace!(target: "backoffice::sweeper", "own trace");
+            tracing::debug!("own debug");
+        });
+        let messages: Vec<Value> = lines
+            .iter()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap()["fields"]["message"].clone())
+            .collect();
+        assert_eq!(messages, [json!("no region"), json!("own trace"), json!("own debug")]);
     }
 }

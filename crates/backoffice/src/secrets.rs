@@ -2,7 +2,7 @@
 //! token never sits in the function's environment, its configuration or a log line.
 
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
-use serde::Deserialize;
+use serde_json::Value;
 
 use crate::config::{ConfigError, EnvSource};
 use crate::twilio::{AuthToken, TwilioConfig};
@@ -17,11 +17,42 @@ pub enum SecretError {
     Config(#[from] ConfigError),
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct TwilioSecret {
     account_sid: String,
     auth_token: String,
+}
+
+/// What kind of JSON value this is, never the value itself.
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Reads the secret's JSON. Every error names a field or a position, never a value:
+/// serde's own messages quote the value they could not read (`invalid type: string
+/// "…"`), which for this secret is the token.
+fn read_secret(text: &str) -> Result<TwilioSecret, String> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| format!("it is not valid JSON (line {}, column {})", e.line(), e.column()))?;
+    let Value::Object(fields) = value else {
+        return Err(format!("it is JSON {}, not an object", json_kind(&value)));
+    };
+    let field = |name: &str| match fields.get(name) {
+        Some(Value::String(text)) if !text.trim().is_empty() => Ok(text.trim().to_owned()),
+        Some(Value::String(_)) => Err(format!("`{name}` is empty")),
+        Some(other) => Err(format!("`{name}` must be a string, not {}", json_kind(other))),
+        None => Err(format!("`{name}` is missing")),
+    };
+    Ok(TwilioSecret {
+        account_sid: field("accountSid")?,
+        auth_token: field("authToken")?,
+    })
 }
 
 /// The environment with `TWILIO_ACCOUNT_SID` taken from the secret.
@@ -63,10 +94,9 @@ pub async fn twilio_config(
         arn: arn.clone(),
         reason: "it has no SecretString".into(),
     })?;
-    // serde_json's message names the missing field, never the value.
-    let secret: TwilioSecret = serde_json::from_str(text).map_err(|e| SecretError::Shape {
+    let secret = read_secret(text).map_err(|reason| SecretError::Shape {
         arn: arn.clone(),
-        reason: e.to_string(),
+        reason,
     })?;
     let env = WithAccountSid {
         env,
@@ -137,5 +167,32 @@ mod tests {
 
         assert_eq!(config.account_sid, SID);
         assert_eq!(rule.num_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn no_malformed_secret_puts_its_token_in_the_error() {
+        let token = "tok-secret-5f2a";
+        for (text, expected) in [
+            // The whole secret stored as a JSON string (double-encoded).
+            (
+                r#""{\"accountSid\":\"AC0123456789abcdef0123456789abcdef\",\"authToken\":\"tok-secret-5f2a\"}""#,
+                "JSON a string, not an object",
+            ),
+            (
+                r#"{"accountSid":"AC0123456789abcdef0123456789abcdef","authToken":["tok-secret-5f2a"]}"#,
+                "`authToken` must be a string, not an array",
+            ),
+            (r#"{"accountSid":"AC0123456789abcdef0123456789abcdef","authToken":5}"#, "`authToken` must be a string, not a number"),
+            (r#"{"accountSid":"tok-secret-5f2a","authToken":"x"#, "not valid JSON (line 1"),
+            (r#"{"accountSid":"AC0123456789abcdef0123456789abcdef","authToken":" "}"#, "`authToken` is empty"),
+        ] {
+            let text: &'static str = Box::leak(text.to_owned().into_boxed_str());
+            let rule = secret_answering(text);
+            let client = mock_client!(aws_sdk_secretsmanager, [&rule]);
+            let env = env(&[("TWILIO_SECRET_ARN", ARN), ("TWILIO_WHATSAPP_FROM", "+33612345678")]);
+            let error = twilio_config(&env, &client).await.unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+            assert!(!error.contains(token), "{text}: {error}");
+        }
     }
 }

@@ -14,9 +14,9 @@ use serde_json::Value;
 use crate::carts::{CartStore, DeleteOutcome, ExpiredCart, StoreError};
 use crate::clock::Clock;
 use crate::config::{ConfigError, EnvSource, parse_var, required_var};
-use crate::job::{Deadline, JobError, begin_run, finish_run};
+use crate::job::{Deadline, JobError, begin_run, finish_run, read_payload};
 use crate::shard::all_shards;
-use crate::trigger::TriggerSource;
+use crate::trigger::{JobPayload, TriggerSource};
 
 pub const JOB_NAME: &str = "clean-expired-carts";
 
@@ -254,14 +254,17 @@ pub struct SweeperDeps<S> {
 }
 
 /// The Lambda handler.
-pub async fn handle<S: CartStore>(deps: &SweeperDeps<S>, event: LambdaEvent<Value>) -> Result<SweepResponse, JobError> {
+pub async fn handle<S: CartStore>(
+    deps: &SweeperDeps<S>,
+    event: LambdaEvent<JobPayload>,
+) -> Result<SweepResponse, JobError> {
     let deadline = Deadline::from_context(&event.context, deps.config.stop_margin);
     tracing::debug!(
         job = JOB_NAME,
         time_left_ms = crate::job::time_left(&event.context).as_millis() as u64,
         "invoked"
     );
-    run(deps, &event.payload, deadline).await
+    run(deps, &read_payload(JOB_NAME, &event.payload)?, deadline).await
 }
 
 /// One run, for the handler and for local tools.
@@ -271,13 +274,15 @@ pub async fn run<S: CartStore>(
     deadline: Deadline,
 ) -> Result<SweepResponse, JobError> {
     let started = Instant::now();
-    let (request, clock) = begin_run(JOB_NAME, payload, &deps.clock)?;
+    let (request, as_of) = begin_run(JOB_NAME, payload, &deps.clock)?;
     let options = SweepOptions {
         page_size: deps.config.page_size,
         concurrency: deps.config.concurrency,
         dry_run: request.dry_run,
     };
-    let outcome = sweep(&deps.store, clock.as_ref(), deadline, &options).await;
+    // Deletes are conditional on `expiresAt <= as_of`: a past `as_of` deletes only what
+    // was due then, and nothing the sweep stores carries a time.
+    let outcome = sweep(&deps.store, as_of.as_ref(), deadline, &options).await;
     let (report, abort) = match outcome {
         Ok(report) => (report, None),
         Err(SweepAborted { report, cause }) => (report, Some(cause)),
@@ -285,7 +290,7 @@ pub async fn run<S: CartStore>(
     let response = SweepResponse {
         success: abort.is_none() && report.failed == 0,
         deleted_count: report.deleted,
-        timestamp: clock.now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        timestamp: deps.clock.now().to_rfc3339_opts(SecondsFormat::Secs, true),
         dry_run: request.dry_run,
         trigger: request.source,
         duration_ms: started.elapsed().as_millis() as u64,
@@ -633,9 +638,13 @@ mod tests {
         add(&deps.store, "old", NOW - 7200);
         add(&deps.store, "recent", NOW - 60);
         let an_hour_ago = DateTime::from_timestamp(NOW - 3600, 0).unwrap().to_rfc3339();
-        let response = run(&deps, &json!({"now": an_hour_ago}), Deadline::unbounded())
-            .await
-            .unwrap();
+        let response = run(
+            &deps,
+            &json!({"now": an_hour_ago, "backfill": true}),
+            Deadline::unbounded(),
+        )
+        .await
+        .unwrap();
         assert_eq!(response.deleted_count, 1);
         assert!(deps.store.contains("recent"));
     }

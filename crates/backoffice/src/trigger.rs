@@ -7,9 +7,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// How far a manual `now` may run ahead of the real clock (clock skew between a laptop
-/// and AWS) before it is refused.
-const MAX_MANUAL_CLOCK_LEAD: TimeDelta = TimeDelta::seconds(60);
+/// How far a manual `now` may stray from the real clock (clock skew between a laptop and
+/// AWS) and still be taken as "now".
+const MANUAL_CLOCK_TOLERANCE: TimeDelta = TimeDelta::seconds(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -18,7 +18,8 @@ pub enum TriggerSource {
     EventBridgeRule,
     /// EventBridge Scheduler with the `{"scheduler": {...}}` input that template.yaml sets.
     Scheduler,
-    /// A person or script: `{}` or `{"now": "...", "dryRun": true}`.
+    /// A person or script: `{}`, `{"dryRun": true}`, `{"now": "...", "dryRun": true}` or
+    /// `{"now": "<past>", "backfill": true}`.
     Manual,
 }
 
@@ -28,11 +29,15 @@ pub struct RunRequest {
     pub source: TriggerSource,
     /// When the scheduler meant the run to happen (absent for manual runs).
     pub scheduled_time: Option<DateTime<Utc>>,
-    /// A manual run's stand-in for the current time; never later than the real clock
-    /// unless the run is a dry run.
+    /// A manual run's stand-in for the current time, for choosing what is due. Never
+    /// later than the real clock unless the run is a dry run, never earlier unless it is
+    /// a dry run or a backfill. What a run stores (claims, send times) is always stamped
+    /// with the real clock.
     pub now_override: Option<DateTime<Utc>>,
     /// Count what would be done, change nothing.
     pub dry_run: bool,
+    /// The operator's stated intent to act for real as of a past `now` (a missed day).
+    pub backfill: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -45,8 +50,25 @@ pub enum PayloadError {
     NotScheduled { detail_type: String, event_source: String },
     #[error("scheduler payload: {0}")]
     BadSchedulerPayload(String),
-    #[error("manual payload: {0} (accepted: {{\"now\": \"<RFC 3339 time>\", \"dryRun\": true|false}})")]
+    #[error("payload is not JSON this function can read: {0}")]
+    NotJson(String),
+    #[error(
+        "manual payload: {0} (accepted: {{\"now\": \"<RFC 3339 time>\", \"dryRun\": true|false, \"backfill\": true|false}})"
+    )]
     BadManualPayload(String),
+    #[error("manual payload: `{0}` is null; leave the field out, or give it a value")]
+    NullField(String),
+    #[error("manual payload: `backfill` needs a `now` in the past, the day to run as")]
+    BackfillWithoutNow,
+    #[error(
+        "manual payload: `now` ({now}) is earlier than the real clock ({real_now}); add \"dryRun\": \
+         true to preview that moment, or \"backfill\": true to act for real as of it (what is \
+         stored is stamped with the real time, and nothing too old by today's clock is sent)"
+    )]
+    NowInPast {
+        now: DateTime<Utc>,
+        real_now: DateTime<Utc>,
+    },
     #[error(
         "manual payload: `now` ({now}) is later than the real clock ({real_now}); a clock in \
          the future would act on items that are not due yet. Add \"dryRun\": true to preview."
@@ -85,6 +107,22 @@ struct ManualPayload {
     now: Option<DateTime<Utc>>,
     #[serde(default)]
     dry_run: bool,
+    #[serde(default)]
+    backfill: bool,
+}
+
+/// A job's payload as Lambda hands it over, kept as raw JSON text so that the runtime
+/// never refuses it before the job sees it: a payload the job cannot read (nested deeper
+/// than serde_json's 128 levels, a number out of range such as `1e400`) is refused by
+/// [`JobPayload::parse`] as an [`PayloadError::NotJson`], like any other bad payload.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct JobPayload(Box<serde_json::value::RawValue>);
+
+impl JobPayload {
+    pub fn parse(&self) -> Result<Value, PayloadError> {
+        serde_json::from_str(self.0.get()).map_err(|e| PayloadError::NotJson(e.to_string()))
+    }
 }
 
 impl RunRequest {
@@ -115,6 +153,7 @@ impl RunRequest {
                 scheduled_time: event.time,
                 now_override: None,
                 dry_run: false,
+                backfill: false,
             });
         }
 
@@ -126,18 +165,31 @@ impl RunRequest {
                 scheduled_time: Some(scheduler.scheduler.scheduled_time),
                 now_override: None,
                 dry_run: false,
+                backfill: false,
             });
         }
 
+        // serde reads `null` as "absent" for an optional field: a `"now": null` left by
+        // a script would silently run for real.
+        if let Some((name, _)) = object.iter().find(|(_, value)| value.is_null()) {
+            return Err(PayloadError::NullField(name.clone()));
+        }
         let manual: ManualPayload =
             serde_json::from_value(payload.clone()).map_err(|e| PayloadError::BadManualPayload(e.to_string()))?;
-        if let Some(now) = manual.now
-            && now > real_now + MAX_MANUAL_CLOCK_LEAD
-            && !manual.dry_run
-        {
-            return Err(PayloadError::NowInFuture { now, real_now });
+        match manual.now {
+            None if manual.backfill => return Err(PayloadError::BackfillWithoutNow),
+            Some(now) if now > real_now + MANUAL_CLOCK_TOLERANCE && !manual.dry_run => {
+                return Err(PayloadError::NowInFuture { now, real_now });
+            }
+            Some(now) if now < real_now - MANUAL_CLOCK_TOLERANCE && !manual.dry_run && !manual.backfill => {
+                return Err(PayloadError::NowInPast { now, real_now });
+            }
+            _ => {}
         }
-        Ok(Self::manual(manual.now, manual.dry_run))
+        Ok(Self {
+            backfill: manual.backfill,
+            ..Self::manual(manual.now, manual.dry_run)
+        })
     }
 
     fn manual(now_override: Option<DateTime<Utc>>, dry_run: bool) -> Self {
@@ -146,6 +198,7 @@ impl RunRequest {
             scheduled_time: None,
             now_override,
             dry_run,
+            backfill: false,
         }
     }
 }
@@ -243,5 +296,53 @@ mod tests {
     fn refuses_payloads_that_are_not_objects() {
         assert_eq!(parse(json!([1])).unwrap_err(), PayloadError::NotAnObject("an array"));
         assert_eq!(parse(json!("run")).unwrap_err(), PayloadError::NotAnObject("a string"));
+    }
+
+    #[test]
+    fn refuses_a_past_now_unless_dry_run_or_backfill() {
+        let past = json!({"now": "2026-10-25T10:00:00Z"});
+        assert!(matches!(parse(past).unwrap_err(), PayloadError::NowInPast { .. }));
+        let preview = parse(json!({"now": "2026-10-25T10:00:00Z", "dryRun": true})).unwrap();
+        assert!(preview.dry_run && !preview.backfill);
+        let backfill = parse(json!({"now": "2026-10-25T10:00:00Z", "backfill": true})).unwrap();
+        assert!(backfill.backfill && !backfill.dry_run);
+        assert_eq!(backfill.now_override, Some("2026-10-25T10:00:00Z".parse().unwrap()));
+        // Within the clock tolerance, a `now` is just "now".
+        assert!(parse(json!({"now": "2026-11-24T09:59:30Z"})).is_ok());
+    }
+
+    #[test]
+    fn a_backfill_needs_a_now_and_never_runs_ahead() {
+        assert_eq!(
+            parse(json!({"backfill": true})).unwrap_err(),
+            PayloadError::BackfillWithoutNow
+        );
+        let future = json!({"now": "2026-11-30T10:00:00Z", "backfill": true});
+        assert!(matches!(parse(future).unwrap_err(), PayloadError::NowInFuture { .. }));
+    }
+
+    #[test]
+    fn refuses_a_null_field_by_name() {
+        for (payload, name) in [
+            (json!({"now": null}), "now"),
+            (json!({"dryRun": null}), "dryRun"),
+            (json!({"dryRun": true, "backfill": null}), "backfill"),
+        ] {
+            let error = parse(payload).unwrap_err();
+            assert_eq!(error, PayloadError::NullField(name.into()));
+            assert!(error.to_string().contains(&format!("`{name}` is null")), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_payload_serde_json_cannot_hold_is_refused_not_lost() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        for text in [deep.as_str(), r#"{"now": 1e400}"#, "1e400"] {
+            let payload: JobPayload = serde_json::from_str(text).expect("read as raw JSON");
+            let error = payload.parse().unwrap_err();
+            assert!(matches!(error, PayloadError::NotJson(_)), "{text}: {error}");
+        }
+        let fine: JobPayload = serde_json::from_str(r#"{"dryRun": true}"#).unwrap();
+        assert_eq!(fine.parse().unwrap(), json!({"dryRun": true}));
     }
 }

@@ -7,8 +7,8 @@ use backoffice::carts::dynamo::DynamoCarts;
 use backoffice::clock::SystemClock;
 use backoffice::config::ProcessEnv;
 use backoffice::sweeper::{self, SweeperConfig, SweeperDeps};
+use backoffice::trigger::JobPayload;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -20,5 +20,8 @@ async fn main() -> Result<(), Error> {
         clock: Arc::new(SystemClock),
         config,
     };
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| sweeper::handle(&deps, event))).await
+    lambda_runtime::run(service_fn(|event: LambdaEvent<JobPayload>| {
+        sweeper::handle(&deps, event)
+    }))
+    .await
 }

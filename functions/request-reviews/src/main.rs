@@ -8,9 +8,9 @@ use backoffice::config::ProcessEnv;
 use backoffice::orders::dynamo::DynamoOrders;
 use backoffice::review_requests::{self, ReviewDeps, ReviewJobConfig};
 use backoffice::secrets::twilio_config;
+use backoffice::trigger::JobPayload;
 use backoffice::twilio::TwilioClient;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -29,7 +29,7 @@ async fn main() -> Result<(), Error> {
         clock: Arc::new(SystemClock),
         config,
     };
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+    lambda_runtime::run(service_fn(|event: LambdaEvent<JobPayload>| {
         review_requests::handle(&deps, event)
     }))
     .await

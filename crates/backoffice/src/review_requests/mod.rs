@@ -25,10 +25,10 @@ use serde_json::Value;
 use crate::carts::StoreError;
 use crate::clock::Clock;
 use crate::config::{ConfigError, EnvSource, parse_var, required_var};
-use crate::job::{Deadline, JobError, begin_run, finish_run};
+use crate::job::{Deadline, JobError, begin_run, finish_run, read_payload};
 use crate::orders::{Claim, ClaimOutcome, DueOrder, RequestStatus, ReviewRequestStore, Settlement, SkipReason};
 use crate::shard::all_shards;
-use crate::trigger::{PayloadError, TriggerSource};
+use crate::trigger::{JobPayload, PayloadError, TriggerSource};
 use crate::twilio::{RetryPolicy, SendError, SentMessage, TwilioClient};
 
 pub const JOB_NAME: &str = "request-reviews";
@@ -579,10 +579,11 @@ pub struct ReviewDeps<S, M> {
 /// The Lambda handler.
 pub async fn handle<S: ReviewRequestStore, M: ReviewMessenger>(
     deps: &ReviewDeps<S, M>,
-    event: LambdaEvent<Value>,
+    event: LambdaEvent<JobPayload>,
 ) -> Result<ReviewResponse, JobError> {
     let deadline = Deadline::from_context(&event.context, deps.config.stop_margin);
-    run(deps, &event.payload, deadline, &event.context.request_id).await
+    let payload = read_payload(JOB_NAME, &event.payload)?;
+    run(deps, &payload, deadline, &event.context.request_id).await
 }
 
 /// One run, for the handler and for local tools. `run_id` tags this run's claims.
@@ -593,18 +594,20 @@ pub async fn run<S: ReviewRequestStore, M: ReviewMessenger>(
     run_id: &str,
 ) -> Result<ReviewResponse, JobError> {
     let started = Instant::now();
-    let (request, clock) = begin_run(JOB_NAME, payload, &deps.clock)?;
+    let (request, as_of) = begin_run(JOB_NAME, payload, &deps.clock)?;
     let config = &deps.config;
-    let window = review_window(
-        clock.now(),
-        &config.shop_timezone,
-        config.delay_days,
-        config.max_age_days,
-    )
-    .map_err(|error| PayloadError::NowOutOfCalendar {
-        now: clock.now(),
-        reason: error.to_string(),
-    })?;
+    let window_at = |now: DateTime<Utc>| {
+        review_window(now, &config.shop_timezone, config.delay_days, config.max_age_days).map_err(|error| {
+            JobError::from(PayloadError::NowOutOfCalendar {
+                now,
+                reason: error.to_string(),
+            })
+        })
+    };
+    // Due as of the run's `now`; too old by the later of that and the real clock, so a
+    // backfill never reaches an order that today's run would no longer ask.
+    let mut window = window_at(as_of.now())?;
+    window.too_old_before = window.too_old_before.max(window_at(deps.clock.now())?.too_old_before);
     let options = ReviewOptions {
         window,
         page_size: config.page_size,
@@ -613,7 +616,9 @@ pub async fn run<S: ReviewRequestStore, M: ReviewMessenger>(
         claim_id: run_id.to_owned(),
         stale_claim_after: config.stale_claim_after,
     };
-    let outcome = request_reviews(&deps.store, &deps.messenger, clock.as_ref(), deadline, &options).await;
+    // Claims, send times and the stale-claim cutoff use the real clock: a run as of a past
+    // `now` beside a scheduled run leaves claims that look as fresh as they are.
+    let outcome = request_reviews(&deps.store, &deps.messenger, deps.clock.as_ref(), deadline, &options).await;
     let (report, abort) = match outcome {
         Ok(report) => (report, None),
         Err(ReviewRunAborted { report, cause }) => (report, Some(cause)),
@@ -623,7 +628,7 @@ pub async fn run<S: ReviewRequestStore, M: ReviewMessenger>(
         sent: report.sent,
         failed: report.failed,
         total: report.total(),
-        timestamp: clock.now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        timestamp: deps.clock.now().to_rfc3339_opts(SecondsFormat::Secs, true),
         dry_run: request.dry_run,
         trigger: request.source,
         due_before: window.due_before.to_rfc3339_opts(SecondsFormat::Secs, true),

@@ -422,3 +422,77 @@ fn config_refuses_bad_values_by_name() {
     let bad_age = ReviewJobConfig::from_env(&env(&[base[0], base[1], ("REVIEW_MAX_AGE_DAYS", "3")])).unwrap_err();
     assert!(bad_age.to_string().contains("REVIEW_MAX_AGE_DAYS"), "{bad_age}");
 }
+
+fn days_before_now(days: i64) -> String {
+    (utc(NOW) - TimeDelta::days(days)).to_rfc3339()
+}
+
+#[tokio::test]
+async fn a_past_now_without_dry_run_or_backfill_is_refused_and_sends_nothing() {
+    let store = InMemoryOrders::default();
+    add(&store, "due-40", 40);
+    let deps = deps(store, FakeMessenger::default());
+
+    let payload = serde_json::json!({"now": days_before_now(30)});
+    let error = run(&deps, &payload, Deadline::unbounded(), "manual").await.unwrap_err();
+
+    assert!(
+        matches!(error, JobError::InvalidPayload(PayloadError::NowInPast { .. })),
+        "{error}"
+    );
+    assert!(error.to_string().contains("backfill"), "{error}");
+    assert_eq!(deps.messenger.total(), 0);
+    assert_eq!(deps.store.status_of("due-40"), Some(RequestStatus::Pending));
+}
+
+#[tokio::test]
+async fn a_backfill_never_sends_what_is_too_old_by_the_real_clock() {
+    let store = InMemoryOrders::default();
+    add(&store, "completed-40-days-ago", 40);
+    add(&store, "completed-12-days-ago", 12);
+    let deps = deps(store, FakeMessenger::default());
+
+    // As of 30 days ago, the 40-day-old order was due and young enough; today it is not.
+    let payload = serde_json::json!({"now": days_before_now(30), "backfill": true});
+    let response = run(&deps, &payload, Deadline::unbounded(), "backfill").await.unwrap();
+
+    assert_eq!(response.sent, 0);
+    assert_eq!(response.report.skipped.get("too_old"), Some(&1));
+    assert_eq!(deps.messenger.total(), 0);
+    // Not yet due as of 30 days ago: left for today's run.
+    assert_eq!(
+        deps.store.status_of("completed-12-days-ago"),
+        Some(RequestStatus::Pending)
+    );
+    assert_eq!(response.timestamp, NOW, "the response tells the real time");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backfill_beside_the_scheduled_run_parks_nothing_and_sends_each_order_once() {
+    let store = InMemoryOrders::default();
+    add(&store, "due-11", 11);
+    add(&store, "due-12", 12);
+    let messenger = FakeMessenger {
+        delay: Duration::from_secs(2),
+        ..FakeMessenger::default()
+    };
+    let deps = deps(store, messenger);
+    let backfill = serde_json::json!({"now": days_before_now(3), "backfill": true});
+    let schedule = serde_json::json!({});
+
+    let (manual, scheduled) = tokio::join!(
+        run(&deps, &backfill, Deadline::unbounded(), "manual"),
+        run(&deps, &schedule, Deadline::unbounded(), "scheduled"),
+    );
+    let (manual, scheduled) = (manual.unwrap(), scheduled.unwrap());
+
+    assert_eq!(
+        manual.report.stale_claims_parked + scheduled.report.stale_claims_parked,
+        0,
+        "the backfill's claims are stamped with the real time, so they look as fresh as they are"
+    );
+    assert_eq!(manual.sent + scheduled.sent, 2);
+    assert_eq!(deps.messenger.messages_to("due-11"), 1);
+    assert_eq!(deps.messenger.messages_to("due-12"), 1);
+    assert_eq!(scheduled.report.awaiting_reconciliation, 0);
+}
