@@ -361,3 +361,44 @@ fn alarms_watch_metrics_the_code_emits() {
         "expected the ShopBackOffice alarms, checked {checked} metrics"
     );
 }
+
+/// The parameter a `!If [Condition, !Ref Parameter, !Ref AWS::NoValue]` reserves with.
+fn reserved_concurrency_parameter(function: &str, properties: &Value) -> String {
+    let reserved = &properties["ReservedConcurrentExecutions"];
+    let Value::Tagged(tagged) = reserved else {
+        panic!("{function}: ReservedConcurrentExecutions must be set (an !If on its parameter), got {reserved:?}")
+    };
+    let branches = tagged.value.as_sequence().expect("!If takes a list");
+    resource_text(&branches[1])
+        .strip_prefix("!Ref ")
+        .unwrap_or_else(|| panic!("{function}: the reserved branch must !Ref a parameter"))
+        .to_owned()
+}
+
+#[test]
+fn every_function_has_a_concurrency_limit_from_a_parameter() {
+    let template = template();
+    for (function, properties) in functions(&template) {
+        let parameter = reserved_concurrency_parameter(&function, &properties);
+        let default = template["Parameters"][parameter.as_str()]["Default"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{function}: parameter {parameter} needs a numeric Default"));
+        assert!(default >= 1, "{function}: {parameter} defaults to {default}");
+    }
+    let webhook = &resources(&template)["RecordReviewReplyFunction"]["Properties"];
+    assert_eq!(
+        reserved_concurrency_parameter("RecordReviewReplyFunction", webhook),
+        "WebhookReservedConcurrency",
+        "the public function has a limit of its own"
+    );
+}
+
+#[test]
+fn system_logs_keep_the_report_lines_the_runbook_reads() {
+    let template = template();
+    // platform.start / platform.report are INFO-level system logs.
+    let level = template["Globals"]["Function"]["LoggingConfig"]["SystemLogLevel"].as_str();
+    assert!(matches!(level, Some("INFO" | "DEBUG")), "SystemLogLevel {level:?}");
+    let readme = std::fs::read_to_string(default_template_path().with_file_name("README.md")).unwrap();
+    assert!(readme.contains("platform.report"), "the runbook's query reads platform.report");
+}
