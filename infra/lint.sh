@@ -12,15 +12,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 TEMPLATE=template.yaml
 REGION=eu-west-3
 
-# Install the linters if missing (module names: cfnlint, cfn_lint_serverless, samcli).
-missing=()
-command -v sam >/dev/null 2>&1 || missing+=(aws-sam-cli)
-command -v cfn-lint >/dev/null 2>&1 || missing+=(cfn-lint)
-python3 -c 'import cfn_lint_serverless' >/dev/null 2>&1 || missing+=(cfn-lint-serverless)
-if ((${#missing[@]})); then
-    echo "==> pip install ${missing[*]}"
-    python3 -m pip install --quiet "${missing[@]}"
-fi
+# The linters, pinned, from the project's venv (.tools/venv): installed there if missing,
+# never into the system Python.
+[[ -x .tools/venv/bin/sam && -x .tools/venv/bin/cfn-lint ]] || bash scripts/install-tools.sh
+source scripts/tools-env.sh
 
 # No telemetry from a lint run.
 export SAM_CLI_TELEMETRY=0

@@ -9,6 +9,8 @@
 #   BENCH_OUT          results file (default bench/results.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# cargo-lambda and Zig from .tools/ (scripts/install-tools.sh), first on PATH.
+source scripts/tools-env.sh
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/bench}
 out=${BENCH_OUT:-bench/results.json}

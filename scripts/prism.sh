@@ -6,7 +6,8 @@
 #   scripts/prism.sh [PORT]        # default 4010
 #   TWILIO_CONTRACT_URL=http://127.0.0.1:4010 cargo test -p backoffice --test twilio_contract
 #
-# Installs @stoplight/prism-cli with npm when `prism` is missing.
+# Uses the pinned @stoplight/prism-cli in .tools/node, installing it there (scripts/install-tools.sh)
+# when it is missing; never a global npm install.
 set -euo pipefail
 
 port="${1:-4010}"
@@ -19,14 +20,8 @@ if [[ ! -f "$spec" ]]; then
     exit 1
 fi
 
-if ! command -v prism >/dev/null 2>&1; then
-    if ! command -v npm >/dev/null 2>&1; then
-        echo "prism is not installed and npm is not available to install it" >&2
-        exit 1
-    fi
-    echo "installing @stoplight/prism-cli with npm" >&2
-    npm install --global --no-fund --no-audit "@stoplight/prism-cli@5"
-fi
+[[ -x "$script_dir/../.tools/node/node_modules/.bin/prism" ]] || bash "$script_dir/install-tools.sh" >&2
+source "$script_dir/tools-env.sh"
 
 # --errors: answer 422 for a request that does not match the spec, instead of a 201.
 exec prism mock --errors --host 127.0.0.1 --port "$port" "$spec"

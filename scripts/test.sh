@@ -4,6 +4,8 @@
 # server, the end-to-end run through `cargo lambda`, and the template checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The pinned tools (moto_server, cargo lambda, sam, cfn-lint, prism) in .tools/, first on PATH.
+source scripts/tools-env.sh
 
 step() { printf '\n==> %s\n' "$*"; }
 

@@ -46,8 +46,9 @@ fn spec_path() -> PathBuf {
 }
 
 fn how_to_start_prism() -> String {
-    "start Prism with `scripts/prism.sh` (port 4010; it installs @stoplight/prism-cli with npm if needed) \
-     and run the test with TWILIO_CONTRACT_URL=http://127.0.0.1:4010, or put `prism` on PATH so the test \
+    "start Prism with `scripts/prism.sh` (port 4010; it installs the pinned @stoplight/prism-cli into .tools/ \
+     if needed) and run the test with TWILIO_CONTRACT_URL=http://127.0.0.1:4010, or `source scripts/tools-env.sh` \
+     so that `prism` is on PATH and the test \
      starts it itself"
         .to_owned()
 }
