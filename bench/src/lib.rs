@@ -236,8 +236,17 @@ pub fn rss_kib() -> u64 {
     proc_status_kib("VmRSS:")
 }
 
+/// `VmHWM` (peak resident set) of another process, in KiB.
+pub fn peak_rss_kib_of(pid: u32) -> u64 {
+    status_kib(&format!("/proc/{pid}/status"), "VmHWM:")
+}
+
 fn proc_status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    status_kib("/proc/self/status", field)
+}
+
+fn status_kib(path: &str, field: &str) -> u64 {
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|status| {
             status

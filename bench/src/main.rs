@@ -26,7 +26,7 @@ use backoffice::review_requests::{self, ReviewDeps, ReviewJobConfig};
 use backoffice::twilio::{AuthToken, TwilioClient, TwilioConfig};
 use bench::{
     CartSet, Failure, RequestCounter, counted_client, cpu_ms, create_table, import_carts, live_cart_id,
-    local_sdk_config, measure_sweep, peak_rss_kib, rss_kib,
+    local_sdk_config, measure_sweep, peak_rss_kib, peak_rss_kib_of, rss_kib,
 };
 use chrono::{TimeDelta, Utc};
 use devstack::embedded::EmbeddedDynamo;
@@ -388,6 +388,18 @@ async fn run_all(args: &[String]) -> Result<(), Failure> {
             }),
         );
     }
+    // ---- The webhook under an unauthenticated many-parameter flood. ----
+    let webhook = match functions
+        .iter()
+        .find(|(name, _)| name.as_str() == "record-review-reply")
+    {
+        Some((_, binary)) => {
+            let flood = webhook_flood_rss(binary, &function_env(&endpoint)).await?;
+            log(started, format!("webhook flood: {flood}"));
+            Some(flood)
+        }
+        None => None,
+    };
     let ms_to_first_poll = init_by_function
         .values()
         .map(|v| f(&v["median_ms"]))
@@ -427,6 +439,7 @@ async fn run_all(args: &[String]) -> Result<(), Failure> {
             "large": sweep_large,
         },
         "reviews": reviews,
+        "webhook": webhook,
         "binary": {
             "bootstrap_bytes": bootstrap_bytes.values().copied().max(),
             "bootstrap_bytes_by_function": bootstrap_bytes,
@@ -788,6 +801,68 @@ fn event_reply(request_id: &str, payload: &Value) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The flood body: `a&a&…`, tiny parameters that cost the most once decoded.
+const FLOOD_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Peak RSS of one record-review-reply process after a signed reply, then after 3 MB
+/// many-parameter bodies without a signature and with a well-formed wrong one. What the
+/// floods add over the signed reply is the event itself (the runtime's copy of the JSON
+/// and the body string), nothing per parameter: before the body limits, the same flood
+/// decoded 1.5 million parameters and added about 130 MB.
+async fn webhook_flood_rss(binary: &PathBuf, env: &[(String, String)]) -> Result<Value, Failure> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let runtime_api = listener.local_addr()?.to_string();
+    let (mut requests, server) = serve_runtime_api(listener);
+    let mut function = spawn_function(binary, env, &runtime_api)?;
+    let pid = function.id().ok_or("record-review-reply exited")?;
+    let (signed, _) = invocation_payload("record-review-reply");
+    let flood = |signature: Option<&str>| {
+        let mut event = signed.clone();
+        event["body"] = json!("a&".repeat(FLOOD_BODY_BYTES / 2));
+        match signature {
+            Some(signature) => event["headers"]["x-twilio-signature"] = json!(signature),
+            None => {
+                event["headers"].as_object_mut().map(|h| h.remove("x-twilio-signature"));
+            }
+        }
+        event
+    };
+    let mut peaks_kib = Vec::new();
+    for (invocation, event) in [signed.clone(), flood(None), flood(Some("RSOYDt4T1cUTdK1PDd93/VVr8B8="))]
+        .iter()
+        .enumerate()
+    {
+        let next = tokio::time::timeout(Duration::from_secs(10), requests.recv())
+            .await
+            .map_err(|_| "record-review-reply did not poll")?
+            .ok_or("stand-in stopped")?;
+        let request_id = format!("flood-{invocation}");
+        let _ = next.reply.send(event_reply(&request_id, event));
+        let answer = tokio::time::timeout(Duration::from_secs(60), requests.recv())
+            .await
+            .map_err(|_| "record-review-reply did not answer")?
+            .ok_or("stand-in stopped")?;
+        if !answer.path.ends_with(&format!("{request_id}/response")) {
+            return Err(format!("webhook flood: invocation failed: {} {}", answer.method, answer.path).into());
+        }
+        peaks_kib.push(peak_rss_kib_of(pid));
+        let _ = answer
+            .reply
+            .send(b"HTTP/1.1 202 Accepted\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}\n".to_vec());
+    }
+    function.kill().await?;
+    server.abort();
+    let extra_kib = peaks_kib[2].saturating_sub(peaks_kib[0]);
+    Ok(json!({
+        "flood_body_bytes": FLOOD_BODY_BYTES,
+        "flood_params": FLOOD_BODY_BYTES / 2,
+        "peak_rss_kib_signed_reply": peaks_kib[0],
+        "peak_rss_kib_after_floods": peaks_kib[2],
+        "flood_extra_rss_kib": extra_kib,
+        "flood_extra_rss_per_body_byte": (extra_kib * 1024) as f64 / FLOOD_BODY_BYTES as f64,
+    }))
+}
+
 /// The webhook URL the reply's signature is computed for (`REPLY_WEBHOOK_URL`), and its host.
 const REPLY_HOST: &str = "bench.lambda-url.eu-west-3.on.aws";
 const REPLY_URL: &str = "https://bench.lambda-url.eu-west-3.on.aws/";
@@ -965,6 +1040,16 @@ fn print_table(results: &Value) {
             "reviews.max_sends_in_any_1s",
             format!("{}", results["reviews"]["max_sends_in_any_1s"]),
             "≤ configured mps",
+        ),
+        (
+            "webhook.flood_extra_rss_per_body_byte",
+            format!(
+                "{:.2} ({:.1} → {:.1} MB, 3 MB of tiny parameters)",
+                f(&results["webhook"]["flood_extra_rss_per_body_byte"]),
+                f(&results["webhook"]["peak_rss_kib_signed_reply"]) / 1024.0,
+                f(&results["webhook"]["peak_rss_kib_after_floods"]) / 1024.0
+            ),
+            "≤ 4 (the event's own copies, nothing per parameter)",
         ),
         (
             "binary.bootstrap_bytes (max)",

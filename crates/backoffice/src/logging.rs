@@ -99,11 +99,10 @@ const OWN_TARGETS: &[&str] = &[
 pub const DEPENDENCY_LEVEL_CAP: LevelFilter = LevelFilter::WARN;
 
 fn targets(level: LevelFilter) -> Targets {
-    OWN_TARGETS
-        .iter()
-        .fold(Targets::new().with_default(level.min(DEPENDENCY_LEVEL_CAP)), |targets, own| {
-            targets.with_target(*own, level)
-        })
+    OWN_TARGETS.iter().fold(
+        Targets::new().with_default(level.min(DEPENDENCY_LEVEL_CAP)),
+        |targets, own| targets.with_target(*own, level),
+    )
 }
 
 /// The subscriber [`init`] installs, writing to `writer`.

@@ -182,9 +182,18 @@ mod tests {
                 r#"{"accountSid":"AC0123456789abcdef0123456789abcdef","authToken":["tok-secret-5f2a"]}"#,
                 "`authToken` must be a string, not an array",
             ),
-            (r#"{"accountSid":"AC0123456789abcdef0123456789abcdef","authToken":5}"#, "`authToken` must be a string, not a number"),
-            (r#"{"accountSid":"tok-secret-5f2a","authToken":"x"#, "not valid JSON (line 1"),
-            (r#"{"accountSid":"AC0123456789abcdef0123456789abcdef","authToken":" "}"#, "`authToken` is empty"),
+            (
+                r#"{"accountSid":"AC0123456789abcdef0123456789abcdef","authToken":5}"#,
+                "`authToken` must be a string, not a number",
+            ),
+            (
+                r#"{"accountSid":"tok-secret-5f2a","authToken":"x"#,
+                "not valid JSON (line 1",
+            ),
+            (
+                r#"{"accountSid":"AC0123456789abcdef0123456789abcdef","authToken":" "}"#,
+                "`authToken` is empty",
+            ),
         ] {
             let text: &'static str = Box::leak(text.to_owned().into_boxed_str());
             let rule = secret_answering(text);
