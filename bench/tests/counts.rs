@@ -103,6 +103,9 @@ fn the_committed_results_meet_the_count_and_size_targets() {
     );
     assert!(number(&results, "sweep", "table_carts") >= 200_000.0);
     assert!(number(&results, "reviews", "due_orders") >= 2_000.0);
+    // An unauthenticated flood of tiny parameters costs the event's own copies only.
+    let flood = number(&results, "webhook", "flood_extra_rss_per_body_byte");
+    assert!(flood <= 4.0, "webhook.flood_extra_rss_per_body_byte {flood} > 4");
     let by_function = results["binary"]["bootstrap_bytes_by_function"]
         .as_object()
         .expect("binary.bootstrap_bytes_by_function");
