@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instructions per deleted cart of one sweep, counted by callgrind. Unlike CPU time, the
-# count repeats on a shared machine, so it compares release profiles (BENCHMARKS.md,
+# count repeats on a shared machine, so it compares release profiles (docs/benchmarks.md,
 # "Release profile"). Needs valgrind.
 #
 #   scripts/bench-instructions.sh [BENCH_BINARY]   (default target/bench/release/bench,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark (`make bench`): release builds, then every measurement on the local stack,
-# a table on stdout and bench/results.json. See BENCHMARKS.md.
+# a table on stdout and bench/results.json. See docs/benchmarks.md.
 #
 # Environment (all optional):
 #   CARGO_TARGET_DIR   build directory (default target/bench, apart from the debug builds;

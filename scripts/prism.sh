@@ -4,7 +4,7 @@
 # breaks the contract with HTTP 422, which is what the contract test relies on.
 #
 #   scripts/prism.sh [PORT]        # default 4010
-#   TWILIO_CONTRACT_URL=http://127.0.0.1:4010 cargo test -p backoffice --test twilio_contract
+#   TWILIO_CONTRACT_URL=http://127.0.0.1:4010 cargo test -p backoffice --test stand_ins twilio_contract
 #
 # Uses the pinned @stoplight/prism-cli in .tools/node, installing it there (scripts/install-tools.sh)
 # when it is missing; never a global npm install.

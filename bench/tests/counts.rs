@@ -16,10 +16,10 @@ use chrono::Utc;
 use devstack::embedded::EmbeddedDynamo;
 use serde_json::Value;
 
-/// The benchmark's targets for the counts (see BENCHMARKS.md).
+/// The benchmark's targets for the counts (see docs/benchmarks.md).
 const MAX_ITEMS_READ_PER_DELETED: f64 = 1.05;
 const MAX_REQUESTS_PER_DELETED: f64 = 1.05;
-/// The target for a function's stripped arm64 `bootstrap` (BENCHMARKS.md). The committed
+/// The target for a function's stripped arm64 `bootstrap` (docs/benchmarks.md). The committed
 /// results must meet it; `scripts/test.sh` checks the same limit on what `sam build` makes.
 const MAX_BOOTSTRAP_BYTES: u64 = 6 * 1024 * 1024;
 

@@ -56,9 +56,9 @@ where
         .transpose()
 }
 
-/// An environment made of `pairs`, for the tests of every settings reader in the crate.
-#[cfg(test)]
-pub(crate) fn env_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+/// An environment of the given pairs: for tests and tools that build a function's
+/// settings without touching the process environment.
+pub fn env_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 

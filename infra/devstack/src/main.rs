@@ -1,7 +1,8 @@
 //! `devstack`: the local stack from one command.
 //!
 //! - `devstack demo`: embedded DynamoDB, tables from template.yaml, a Twilio stand-in,
-//!   seed carts and orders, run both jobs, print their results and the messages sent.
+//!   seed carts and orders, run both jobs, print their results and the messages sent,
+//!   then play two customers' signed replies through the webhook's handler.
 //! - `devstack serve [--port 8000] [--prefix shop] [--seed-carts N] [--seed-orders N]`:
 //!   the same stack as servers for `cargo lambda watch` and the AWS CLI; prints the
 //!   environment to use.
@@ -16,9 +17,14 @@ use backoffice::clock::SystemClock;
 use backoffice::job::Deadline;
 use backoffice::orders::dynamo::DynamoOrders;
 use backoffice::phone::PhoneNumber;
+use backoffice::replies::alerts::AlertError;
+use backoffice::replies::dynamo::DynamoReplies;
+use backoffice::replies::{
+    self, NegativeReview, NegativeReviewAlerts, ReplyConfig, ReplyDeps, SignatureValidator, signed_twilio_post,
+};
 use backoffice::review_requests::{self, ReviewDeps, ReviewJobConfig};
 use backoffice::sweeper::{self, SweeperConfig, SweeperDeps};
-use backoffice::twilio::{TwilioClient, TwilioConfig};
+use backoffice::twilio::{AuthToken, TwilioClient, TwilioConfig};
 use chrono::Utc;
 use devstack::seed::{count_items, seed_carts, seed_demo_orders, seed_malformed_carts};
 use devstack::stack::{Stack, client_for};
@@ -89,7 +95,10 @@ async fn demo() -> Result<(), Failure> {
     let requested = review_requests::run(&reviews, &serde_json::json!({}), Deadline::unbounded(), "demo").await?;
     println!("request-reviews result:\n{}", serde_json::to_string_pretty(&requested)?);
     println!("messages the Twilio stand-in received:");
-    for message in twilio.messages() {
+    // Sent concurrently: printed in a stable order.
+    let mut messages = twilio.messages();
+    messages.sort_by(|a, b| a.to.cmp(&b.to));
+    for message in messages {
         let to = message.to.trim_start_matches("whatsapp:");
         let to = PhoneNumber::parse(to)
             .map(|p| p.masked().to_string())
@@ -103,6 +112,71 @@ async fn demo() -> Result<(), Failure> {
     }
     let again = review_requests::run(&reviews, &serde_json::json!({}), Deadline::unbounded(), "demo-again").await?;
     println!("a second run the same day sends {} message(s)", again.sent);
+
+    demo_replies(&stack, &env).await
+}
+
+/// Prints each negative-review alert instead of publishing it.
+#[derive(Default)]
+struct PrintedAlerts;
+
+impl NegativeReviewAlerts for PrintedAlerts {
+    async fn alert(&self, review: &NegativeReview) -> Result<(), AlertError> {
+        println!(
+            "  ALERT to the shop: order {} rated {}/5 by {}: {:?}",
+            review.order_id, review.rating, review.masked_phone, review.comment
+        );
+        Ok(())
+    }
+}
+
+/// Two customers answer their review requests: Twilio's signed POSTs go through
+/// record-review-reply's handler, which records the ratings and alerts on the bad one.
+async fn demo_replies(stack: &Stack, env: &HashMap<String, String>) -> Result<(), Failure> {
+    const WEBHOOK_URL: &str = "https://demo.lambda-url.eu-west-3.on.aws/";
+    let mut env = env.clone();
+    env.insert("REPLY_WEBHOOK_URL".into(), WEBHOOK_URL.into());
+    let validator = SignatureValidator::new(TwilioConfig::from_env(&env)?.auth_token);
+    let deps = ReplyDeps {
+        store: DynamoReplies::new(stack.client.clone(), &stack.tables.orders, &stack.tables.reviews),
+        alerts: PrintedAlerts,
+        validator: validator.clone(),
+        clock: Arc::new(SystemClock),
+        config: ReplyConfig::from_env(&env)?,
+    };
+    println!("\ncustomers reply on WhatsApp (signed webhook POSTs to record-review-reply):");
+    for (i, body) in ["5 parfait, merci", "1 - arrivé froid"].into_iter().enumerate() {
+        let from = format!("+3362{i:07}");
+        let params: Vec<(String, String)> = [
+            ("From", format!("whatsapp:{from}")),
+            ("To", "whatsapp:+14155238886".to_owned()),
+            ("MessageSid", format!("SM{:032x}", i + 1)),
+            ("Body", body.to_owned()),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+        let request = signed_twilio_post(&validator, WEBHOOK_URL, &params).ok_or("the demo's webhook URL")?;
+        let masked = PhoneNumber::parse(&from)?.masked().to_string();
+        println!("  from {masked}: {body:?}");
+        let response = replies::respond(&deps, &request).await?;
+        println!("  answered {} {}", response.status_code, response.body);
+    }
+    let forged = signed_twilio_post(
+        &SignatureValidator::new(AuthToken::new("not-the-account-token")),
+        WEBHOOK_URL,
+        &[("From".to_owned(), "whatsapp:+33620000002".to_owned())],
+    )
+    .ok_or("the demo's webhook URL")?;
+    let refused = replies::respond(&deps, &forged).await?;
+    println!(
+        "  a request signed with another token is answered {} {}",
+        refused.status_code, refused.body
+    );
+    println!(
+        "reviews in the table: {}",
+        count_items(&stack.client, &stack.tables.reviews).await?
+    );
     Ok(())
 }
 

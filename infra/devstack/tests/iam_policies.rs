@@ -399,6 +399,10 @@ fn system_logs_keep_the_report_lines_the_runbook_reads() {
     // platform.start / platform.report are INFO-level system logs.
     let level = template["Globals"]["Function"]["LoggingConfig"]["SystemLogLevel"].as_str();
     assert!(matches!(level, Some("INFO" | "DEBUG")), "SystemLogLevel {level:?}");
-    let readme = std::fs::read_to_string(default_template_path().with_file_name("README.md")).unwrap();
-    assert!(readme.contains("platform.report"), "the runbook's query reads platform.report");
+    let operations = default_template_path().with_file_name("docs").join("operations.md");
+    let operations = std::fs::read_to_string(operations).unwrap();
+    assert!(
+        operations.contains("platform.report"),
+        "the runbook's query reads platform.report"
+    );
 }

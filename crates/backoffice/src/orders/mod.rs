@@ -57,7 +57,7 @@ pub enum PaymentStatus {
     Refunded,
 }
 
-/// An order as the contract describes it (README, "Data contract").
+/// An order as the contract describes it (docs/data-contract.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Order {

@@ -42,7 +42,9 @@ use crate::phone::PhoneNumber;
 pub use alerts::{NEGATIVE_RATING_MAX, NegativeReview, NegativeReviewAlerts};
 pub use rating::{ParsedRating, RatingSource, parse_reply};
 use request::param;
-pub use request::{BodyRefusal, FunctionUrlRequest, FunctionUrlResponse, MAX_BODY_BYTES, MAX_PARAMS, form_params};
+pub use request::{
+    BodyRefusal, FunctionUrlRequest, FunctionUrlResponse, MAX_BODY_BYTES, MAX_PARAMS, form_params, signed_twilio_post,
+};
 pub use signature::{SIGNATURE_HEADER, SignatureRejection, SignatureValidator};
 
 pub const FUNCTION_NAME: &str = "record-review-reply";

@@ -13,6 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
+use super::signature::{SIGNATURE_HEADER, SignatureValidator};
 use super::twiml;
 
 /// The largest form body accepted, once base64-decoded. A WhatsApp message is at most
@@ -152,6 +153,44 @@ impl FunctionUrlRequest {
     }
 }
 
+/// Twilio's POST of `params` to `url` as the Function URL delivers it to the function,
+/// signed with `validator`'s auth token: for the tools and tests that play Twilio.
+/// `None` when `url` is not an absolute URL with a host.
+pub fn signed_twilio_post(
+    validator: &SignatureValidator,
+    url: &str,
+    params: &[(String, String)],
+) -> Option<FunctionUrlRequest> {
+    let parsed = url::Url::parse(url).ok()?;
+    let host = match parsed.port() {
+        Some(port) => format!("{}:{port}", parsed.host_str()?),
+        None => parsed.host_str()?.to_owned(),
+    };
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    Some(FunctionUrlRequest {
+        raw_path: parsed.path().to_owned(),
+        raw_query_string: parsed.query().unwrap_or_default().to_owned(),
+        headers: BTreeMap::from([
+            ("host".to_owned(), host.clone()),
+            (
+                "content-type".to_owned(),
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
+            (SIGNATURE_HEADER.to_owned(), validator.sign(url, params)),
+        ]),
+        body: Some(body),
+        is_base64_encoded: false,
+        request_context: Some(RequestContext {
+            domain_name: Some(host),
+            http: Some(HttpContext {
+                method: Some("POST".to_owned()),
+            }),
+        }),
+    })
+}
+
 /// The form parameters, in the order received (Twilio sorts them itself when signing).
 pub fn form_params(body: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body)
@@ -261,5 +300,21 @@ mod tests {
         let hostless: FunctionUrlRequest =
             serde_json::from_value(serde_json::json!({"headers": {"host": "attacker.example"}})).unwrap();
         assert_eq!(hostless.function_url(), None);
+    }
+
+    #[test]
+    fn a_signed_post_passes_the_functions_own_check() {
+        let validator = SignatureValidator::new(crate::twilio::AuthToken::new("token"));
+        let params = vec![
+            ("Body".to_owned(), "5 parfait".to_owned()),
+            ("From".to_owned(), "whatsapp:+33612345678".to_owned()),
+        ];
+        let url = "https://abc.lambda-url.eu-west-3.on.aws/hook?v=1";
+        let request = signed_twilio_post(&validator, url, &params).unwrap();
+        assert_eq!(request.function_url().as_deref(), Some(url));
+        let signature = super::super::signature::decode_header(request.header(SIGNATURE_HEADER)).unwrap();
+        let body = request.bounded_body().unwrap();
+        assert_eq!(validator.verify_decoded(url, &form_params(&body), &signature), Ok(()));
+        assert!(signed_twilio_post(&validator, "not a url", &params).is_none());
     }
 }

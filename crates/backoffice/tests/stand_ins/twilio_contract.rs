@@ -16,10 +16,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use backoffice::config::env_of;
 use backoffice::phone::PhoneNumber;
 use backoffice::twilio::{MessageContent, SendError, SentMessage, TwilioClient, TwilioConfig};
 
-const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+use crate::support::ACCOUNT_SID;
 const TEMPLATE_SID: &str = "HX0123456789abcdef0123456789abcdef";
 const MESSAGING_SERVICE_SID: &str = "MG0123456789abcdef0123456789abcdef";
 /// Prism loads the whole 2010 API description before it listens; slow on a busy machine.
@@ -129,15 +130,12 @@ fn free_port() -> Result<u16, String> {
 }
 
 fn client_with_sender(sender: (&str, &str)) -> TwilioClient {
-    let env: HashMap<String, String> = [
+    let env: HashMap<String, String> = env_of(&[
         ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
         ("TWILIO_AUTH_TOKEN", "contract-test-token"),
         ("TWILIO_API_BASE_URL", prism_url()),
         sender,
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    ]);
     TwilioClient::new(TwilioConfig::from_env(&env).unwrap()).unwrap()
 }
 

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use backoffice::config::env_of;
 use backoffice::phone::PhoneNumber;
 use backoffice::twilio::{MessageContent, RetryPolicy, SendError, SentMessage, TwilioClient, TwilioConfig};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+use crate::support::ACCOUNT_SID;
 const AUTH_TOKEN: &str = "s3cr3t-token-value";
 /// `base64("AC0123456789abcdef0123456789abcdef:s3cr3t-token-value")`, worked out by hand so
 /// the test does not share the client's encoding.
@@ -22,17 +23,14 @@ const MESSAGES_PATH: &str = "/2010-04-01/Accounts/AC0123456789abcdef0123456789ab
 const TEMPLATE_SID: &str = "HX0123456789abcdef0123456789abcdef";
 
 fn client_for(base_url: &str, extra: &[(&str, &str)]) -> TwilioClient {
-    let mut env: HashMap<String, String> = [
+    let mut env: HashMap<String, String> = env_of(&[
         ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
         ("TWILIO_AUTH_TOKEN", AUTH_TOKEN),
         ("TWILIO_WHATSAPP_FROM", "+14155550100"),
         ("TWILIO_API_BASE_URL", base_url),
         ("TWILIO_MAX_MPS", "1000"),
         ("TWILIO_TIMEOUT_MS", "2000"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    ]);
     for (k, v) in extra {
         env.insert(k.to_string(), v.to_string());
     }
@@ -135,14 +133,11 @@ async fn a_messaging_service_body_send_posts_messaging_service_sid_and_body() {
         .respond_with(created("SM22222222222222222222222222222222"))
         .mount(&server)
         .await;
-    let mut env: HashMap<String, String> = [
+    let mut env: HashMap<String, String> = env_of(&[
         ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
         ("TWILIO_AUTH_TOKEN", AUTH_TOKEN),
         ("TWILIO_MESSAGING_SERVICE_SID", "MG0123456789abcdef0123456789abcdef"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    ]);
     env.insert("TWILIO_API_BASE_URL".into(), server.uri());
     let client = TwilioClient::new(TwilioConfig::from_env(&env).unwrap()).unwrap();
 

@@ -8,26 +8,24 @@ use std::time::Duration;
 
 use backoffice::clock::FixedClock;
 use backoffice::config::EnvSource;
+use backoffice::config::env_of;
 use backoffice::job::Deadline;
 use backoffice::orders::ReviewRequestStore;
 use backoffice::orders::dynamo::DynamoOrders;
 use backoffice::review_requests::{ReviewDeps, ReviewJobConfig, ReviewResponse, run};
 use backoffice::twilio::{TwilioClient, TwilioConfig};
 use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::support::ACCOUNT_SID;
+use crate::utc;
 use devstack::seed::{put_completed_order, put_raw_order, put_review};
 use devstack::stack::Stack;
 use serde_json::json;
 use wiremock::matchers::{body_string_contains, method, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
-
-fn utc(text: &str) -> DateTime<Utc> {
-    text.parse().unwrap()
-}
-
 fn twilio_for(server: &MockServer) -> TwilioClient {
-    let env: HashMap<String, String> = [
+    let env: HashMap<String, String> = env_of(&[
         ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
         ("TWILIO_AUTH_TOKEN", "test-token"),
         ("TWILIO_API_BASE_URL", &server.uri()),
@@ -35,10 +33,7 @@ fn twilio_for(server: &MockServer) -> TwilioClient {
         ("REVIEW_TEMPLATE_SID", "HX0123456789abcdef0123456789abcdef"),
         ("TWILIO_TIMEOUT_MS", "500"),
         ("TWILIO_MAX_MPS", "200"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    ]);
     assert!(env.var("TWILIO_ACCOUNT_SID").is_some());
     TwilioClient::new(TwilioConfig::from_env(&env).unwrap()).unwrap()
 }

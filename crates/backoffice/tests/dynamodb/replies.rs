@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use backoffice::clock::FixedClock;
+use backoffice::config::env_of;
 use backoffice::job::Deadline;
 use backoffice::orders::dynamo::DynamoOrders;
 use backoffice::phone::PhoneNumber;
@@ -20,6 +21,9 @@ use backoffice::replies::{
 use backoffice::review_requests::{self, ReviewDeps, ReviewJobConfig};
 use backoffice::twilio::{AuthToken, TwilioClient, TwilioConfig};
 use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::support::ACCOUNT_SID;
+use crate::utc;
 use devstack::seed::{put_review, put_sent_review_request};
 use devstack::stack::Stack;
 use serde_json::json;
@@ -29,10 +33,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const TOKEN: &str = "integration-token";
 const URL: &str = "https://replies.lambda-url.eu-west-3.on.aws/";
 const CUSTOMER: &str = "+33655500001";
-
-fn utc(text: &str) -> DateTime<Utc> {
-    text.parse().unwrap()
-}
 
 fn now() -> DateTime<Utc> {
     utc("2026-11-24T10:00:00Z")
@@ -57,13 +57,10 @@ struct Fixture {
 async fn fixture(label: &str) -> Fixture {
     let stack = Stack::from_env(label).await.unwrap();
     let orders = DynamoOrders::new(stack.client.clone(), &stack.tables.orders, &stack.tables.reviews);
-    let env: HashMap<String, String> = [
+    let env: HashMap<String, String> = env_of(&[
         ("ORDERS_TABLE", stack.tables.orders.as_str()),
         ("REVIEWS_TABLE", stack.tables.reviews.as_str()),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    ]);
     let deps = ReplyDeps {
         store: DynamoReplies::new(stack.client.clone(), &stack.tables.orders, &stack.tables.reviews),
         alerts: Alerts::default(),
@@ -280,17 +277,14 @@ async fn a_reply_to_a_request_sent_by_the_review_job_is_recorded() {
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SM-request-1", "status": "queued"})))
         .mount(&twilio)
         .await;
-    let env: HashMap<String, String> = [
-        ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+    let env: HashMap<String, String> = env_of(&[
+        ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
         ("TWILIO_AUTH_TOKEN", TOKEN),
         ("TWILIO_API_BASE_URL", &twilio.uri()),
         ("TWILIO_WHATSAPP_FROM", "+14155238886"),
         ("ORDERS_TABLE", &f.stack.tables.orders),
         ("REVIEWS_TABLE", &f.stack.tables.reviews),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    ]);
     devstack::seed::put_completed_order(&f.orders, "ord-flow", CUSTOMER, Some("Ana"), now() - TimeDelta::days(7))
         .await
         .unwrap();

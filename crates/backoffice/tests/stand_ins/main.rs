@@ -1,0 +1,10 @@
+//! The clients against stand-ins of the services they call: scripted DynamoDB faults
+//! (aws-smithy-mocks and a black-hole server), a scripted Twilio (wiremock) for faults,
+//! and Prism serving Twilio's own OpenAPI description for the contract.
+
+#[path = "../support.rs"]
+mod support;
+
+mod sweeper_faults;
+mod twilio_contract;
+mod twilio_faults;
