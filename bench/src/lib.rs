@@ -13,12 +13,12 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use backoffice::carts::dynamo::DynamoCarts;
-use backoffice::carts::{CART_LIFETIME, Cart};
-use backoffice::clock::SystemClock;
-use backoffice::job::Deadline;
-use backoffice::phone::PhoneNumber;
-use backoffice::sweeper::{self, SweeperConfig, SweeperDeps};
+use backoffice::domain::phone::PhoneNumber;
+use backoffice::jobs::clean_expired_carts::dynamo::DynamoCarts;
+use backoffice::jobs::clean_expired_carts::store::{CART_LIFETIME, Cart};
+use backoffice::jobs::clean_expired_carts::{self, SweeperConfig, SweeperDeps};
+use backoffice::runtime::clock::SystemClock;
+use backoffice::runtime::job::Deadline;
 use chrono::{DateTime, TimeDelta, Utc};
 use devstack::template::{default_template_path, table_definitions};
 use serde_json::{Value, json};
@@ -201,7 +201,7 @@ impl SweepRun {
     }
 }
 
-/// One run of the clean-expired-carts job as the handler runs it (`sweeper::run`, the
+/// One run of the clean-expired-carts job as the handler runs it (`clean_expired_carts::run`, the
 /// function's default settings: `SWEEP_PAGE_SIZE` 500, `SWEEP_CONCURRENCY` 32), with a
 /// client whose requests are counted.
 pub async fn measure_sweep(client: Client, counter: &RequestCounter, table: &str) -> Result<SweepRun, Failure> {
@@ -213,7 +213,7 @@ pub async fn measure_sweep(client: Client, counter: &RequestCounter, table: &str
     };
     let before = counter.total();
     let started = Instant::now();
-    let response = sweeper::run(&deps, &json!({}), Deadline::unbounded()).await?;
+    let response = clean_expired_carts::run(&deps, &json!({}), Deadline::unbounded()).await?;
     let elapsed_s = started.elapsed().as_secs_f64();
     let requests_total = counter.total() - before;
     Ok(SweepRun {

@@ -18,11 +18,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use backoffice::aws::{SdkSettings, load_sdk_config};
-use backoffice::clock::SystemClock;
-use backoffice::job::Deadline;
-use backoffice::orders::dynamo::DynamoOrders;
-use backoffice::replies::SignatureValidator;
-use backoffice::review_requests::{self, ReviewDeps, ReviewJobConfig};
+use backoffice::jobs::record_review_reply::SignatureValidator;
+use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
+use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
+use backoffice::runtime::clock::SystemClock;
+use backoffice::runtime::job::Deadline;
 use backoffice::twilio::{AuthToken, TwilioClient, TwilioConfig};
 use bench::{
     CartSet, Failure, RequestCounter, counted_client, cpu_ms, create_table, import_carts, live_cart_id,
@@ -112,7 +112,7 @@ async fn sweep_only(args: &[String]) -> Result<(), Failure> {
     let table = required(args, "--table")?;
     let rss_at_start_kib = rss_kib();
     let cpu_at_start_ms = cpu_ms();
-    let sdk_config = load_sdk_config(&SdkSettings::from_env(&backoffice::config::ProcessEnv)?).await;
+    let sdk_config = load_sdk_config(&SdkSettings::from_env(&backoffice::runtime::config::ProcessEnv)?).await;
     let counter = RequestCounter::default();
     let client = counted_client(&sdk_config, &counter);
     let mut out = measure_sweep(client, &counter, &table).await?.to_json();
@@ -131,7 +131,7 @@ async fn ceiling(args: &[String]) -> Result<(), Failure> {
     let start: usize = number(args, "--start", 0)?;
     let count: usize = number(args, "--count", 10_000)?;
     let concurrency: usize = number(args, "--concurrency", 32)?;
-    let sdk_config = load_sdk_config(&SdkSettings::from_env(&backoffice::config::ProcessEnv)?).await;
+    let sdk_config = load_sdk_config(&SdkSettings::from_env(&backoffice::runtime::config::ProcessEnv)?).await;
     let counter = RequestCounter::default();
     let client = counted_client(&sdk_config, &counter);
     let started = Instant::now();
@@ -575,7 +575,7 @@ async fn bench_reviews(endpoint: &str, orders: usize, mps: u32, now: chrono::Dat
         config,
     };
     let started = Instant::now();
-    let response = review_requests::run(&deps, &json!({}), Deadline::unbounded(), "bench-run").await?;
+    let response = request_reviews::run(&deps, &json!({}), Deadline::unbounded(), "bench-run").await?;
     let whole_run_s = started.elapsed().as_secs_f64();
     let mut arrivals: Vec<Instant> = twilio.messages().iter().map(|m| m.received_at).collect();
     arrivals.sort();
@@ -1114,9 +1114,9 @@ fn table(args: &[String]) -> Result<(), Failure> {
 mod tests {
     use std::collections::HashMap;
 
-    use backoffice::config::EnvSource;
-    use backoffice::replies::memory::{MemoryReplies, RecordingAlerts};
-    use backoffice::replies::{FunctionUrlRequest, ReplyConfig, ReplyDeps};
+    use backoffice::jobs::record_review_reply::memory::{MemoryReplies, RecordingAlerts};
+    use backoffice::jobs::record_review_reply::{FunctionUrlRequest, ReplyConfig, ReplyDeps};
+    use backoffice::runtime::config::EnvSource;
 
     use super::*;
 
@@ -1135,7 +1135,9 @@ mod tests {
             clock: Arc::new(SystemClock),
             config: ReplyConfig::from_env(&env).expect("the benchmark's environment is a valid reply config"),
         };
-        let response = backoffice::replies::respond(&deps, &request).await.expect("answered");
+        let response = backoffice::jobs::record_review_reply::respond(&deps, &request)
+            .await
+            .expect("answered");
         assert_eq!(response.status_code, 200, "{}", response.body);
     }
 

@@ -7,8 +7,8 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
-use crate::carts::StoreError;
-use crate::config::{ConfigError, EnvSource, parse_var};
+use crate::runtime::config::{ConfigError, EnvSource, parse_var};
+use crate::store::StoreError;
 
 /// Timeouts and retries for every AWS call. The defaults suit a Lambda function that
 /// talks to DynamoDB in the same region: a single attempt is normally a few ms.

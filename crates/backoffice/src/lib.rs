@@ -6,21 +6,12 @@
 #[cfg(test)]
 mod alloc_meter;
 pub mod aws;
-pub mod carts;
-pub mod clock;
-pub mod config;
+pub mod domain;
 pub mod https;
-pub mod job;
-pub mod logging;
-pub mod metrics;
-pub mod orders;
-pub mod phone;
-pub mod replies;
-pub mod review_requests;
+pub mod jobs;
+pub mod runtime;
 pub mod secrets;
-pub mod shard;
-pub mod sweeper;
-pub mod trigger;
+pub mod store;
 pub mod twilio;
 
 #[cfg(test)]

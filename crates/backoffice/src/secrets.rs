@@ -4,7 +4,7 @@
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use serde_json::Value;
 
-use crate::config::{ConfigError, EnvSource};
+use crate::runtime::config::{ConfigError, EnvSource};
 use crate::twilio::{AuthToken, TwilioConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +114,7 @@ mod tests {
     use aws_smithy_mocks::{mock, mock_client};
 
     use super::*;
-    use crate::config::env_of as env;
+    use crate::runtime::config::env_of as env;
 
     const ARN: &str = "arn:aws:secretsmanager:eu-west-3:123456789012:secret:shop/twilio-AbCdEf";
     const SID: &str = "AC0123456789abcdef0123456789abcdef";

@@ -3,16 +3,16 @@
 use std::sync::Arc;
 
 use backoffice::aws::{SdkSettings, dynamodb_client, load_sdk_config};
-use backoffice::carts::dynamo::DynamoCarts;
-use backoffice::clock::SystemClock;
-use backoffice::config::ProcessEnv;
-use backoffice::sweeper::{self, SweeperConfig, SweeperDeps};
-use backoffice::trigger::JobPayload;
+use backoffice::jobs::clean_expired_carts::dynamo::DynamoCarts;
+use backoffice::jobs::clean_expired_carts::{self, SweeperConfig, SweeperDeps};
+use backoffice::runtime::clock::SystemClock;
+use backoffice::runtime::config::ProcessEnv;
+use backoffice::runtime::trigger::JobPayload;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    backoffice::logging::init();
+    backoffice::runtime::logging::init();
     let config = SweeperConfig::from_env(&ProcessEnv)?;
     let sdk_config = load_sdk_config(&SdkSettings::from_env(&ProcessEnv)?).await;
     let deps = SweeperDeps {
@@ -21,7 +21,7 @@ async fn main() -> Result<(), Error> {
         config,
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<JobPayload>| {
-        sweeper::handle(&deps, event)
+        clean_expired_carts::handle(&deps, event)
     }))
     .await
 }

@@ -4,18 +4,18 @@
 use std::sync::Arc;
 
 use backoffice::aws::{SdkSettings, dynamodb_client, load_sdk_config};
-use backoffice::clock::SystemClock;
-use backoffice::config::ProcessEnv;
-use backoffice::replies::alerts::{ShopAlerts, WhatsAppAdminAlert};
-use backoffice::replies::dynamo::DynamoReplies;
-use backoffice::replies::{self, FunctionUrlRequest, ReplyConfig, ReplyDeps, SignatureValidator};
+use backoffice::jobs::record_review_reply::alerts::{ShopAlerts, WhatsAppAdminAlert};
+use backoffice::jobs::record_review_reply::dynamo::DynamoReplies;
+use backoffice::jobs::record_review_reply::{self, FunctionUrlRequest, ReplyConfig, ReplyDeps, SignatureValidator};
+use backoffice::runtime::clock::SystemClock;
+use backoffice::runtime::config::ProcessEnv;
 use backoffice::secrets::twilio_config;
 use backoffice::twilio::TwilioClient;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    backoffice::logging::init();
+    backoffice::runtime::logging::init();
     let config = ReplyConfig::from_env(&ProcessEnv)?;
     let sdk_config = load_sdk_config(&SdkSettings::from_env(&ProcessEnv)?).await;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
@@ -49,7 +49,7 @@ async fn main() -> Result<(), Error> {
         config,
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<FunctionUrlRequest>| {
-        replies::handle(&deps, event)
+        record_review_reply::handle(&deps, event)
     }))
     .await
 }

@@ -3,18 +3,18 @@
 use std::sync::Arc;
 
 use backoffice::aws::{SdkSettings, dynamodb_client, load_sdk_config};
-use backoffice::clock::SystemClock;
-use backoffice::config::ProcessEnv;
-use backoffice::orders::dynamo::DynamoOrders;
-use backoffice::review_requests::{self, ReviewDeps, ReviewJobConfig};
+use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
+use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
+use backoffice::runtime::clock::SystemClock;
+use backoffice::runtime::config::ProcessEnv;
+use backoffice::runtime::trigger::JobPayload;
 use backoffice::secrets::twilio_config;
-use backoffice::trigger::JobPayload;
 use backoffice::twilio::TwilioClient;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    backoffice::logging::init();
+    backoffice::runtime::logging::init();
     let config = ReviewJobConfig::from_env(&ProcessEnv)?;
     let sdk_config = load_sdk_config(&SdkSettings::from_env(&ProcessEnv)?).await;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
@@ -30,7 +30,7 @@ async fn main() -> Result<(), Error> {
         config,
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<JobPayload>| {
-        review_requests::handle(&deps, event)
+        request_reviews::handle(&deps, event)
     }))
     .await
 }

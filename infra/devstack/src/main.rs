@@ -12,18 +12,18 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use backoffice::carts::dynamo::DynamoCarts;
-use backoffice::clock::SystemClock;
-use backoffice::job::Deadline;
-use backoffice::orders::dynamo::DynamoOrders;
-use backoffice::phone::PhoneNumber;
-use backoffice::replies::alerts::AlertError;
-use backoffice::replies::dynamo::DynamoReplies;
-use backoffice::replies::{
+use backoffice::domain::phone::PhoneNumber;
+use backoffice::jobs::clean_expired_carts::dynamo::DynamoCarts;
+use backoffice::jobs::clean_expired_carts::{self, SweeperConfig, SweeperDeps};
+use backoffice::jobs::record_review_reply::alerts::AlertError;
+use backoffice::jobs::record_review_reply::dynamo::DynamoReplies;
+use backoffice::jobs::record_review_reply::{
     self, NegativeReview, NegativeReviewAlerts, ReplyConfig, ReplyDeps, SignatureValidator, signed_twilio_post,
 };
-use backoffice::review_requests::{self, ReviewDeps, ReviewJobConfig};
-use backoffice::sweeper::{self, SweeperConfig, SweeperDeps};
+use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
+use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
+use backoffice::runtime::clock::SystemClock;
+use backoffice::runtime::job::Deadline;
 use backoffice::twilio::{AuthToken, TwilioClient, TwilioConfig};
 use chrono::Utc;
 use devstack::seed::{count_items, seed_carts, seed_demo_orders, seed_malformed_carts};
@@ -76,7 +76,7 @@ async fn demo() -> Result<(), Failure> {
         clock: Arc::new(SystemClock),
         config: SweeperConfig::from_env(&env)?,
     };
-    let swept = sweeper::run(&sweeper, &serde_json::json!({}), Deadline::unbounded()).await?;
+    let swept = clean_expired_carts::run(&sweeper, &serde_json::json!({}), Deadline::unbounded()).await?;
     println!("clean-expired-carts result:\n{}", serde_json::to_string_pretty(&swept)?);
     println!(
         "carts left in the table: {}",
@@ -92,7 +92,7 @@ async fn demo() -> Result<(), Failure> {
         clock: Arc::new(SystemClock),
         config: ReviewJobConfig::from_env(&env)?,
     };
-    let requested = review_requests::run(&reviews, &serde_json::json!({}), Deadline::unbounded(), "demo").await?;
+    let requested = request_reviews::run(&reviews, &serde_json::json!({}), Deadline::unbounded(), "demo").await?;
     println!("request-reviews result:\n{}", serde_json::to_string_pretty(&requested)?);
     println!("messages the Twilio stand-in received:");
     // Sent concurrently: printed in a stable order.
@@ -110,7 +110,7 @@ async fn demo() -> Result<(), Failure> {
         };
         println!("  to whatsapp:{to}: {content}");
     }
-    let again = review_requests::run(&reviews, &serde_json::json!({}), Deadline::unbounded(), "demo-again").await?;
+    let again = request_reviews::run(&reviews, &serde_json::json!({}), Deadline::unbounded(), "demo-again").await?;
     println!("a second run the same day sends {} message(s)", again.sent);
 
     demo_replies(&stack, &env).await
@@ -159,7 +159,7 @@ async fn demo_replies(stack: &Stack, env: &HashMap<String, String>) -> Result<()
         let request = signed_twilio_post(&validator, WEBHOOK_URL, &params).ok_or("the demo's webhook URL")?;
         let masked = PhoneNumber::parse(&from)?.masked().to_string();
         println!("  from {masked}: {body:?}");
-        let response = replies::respond(&deps, &request).await?;
+        let response = record_review_reply::respond(&deps, &request).await?;
         println!("  answered {} {}", response.status_code, response.body);
     }
     let forged = signed_twilio_post(
@@ -168,7 +168,7 @@ async fn demo_replies(stack: &Stack, env: &HashMap<String, String>) -> Result<()
         &[("From".to_owned(), "whatsapp:+33620000002".to_owned())],
     )
     .ok_or("the demo's webhook URL")?;
-    let refused = replies::respond(&deps, &forged).await?;
+    let refused = record_review_reply::respond(&deps, &forged).await?;
     println!(
         "  a request signed with another token is answered {} {}",
         refused.status_code, refused.body

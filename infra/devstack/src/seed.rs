@@ -5,11 +5,12 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use backoffice::carts::dynamo::DynamoCarts;
-use backoffice::carts::{CART_LIFETIME, Cart, StoreError, expiry_shard_for};
-use backoffice::orders::dynamo::{DynamoOrders, pending_attributes};
-use backoffice::orders::{Order, OrderStatus, PaymentStatus};
-use backoffice::phone::PhoneNumber;
+use backoffice::domain::phone::PhoneNumber;
+use backoffice::jobs::clean_expired_carts::dynamo::DynamoCarts;
+use backoffice::jobs::clean_expired_carts::store::{CART_LIFETIME, Cart, expiry_shard_for};
+use backoffice::jobs::request_reviews::dynamo::{DynamoOrders, pending_attributes};
+use backoffice::jobs::request_reviews::store::{Order, OrderStatus, PaymentStatus};
+use backoffice::store::StoreError;
 use chrono::{DateTime, TimeDelta, Utc};
 
 /// What [`seed_carts`] wrote, by what the sweeper should do with it.
@@ -220,7 +221,7 @@ pub async fn put_sent_review_request(
     phone: &str,
     requested_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    use backoffice::orders::{Claim, ReviewRequestStore, Settlement};
+    use backoffice::jobs::request_reviews::store::{Claim, ReviewRequestStore, Settlement};
 
     put_completed_order(orders, order_id, phone, Some("Ana"), requested_at - TimeDelta::days(7)).await?;
     let claim = Claim {

@@ -5,8 +5,8 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use crate::config::{ConfigError, EnvSource, parse_var, required_var};
-use crate::phone::PhoneNumber;
+use crate::domain::phone::PhoneNumber;
+use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var};
 
 pub const DEFAULT_API_BASE_URL: &str = "https://api.twilio.com";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(10_000);
@@ -26,7 +26,7 @@ impl AuthToken {
     }
 
     /// The token itself, for the `Authorization` header and for checking the signature
-    /// of Twilio's webhooks (`replies::signature`) only.
+    /// of Twilio's webhooks (`record_review_reply::signature`) only.
     pub(crate) fn expose(&self) -> &str {
         &self.0
     }
@@ -190,7 +190,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::config::env_of as env;
+    use crate::runtime::config::env_of as env;
 
     const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
     const SERVICE_SID: &str = "MG0123456789abcdef0123456789abcdef";

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 
-use crate::phone::mask_phone_like;
+use crate::domain::phone::mask_phone_like;
 
 /// Twilio error codes that mean "too fast, try again later", even when they come with a
 /// 400 rather than a 429: 20429 too many requests, 14107 send rate limit exceeded,

@@ -34,7 +34,7 @@ pub use content::{
 pub use error::SendError;
 pub use pacing::{RetryPolicy, SendRateLimiter};
 
-use crate::phone::PhoneNumber;
+use crate::domain::phone::PhoneNumber;
 
 /// Longest wait for a TCP/TLS connection. Kept apart from the overall timeout so a failed
 /// connect is reported as [`SendError::Network`] (the request never left, safe to retry)

@@ -7,18 +7,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use backoffice::clock::FixedClock;
-use backoffice::config::env_of;
-use backoffice::job::Deadline;
-use backoffice::orders::dynamo::DynamoOrders;
-use backoffice::phone::PhoneNumber;
-use backoffice::replies::alerts::AlertError;
-use backoffice::replies::dynamo::DynamoReplies;
-use backoffice::replies::{
+use backoffice::domain::phone::PhoneNumber;
+use backoffice::jobs::record_review_reply::alerts::AlertError;
+use backoffice::jobs::record_review_reply::dynamo::DynamoReplies;
+use backoffice::jobs::record_review_reply::{
     FunctionUrlRequest, FunctionUrlResponse, NegativeReview, NegativeReviewAlerts, NewReview, RatingSource,
     ReplyConfig, ReplyDeps, ReplyStore, SignatureValidator, WriteOutcome, respond, texts, twiml,
 };
-use backoffice::review_requests::{self, ReviewDeps, ReviewJobConfig};
+use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
+use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
+use backoffice::runtime::clock::FixedClock;
+use backoffice::runtime::config::env_of;
+use backoffice::runtime::job::Deadline;
 use backoffice::twilio::{AuthToken, TwilioClient, TwilioConfig};
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -294,7 +294,7 @@ async fn a_reply_to_a_request_sent_by_the_review_job_is_recorded() {
         clock: Arc::new(FixedClock(now() - TimeDelta::hours(2))),
         config: ReviewJobConfig::from_env(&env).unwrap(),
     };
-    let sent = review_requests::run(&job, &json!({}), Deadline::after(Duration::from_secs(60)), "flow")
+    let sent = request_reviews::run(&job, &json!({}), Deadline::after(Duration::from_secs(60)), "flow")
         .await
         .unwrap();
     assert_eq!(sent.sent, 1);

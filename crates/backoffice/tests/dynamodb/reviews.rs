@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backoffice::clock::FixedClock;
-use backoffice::config::EnvSource;
-use backoffice::config::env_of;
-use backoffice::job::Deadline;
-use backoffice::orders::ReviewRequestStore;
-use backoffice::orders::dynamo::DynamoOrders;
-use backoffice::review_requests::{ReviewDeps, ReviewJobConfig, ReviewResponse, run};
+use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
+use backoffice::jobs::request_reviews::store::ReviewRequestStore;
+use backoffice::jobs::request_reviews::{ReviewDeps, ReviewJobConfig, ReviewResponse, run};
+use backoffice::runtime::clock::FixedClock;
+use backoffice::runtime::config::EnvSource;
+use backoffice::runtime::config::env_of;
+use backoffice::runtime::job::Deadline;
 use backoffice::twilio::{TwilioClient, TwilioConfig};
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -442,7 +442,7 @@ async fn a_claim_left_by_a_dead_run_is_reported_and_not_resent() {
     put_completed_order(&f.orders, "orphan", &phone(1), None, now - TimeDelta::days(7))
         .await
         .unwrap();
-    let claim = backoffice::orders::Claim {
+    let claim = backoffice::jobs::request_reviews::store::Claim {
         claim_id: "dead-run".into(),
         claimed_at: now - TimeDelta::hours(1),
     };

@@ -11,10 +11,10 @@ use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use backoffice::aws::SdkSettings;
-use backoffice::carts::dynamo::DynamoCarts;
-use backoffice::clock::SystemClock;
-use backoffice::job::{Deadline, JobError};
-use backoffice::sweeper::{SweeperConfig, SweeperDeps, run};
+use backoffice::jobs::clean_expired_carts::dynamo::DynamoCarts;
+use backoffice::jobs::clean_expired_carts::{SweeperConfig, SweeperDeps, run};
+use backoffice::runtime::clock::SystemClock;
+use backoffice::runtime::job::{Deadline, JobError};
 use serde_json::json;
 
 const THROTTLED: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"Rate of requests exceeds the allowed throughput."}"#;

@@ -16,8 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use backoffice::config::env_of;
-use backoffice::phone::PhoneNumber;
+use backoffice::domain::phone::PhoneNumber;
+use backoffice::runtime::config::env_of;
 use backoffice::twilio::{MessageContent, SendError, SentMessage, TwilioClient, TwilioConfig};
 
 use crate::support::ACCOUNT_SID;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use backoffice::config::env_of;
-use backoffice::phone::PhoneNumber;
+use backoffice::domain::phone::PhoneNumber;
+use backoffice::runtime::config::env_of;
 use backoffice::twilio::{MessageContent, RetryPolicy, SendError, SentMessage, TwilioClient, TwilioConfig};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};

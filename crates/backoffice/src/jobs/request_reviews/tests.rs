@@ -2,8 +2,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::*;
-use crate::clock::FixedClock;
-use crate::orders::memory::{InMemoryOrders, StoredOrder};
+use crate::jobs::request_reviews::memory::{InMemoryOrders, StoredOrder};
+use crate::runtime::clock::FixedClock;
 
 fn utc(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
@@ -331,7 +331,7 @@ async fn a_configuration_error_stops_the_run_and_releases_the_order() {
     // Every order is in some shard; fail whichever is sent first.
     let first = (0..10)
         .map(|i| format!("order-{i}"))
-        .min_by_key(|id| crate::shard::shard_of(id))
+        .min_by_key(|id| crate::store::shard::shard_of(id))
         .unwrap();
     deps.messenger
         .answers
@@ -401,7 +401,7 @@ async fn a_manual_now_beyond_the_calendar_is_refused_by_name() {
 fn template_variables_use_the_first_name_or_a_neutral_word() {
     let order = |name: Option<&str>| DueOrder {
         order_id: "A-1001".into(),
-        customer_phone: crate::phone::PhoneNumber::parse("+33612345678").unwrap(),
+        customer_phone: crate::domain::phone::PhoneNumber::parse("+33612345678").unwrap(),
         customer_name: name.map(String::from),
         completed_at: utc(NOW),
     };

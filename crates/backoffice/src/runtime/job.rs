@@ -8,10 +8,10 @@ use lambda_runtime::{Context, Diagnostic};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::carts::StoreError;
-use crate::clock::{Clock, FixedClock};
-use crate::config::ConfigError;
-use crate::trigger::{JobPayload, PayloadError, RunRequest};
+use crate::runtime::clock::{Clock, FixedClock};
+use crate::runtime::config::ConfigError;
+use crate::runtime::trigger::{JobPayload, PayloadError, RunRequest};
+use crate::store::StoreError;
 
 /// When a run must stop taking new work so it can finish what is in flight, log, and
 /// answer before Lambda kills it.

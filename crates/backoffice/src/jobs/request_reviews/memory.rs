@@ -7,12 +7,12 @@ use std::sync::Mutex;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
-use super::{
+use super::store::{
     Claim, ClaimOutcome, InFlightClaim, PendingPage, RECONCILE_PARTITION, RequestStatus, ReviewRequestStore,
     SENDING_PARTITION, Settlement, decode_pending_entry,
 };
-use crate::carts::StoreError;
-use crate::shard::shard_of;
+use crate::store::StoreError;
+use crate::store::shard::shard_of;
 
 /// One order as the review job sees it.
 #[derive(Debug, Clone)]

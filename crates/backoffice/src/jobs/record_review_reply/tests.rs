@@ -7,8 +7,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::memory::{MemoryReplies, RecordingAlerts};
 use super::*;
-use crate::clock::FixedClock;
-use crate::config::env_of as env;
+use crate::runtime::clock::FixedClock;
+use crate::runtime::config::env_of as env;
 use crate::twilio::AuthToken;
 
 const TOKEN: &str = "test-auth-token";
@@ -488,7 +488,7 @@ fn reads_its_settings() {
 /// The one EMF line the documents make, parsed back.
 fn emf_line(documents: &[MetricDocument]) -> serde_json::Value {
     let mut out = Vec::new();
-    crate::metrics::emit_to(&mut out, documents, 0).unwrap();
+    crate::runtime::metrics::emit_to(&mut out, documents, 0).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert_eq!(text.lines().count(), 1, "{text}");
     serde_json::from_str(text.trim()).unwrap()
@@ -677,7 +677,7 @@ async fn a_late_retry_of_an_older_correction_changes_nothing() {
 
 #[tokio::test]
 async fn corrections_alert_at_most_once_per_cooldown() {
-    let clock = Arc::new(crate::clock::ManualClock::new(now()));
+    let clock = Arc::new(crate::runtime::clock::ManualClock::new(now()));
     let deps = ReplyDeps {
         clock: clock.clone(),
         ..deps()

@@ -10,8 +10,8 @@ use super::{
     NegativeReview, NegativeReviewAlerts, NewReview, ReplyStore, RequestedOrder, StoredReview, WriteOutcome,
     alerts::AlertError, rfc3339,
 };
-use crate::carts::StoreError;
-use crate::phone::PhoneNumber;
+use crate::domain::phone::PhoneNumber;
+use crate::store::StoreError;
 
 /// A review as the fake keeps it: the stored fields plus what a correction adds.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,20 +16,15 @@
 //! which set the index attributes; they never overwrite an existing order with PutItem
 //! (that would reset a settled request and message the customer again).
 
-pub mod dynamo;
-mod item;
-#[cfg(any(test, feature = "fakes"))]
-pub mod memory;
-
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::carts::StoreError;
-use crate::phone::PhoneNumber;
+use crate::domain::phone::PhoneNumber;
+use crate::store::StoreError;
 
-pub use item::{DueOrder, SkipReason, SkippedOrder, decode_pending_entry};
+pub use super::item::{DueOrder, SkipReason, SkippedOrder, decode_pending_entry};
 
 /// The GSI the review job reads; defined in template.yaml.
 pub const REVIEW_PENDING_INDEX: &str = "review-pending-index";

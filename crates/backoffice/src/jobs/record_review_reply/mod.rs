@@ -34,11 +34,11 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 
-use crate::carts::StoreError;
-use crate::clock::Clock;
-use crate::config::{ConfigError, EnvSource, parse_var, required_var};
-use crate::metrics::{Metric, MetricDocument, Unit};
-use crate::phone::PhoneNumber;
+use crate::domain::phone::PhoneNumber;
+use crate::runtime::clock::Clock;
+use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var};
+use crate::runtime::metrics::{Metric, MetricDocument, Unit};
+use crate::store::StoreError;
 pub use alerts::{NEGATIVE_RATING_MAX, NegativeReview, NegativeReviewAlerts};
 pub use rating::{ParsedRating, RatingSource, parse_reply};
 use request::param;
@@ -588,7 +588,7 @@ pub async fn respond<S: ReplyStore, A: NegativeReviewAlerts>(
     let response = answer(deps, request, &mut summary).await;
     summary.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     summary.log(response.as_ref().err());
-    crate::metrics::emit(&summary.metrics());
+    crate::runtime::metrics::emit(&summary.metrics());
     response
 }
 

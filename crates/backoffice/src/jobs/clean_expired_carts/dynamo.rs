@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
-use super::{Cart, CartStore, DeleteOutcome, EXPIRY_INDEX, ExpiredPage, StoreError, decode_expiry_entry};
+use super::store::{Cart, CartStore, DeleteOutcome, EXPIRY_INDEX, ExpiredPage, decode_expiry_entry};
 use crate::aws::store_error;
+use crate::store::StoreError;
 
 pub type Item = HashMap<String, AttributeValue>;
 

@@ -9,13 +9,13 @@ use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, Select};
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::{
+use super::store::{
     Claim, ClaimOutcome, InFlightClaim, Order, OrderStatus, PendingPage, RECONCILE_PARTITION, REVIEW_PENDING_INDEX,
     RequestStatus, ReviewRequestStore, SENDING_PARTITION, Settlement, decode_pending_entry,
 };
 use crate::aws::store_error;
-use crate::carts::StoreError;
-use crate::shard::shard_of;
+use crate::store::StoreError;
+use crate::store::shard::shard_of;
 
 type Item = HashMap<String, AttributeValue>;
 

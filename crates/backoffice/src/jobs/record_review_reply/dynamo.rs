@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 
 use super::{NewReview, ReplyStore, RequestedOrder, StoredReview, WriteOutcome, rfc3339};
 use crate::aws::store_error;
-use crate::carts::StoreError;
-use crate::phone::PhoneNumber;
+use crate::domain::phone::PhoneNumber;
+use crate::store::StoreError;
 
 /// The sparse GSI of orders whose review request was sent; defined in template.yaml.
 pub const REVIEW_REPLY_INDEX: &str = "review-reply-index";

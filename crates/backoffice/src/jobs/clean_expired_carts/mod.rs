@@ -1,6 +1,13 @@
 //! `clean-expired-carts`: deletes the carts whose `expiresAt` has passed and that DynamoDB
 //! TTL has not removed yet (TTL can take days, and expired items still show in reads).
 
+pub mod dynamo;
+mod item;
+#[cfg(any(test, feature = "fakes"))]
+pub mod memory;
+pub mod metrics;
+pub mod store;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,12 +18,13 @@ use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::carts::{CartStore, DeleteOutcome, ExpiredCart, StoreError};
-use crate::clock::Clock;
-use crate::config::{ConfigError, EnvSource, parse_var, required_var};
-use crate::job::{Deadline, JobError, begin_run, finish_run, read_payload};
-use crate::shard::all_shards;
-use crate::trigger::{JobPayload, TriggerSource};
+use crate::jobs::clean_expired_carts::store::{CartStore, DeleteOutcome, ExpiredCart};
+use crate::runtime::clock::Clock;
+use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var};
+use crate::runtime::job::{Deadline, JobError, begin_run, finish_run, read_payload};
+use crate::runtime::trigger::{JobPayload, TriggerSource};
+use crate::store::StoreError;
+use crate::store::shard::all_shards;
 
 pub const JOB_NAME: &str = "clean-expired-carts";
 
@@ -261,7 +269,7 @@ pub async fn handle<S: CartStore>(
     let deadline = Deadline::from_context(&event.context, deps.config.stop_margin);
     tracing::debug!(
         job = JOB_NAME,
-        time_left_ms = crate::job::time_left(&event.context).as_millis() as u64,
+        time_left_ms = crate::runtime::job::time_left(&event.context).as_millis() as u64,
         "invoked"
     );
     run(deps, &read_payload(JOB_NAME, &event.payload)?, deadline).await
@@ -297,7 +305,7 @@ pub async fn run<S: CartStore>(
         report,
     };
     log_summary(&response, request.scheduled_time, abort.as_ref());
-    crate::metrics::emit(&crate::metrics::sweep_metrics(&response));
+    crate::runtime::metrics::emit(&metrics::metrics(&response));
     let failed = response.report.failed;
     finish_run(response, abort, failed)
 }
@@ -330,9 +338,9 @@ fn log_summary(response: &SweepResponse, scheduled_time: Option<DateTime<Utc>>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::carts::memory::InMemoryCarts;
-    use crate::carts::{ExpiredPage, MalformedCart, MalformedReason, expiry_shard_for};
-    use crate::clock::FixedClock;
+    use crate::jobs::clean_expired_carts::memory::InMemoryCarts;
+    use crate::jobs::clean_expired_carts::store::{ExpiredPage, MalformedCart, MalformedReason, expiry_shard_for};
+    use crate::runtime::clock::FixedClock;
     use serde_json::json;
 
     const NOW: i64 = 1_795_000_000;

@@ -6,7 +6,7 @@ use std::future::Future;
 
 use aws_sdk_sns::error::DisplayErrorContext;
 
-use crate::phone::PhoneNumber;
+use crate::domain::phone::PhoneNumber;
 use crate::twilio::{MessageContent, TwilioClient, sanitize_template_variable};
 
 /// A rating at or below this alerts the shop.

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{CartStore, DeleteOutcome, ExpiredCart, ExpiredPage, MalformedCart, StoreError};
+use super::store::{CartStore, DeleteOutcome, ExpiredCart, ExpiredPage, MalformedCart};
+use crate::store::StoreError;
 
 /// One index entry as a test wants it: a good cart or a malformed one.
 #[derive(Debug, Clone)]

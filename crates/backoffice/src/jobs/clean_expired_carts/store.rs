@@ -5,20 +5,16 @@
 //! `expiresAt <= now`, so its reads grow with the carts that are due, not with the table.
 //! Writers must set `expiryShard`: [`Cart::new`] and [`dynamo::DynamoCarts::put`] do.
 
-pub mod dynamo;
-mod item;
-#[cfg(any(test, feature = "fakes"))]
-pub mod memory;
-
 use std::future::Future;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::phone::PhoneNumber;
-use crate::shard::shard_of;
+use crate::domain::phone::PhoneNumber;
+use crate::store::StoreError;
+use crate::store::shard::shard_of;
 
-pub use item::{ExpiredCart, MalformedCart, MalformedReason, decode_expiry_entry};
+pub use super::item::{ExpiredCart, MalformedCart, MalformedReason, decode_expiry_entry};
 
 /// A cart lives this long after creation unless a writer extends `expiresAt`.
 pub const CART_LIFETIME: TimeDelta = TimeDelta::hours(24);
@@ -73,16 +69,6 @@ pub enum DeleteOutcome {
     AlreadyGone,
     /// Its `expiresAt` moved into the future after the index was read.
     NotExpired,
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("DynamoDB {operation} on {table}: {message}")]
-pub struct StoreError {
-    pub operation: &'static str,
-    pub table: String,
-    pub message: String,
-    /// Throttling, timeouts and 5xx: worth another try later.
-    pub retryable: bool,
 }
 
 /// What the sweeper needs from a cart store.

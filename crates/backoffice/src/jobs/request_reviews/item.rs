@@ -7,7 +7,7 @@ use std::fmt;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
-use crate::phone::{PhoneError, PhoneNumber};
+use crate::domain::phone::{PhoneError, PhoneNumber};
 
 /// A pending request whose order can be messaged.
 #[derive(Debug, Clone, PartialEq, Eq)]

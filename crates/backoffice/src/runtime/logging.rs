@@ -19,7 +19,7 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 
-use crate::config::{EnvSource, ProcessEnv};
+use crate::runtime::config::{EnvSource, ProcessEnv};
 
 /// The line format Lambda's log controls ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,7 +133,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::config::env_of as env;
+    use crate::runtime::config::env_of as env;
 
     fn level(pairs: &[(&str, &str)]) -> LevelFilter {
         LogSettings::from_env(&env(pairs)).level

@@ -7,6 +7,13 @@
 //! run died between claim and send), the order is parked for reconciliation and never
 //! resent by itself: a missing review request is cheaper than a customer messaged twice.
 
+pub mod dynamo;
+mod item;
+#[cfg(any(test, feature = "fakes"))]
+pub mod memory;
+pub mod metrics;
+pub mod store;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -22,13 +29,15 @@ use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::carts::StoreError;
-use crate::clock::Clock;
-use crate::config::{ConfigError, EnvSource, parse_var, required_var};
-use crate::job::{Deadline, JobError, begin_run, finish_run, read_payload};
-use crate::orders::{Claim, ClaimOutcome, DueOrder, RequestStatus, ReviewRequestStore, Settlement, SkipReason};
-use crate::shard::all_shards;
-use crate::trigger::{JobPayload, PayloadError, TriggerSource};
+use crate::jobs::request_reviews::store::{
+    Claim, ClaimOutcome, DueOrder, RequestStatus, ReviewRequestStore, Settlement, SkipReason,
+};
+use crate::runtime::clock::Clock;
+use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var};
+use crate::runtime::job::{Deadline, JobError, begin_run, finish_run, read_payload};
+use crate::runtime::trigger::{JobPayload, PayloadError, TriggerSource};
+use crate::store::StoreError;
+use crate::store::shard::all_shards;
 use crate::twilio::{RetryPolicy, SendError, SentMessage, TwilioClient};
 
 pub const JOB_NAME: &str = "request-reviews";
@@ -403,7 +412,7 @@ async fn handle_entry<S: ReviewRequestStore, M: ReviewMessenger>(
     deadline: Deadline,
     options: &ReviewOptions,
     halted: &AtomicBool,
-    entry: Result<DueOrder, crate::orders::SkippedOrder>,
+    entry: Result<DueOrder, crate::jobs::request_reviews::store::SkippedOrder>,
 ) -> Outcome {
     if deadline.reached() || halted.load(Ordering::Relaxed) {
         return Outcome::NotStarted;
@@ -636,7 +645,7 @@ pub async fn run<S: ReviewRequestStore, M: ReviewMessenger>(
         report,
     };
     log_summary(&response, abort.as_ref());
-    crate::metrics::emit(&crate::metrics::review_metrics(&response));
+    crate::runtime::metrics::emit(&metrics::metrics(&response));
     let store_errors = response.report.store_errors;
     finish_run(response, abort, store_errors)
 }

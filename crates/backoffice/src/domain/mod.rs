@@ -1,0 +1,3 @@
+//! Domain types shared by the functions.
+
+pub mod phone;
