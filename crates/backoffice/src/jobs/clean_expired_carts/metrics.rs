@@ -31,8 +31,8 @@ pub fn metrics(response: &SweepResponse) -> Vec<MetricDocument> {
 mod tests {
     use std::collections::BTreeMap;
 
+    use super::super::SweepReport;
     use super::*;
-    use crate::jobs::clean_expired_carts::SweepReport;
     use crate::runtime::metrics::testing::{declared, emitted};
     use crate::runtime::trigger::TriggerSource;
 

@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, TimeDelta, Utc};
 
 use super::memory::{MemoryReplies, RecordingAlerts};
 use super::*;
 use crate::runtime::clock::FixedClock;
-use crate::runtime::config::env_of as env;
+use crate::runtime::config::{ConfigError, env_of as env};
+use crate::runtime::metrics::MetricDocument;
 use crate::twilio::AuthToken;
 
 const TOKEN: &str = "test-auth-token";

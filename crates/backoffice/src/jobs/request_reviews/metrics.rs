@@ -42,8 +42,8 @@ pub fn metrics(response: &ReviewResponse) -> Vec<MetricDocument> {
 mod tests {
     use std::collections::BTreeMap;
 
+    use super::super::ReviewReport;
     use super::*;
-    use crate::jobs::request_reviews::ReviewReport;
     use crate::runtime::metrics::testing::{declared, emitted};
     use crate::runtime::trigger::TriggerSource;
 

@@ -1,9 +1,20 @@
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! The review job with an in-memory store and a scripted messenger: the due window
+//! across DST, what is sent, skipped, released or parked, concurrent and manual runs.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use jiff::tz::TimeZone;
+
+use super::memory::{InMemoryOrders, StoredOrder};
+use super::store::{Claim, ClaimOutcome, DueOrder, RequestStatus};
 use super::*;
-use crate::jobs::request_reviews::memory::{InMemoryOrders, StoredOrder};
 use crate::runtime::clock::FixedClock;
+use crate::runtime::job::{Deadline, JobError};
+use crate::runtime::trigger::PayloadError;
+use crate::twilio::{SendError, SentMessage};
 
 fn utc(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()

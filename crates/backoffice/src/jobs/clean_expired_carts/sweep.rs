@@ -1,0 +1,184 @@
+//! The sweep: read the due index pages, delete each cart under its condition, count what happened.
+
+use std::collections::BTreeMap;
+
+use futures::{SinkExt, StreamExt};
+use serde::Serialize;
+
+use super::JOB_NAME;
+use super::store::{CartStore, DeleteOutcome, ExpiredCart};
+use crate::runtime::clock::Clock;
+use crate::runtime::job::Deadline;
+use crate::store::StoreError;
+use crate::store::shard::all_shards;
+
+/// What one sweep did. Serialised into the result and the run's summary log line.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SweepReport {
+    /// In the response as the contract's `deletedCount`.
+    #[serde(skip)]
+    pub deleted: u64,
+    /// Expired entries a dry run found (it deletes nothing).
+    pub would_delete: u64,
+    /// Already deleted by TTL or a concurrent run: not an error, not counted as deleted.
+    pub already_gone: u64,
+    /// Extended after the index was read: kept.
+    pub not_expired: u64,
+    pub malformed: u64,
+    pub malformed_reasons: BTreeMap<&'static str, u64>,
+    /// Deletes that failed after the SDK's retries; the next run tries again.
+    pub failed: u64,
+    /// Items DynamoDB read from the index.
+    pub items_read: u64,
+    /// True when the run stopped at its deadline with work left.
+    pub more: bool,
+}
+
+/// A sweep that could not read the index. `report` holds what was done before.
+#[derive(Debug, thiserror::Error)]
+#[error("sweep aborted: {cause}")]
+pub struct SweepAborted {
+    pub report: SweepReport,
+    pub cause: StoreError,
+}
+
+pub struct SweepOptions {
+    pub page_size: i32,
+    pub concurrency: usize,
+    pub dry_run: bool,
+}
+
+/// Visits every expiry shard page by page and deletes the due carts, each under a
+/// condition that re-checks its expiry.
+///
+/// Reading and deleting overlap: while the deletes of one page are in flight, the next
+/// page is already being read, so the deletes never stop to wait for a Query and the
+/// number in flight stays at `concurrency` across page boundaries. At most three pages of
+/// keys are held at a time (one being deleted, one handed over, one being read), whatever
+/// the number of expired carts.
+pub async fn sweep<S: CartStore>(
+    store: &S,
+    clock: &dyn Clock,
+    deadline: Deadline,
+    options: &SweepOptions,
+) -> Result<SweepReport, SweepAborted> {
+    let query_now = clock.now().timestamp();
+    let (pages_tx, pages_rx) = futures::channel::mpsc::channel(0);
+    let (read, deleted) = futures::join!(
+        read_due_pages(store, query_now, deadline, options.page_size, pages_tx),
+        delete_due(store, clock, deadline, options, pages_rx),
+    );
+    let mut report = deleted;
+    report.items_read = read.items_read;
+    report.malformed = read.malformed;
+    report.malformed_reasons = read.malformed_reasons;
+    report.more |= read.more;
+    match read.aborted {
+        None => Ok(report),
+        Some(cause) => Err(SweepAborted { report, cause }),
+    }
+}
+
+/// What the reading side of a sweep saw.
+#[derive(Default)]
+struct PagesRead {
+    items_read: u64,
+    malformed: u64,
+    malformed_reasons: BTreeMap<&'static str, u64>,
+    /// Stopped at the deadline with shards or pages left.
+    more: bool,
+    /// The Query that failed; every page read before it is still deleted.
+    aborted: Option<StoreError>,
+}
+
+/// Reads the due entries shard by shard, page by page, and hands each page's valid carts
+/// to the deleting side; malformed entries are logged, counted and skipped here.
+async fn read_due_pages<S: CartStore>(
+    store: &S,
+    query_now: i64,
+    deadline: Deadline,
+    page_size: i32,
+    mut pages: futures::channel::mpsc::Sender<Vec<ExpiredCart>>,
+) -> PagesRead {
+    let mut read = PagesRead::default();
+    for shard in all_shards() {
+        let mut cursor = None;
+        loop {
+            if deadline.reached() {
+                read.more = true;
+                return read;
+            }
+            let page = match store.expired_page(&shard, query_now, cursor.take(), page_size).await {
+                Ok(page) => page,
+                Err(cause) => {
+                    read.aborted = Some(cause);
+                    return read;
+                }
+            };
+            read.items_read += page.items_read;
+            let mut due = Vec::with_capacity(page.entries.len());
+            for entry in page.entries {
+                match entry {
+                    Ok(cart) => due.push(cart),
+                    Err(malformed) => {
+                        tracing::warn!(job = JOB_NAME, cart_id = %malformed.key, reason = %malformed.reason, "skipping malformed cart");
+                        read.malformed += 1;
+                        *read.malformed_reasons.entry(malformed.reason.label()).or_default() += 1;
+                    }
+                }
+            }
+            // Waits while the deleting side still holds the previous page (back-pressure).
+            if pages.send(due).await.is_err() {
+                return read;
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+    }
+    read
+}
+
+/// Deletes the carts of every page it is handed, `concurrency` at a time without a pause
+/// between pages; a dry run only counts them.
+async fn delete_due<S: CartStore>(
+    store: &S,
+    clock: &dyn Clock,
+    deadline: Deadline,
+    options: &SweepOptions,
+    pages: futures::channel::mpsc::Receiver<Vec<ExpiredCart>>,
+) -> SweepReport {
+    let mut report = SweepReport::default();
+    if options.dry_run {
+        report.would_delete = pages
+            .map(|due| due.len() as u64)
+            .fold(0, |sum, n| async move { sum + n })
+            .await;
+        return report;
+    }
+    let mut outcomes = pages
+        .flat_map(futures::stream::iter)
+        .map(|cart| async move {
+            if deadline.reached() {
+                return (cart, None);
+            }
+            let outcome = store.delete_if_expired(&cart.cart_id, clock.now().timestamp()).await;
+            (cart, Some(outcome))
+        })
+        .buffer_unordered(options.concurrency);
+    while let Some((cart, outcome)) = outcomes.next().await {
+        match outcome {
+            None => report.more = true,
+            Some(Ok(DeleteOutcome::Deleted)) => report.deleted += 1,
+            Some(Ok(DeleteOutcome::AlreadyGone)) => report.already_gone += 1,
+            Some(Ok(DeleteOutcome::NotExpired)) => report.not_expired += 1,
+            Some(Err(error)) => {
+                tracing::warn!(job = JOB_NAME, cart_id = %cart.cart_id, %error, "delete failed");
+                report.failed += 1;
+            }
+        }
+    }
+    report
+}

@@ -1,0 +1,100 @@
+//! The webhook's settings, read from the environment.
+
+use crate::domain::phone::PhoneNumber;
+use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplyConfig {
+    pub orders_table: String,
+    pub reviews_table: String,
+    /// The exact URL configured in Twilio's console (scheme, host, port, path, query).
+    /// `None`: the Function URL the request was routed through (`requestContext.domainName`
+    /// + path + query, set by Lambda), never the caller's `Host` header.
+    pub webhook_url: Option<String>,
+    /// A reply matches a request sent at most this many days ago.
+    pub window_days: u32,
+    /// At most one negative-review alert per order in this many hours, corrections
+    /// included.
+    pub alert_cooldown_hours: u32,
+    pub alert_topic_arn: Option<String>,
+    pub admin_whatsapp_to: Option<PhoneNumber>,
+    pub admin_alert_template_sid: Option<String>,
+}
+
+fn invalid(name: &'static str, value: impl Into<String>, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.into(),
+        reason: reason.into(),
+    }
+}
+
+impl ReplyConfig {
+    /// `ORDERS_TABLE`, `REVIEWS_TABLE` (required), `REPLY_WEBHOOK_URL` (unset),
+    /// `REPLY_WINDOW_DAYS` (14), `ALERT_COOLDOWN_HOURS` (24), `ALERT_TOPIC_ARN` (unset:
+    /// alerts are logged only),
+    /// `ADMIN_WHATSAPP_TO` and `ADMIN_ALERT_TEMPLATE_SID` (both or neither).
+    pub fn from_env(env: &impl EnvSource) -> Result<Self, ConfigError> {
+        let webhook_url = env.var("REPLY_WEBHOOK_URL").map(|url| url.trim().to_owned());
+        if let Some(url) = &webhook_url {
+            let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+            if !scheme_ok || url.contains('#') || url.contains(char::is_whitespace) {
+                return Err(invalid(
+                    "REPLY_WEBHOOK_URL",
+                    url.clone(),
+                    "must be the exact http(s) URL configured in Twilio, without a fragment",
+                ));
+            }
+        }
+        let window_days = parse_var(env, "REPLY_WINDOW_DAYS")?.unwrap_or(14);
+        if !(1..=90).contains(&window_days) {
+            return Err(invalid(
+                "REPLY_WINDOW_DAYS",
+                window_days.to_string(),
+                "must be between 1 and 90",
+            ));
+        }
+        let alert_cooldown_hours = parse_var(env, "ALERT_COOLDOWN_HOURS")?.unwrap_or(24);
+        if !(1..=720).contains(&alert_cooldown_hours) {
+            return Err(invalid(
+                "ALERT_COOLDOWN_HOURS",
+                alert_cooldown_hours.to_string(),
+                "must be between 1 and 720",
+            ));
+        }
+        let admin_whatsapp_to = env
+            .var("ADMIN_WHATSAPP_TO")
+            .map(|value| {
+                let number = value.trim().strip_prefix("whatsapp:").unwrap_or(value.trim());
+                PhoneNumber::parse(number).map_err(|e| invalid("ADMIN_WHATSAPP_TO", value.clone(), &e.to_string()))
+            })
+            .transpose()?;
+        let admin_alert_template_sid = env.var("ADMIN_ALERT_TEMPLATE_SID").map(|sid| sid.trim().to_owned());
+        if let Some(sid) = &admin_alert_template_sid {
+            let well_formed =
+                sid.len() == 34 && sid.starts_with("HX") && sid[2..].bytes().all(|b| b.is_ascii_hexdigit());
+            if !well_formed {
+                return Err(invalid(
+                    "ADMIN_ALERT_TEMPLATE_SID",
+                    sid.clone(),
+                    "must be 'HX' followed by 32 hexadecimal digits",
+                ));
+            }
+        }
+        match (&admin_whatsapp_to, &admin_alert_template_sid) {
+            (Some(_), None) => return Err(ConfigError::Missing("ADMIN_ALERT_TEMPLATE_SID")),
+            (None, Some(_)) => return Err(ConfigError::Missing("ADMIN_WHATSAPP_TO")),
+            _ => {}
+        }
+        Ok(Self {
+            orders_table: required_var(env, "ORDERS_TABLE")?,
+            reviews_table: required_var(env, "REVIEWS_TABLE")?,
+            webhook_url,
+            window_days,
+            alert_cooldown_hours,
+            alert_topic_arn: env.var("ALERT_TOPIC_ARN"),
+            admin_whatsapp_to,
+            admin_alert_template_sid,
+        })
+    }
+}

@@ -1,0 +1,79 @@
+//! The webhook's `reply summary` log line and its metrics.
+
+use super::alerts::NEGATIVE_RATING_MAX;
+use super::rating::RatingSource;
+use super::{AlertStatus, FUNCTION_NAME, ReplyError, ReplyOutcome, ReplyResult};
+use crate::runtime::metrics::{Metric, MetricDocument, Unit};
+
+/// The fields of the `reply summary` log line and of the metrics.
+#[derive(Debug, Default)]
+pub(crate) struct Summary {
+    pub(crate) outcome: Option<ReplyOutcome>,
+    pub(crate) reason: Option<&'static str>,
+    pub(crate) from: Option<String>,
+    pub(crate) message_sid: Option<String>,
+    pub(crate) result: Option<ReplyResult>,
+    pub(crate) duration_ms: u64,
+}
+
+impl Summary {
+    pub(crate) fn log(&self, error: Option<&ReplyError>) {
+        let outcome = self.outcome.map_or("error", ReplyOutcome::as_str);
+        let result = self.result.as_ref();
+        tracing::info!(
+            function = FUNCTION_NAME,
+            outcome,
+            reason = self.reason,
+            from = self.from.as_deref(),
+            message_sid = self.message_sid.as_deref(),
+            order_id = result.and_then(|r| r.order_id.as_deref()),
+            rating = result.and_then(|r| r.rating),
+            source = result.and_then(|r| r.source).map(RatingSource::as_str),
+            alert = result.map(|r| format!("{:?}", r.alert).to_lowercase()),
+            duration_ms = self.duration_ms,
+            error = error.map(|e| e.to_string()),
+            "reply summary"
+        );
+    }
+
+    pub(crate) fn metrics(&self) -> Vec<MetricDocument> {
+        let count = |name, value: bool| Metric {
+            name,
+            unit: Unit::Count,
+            value: u64::from(value),
+        };
+        let result = self.result.as_ref();
+        let written = matches!(self.outcome, Some(ReplyOutcome::Recorded | ReplyOutcome::Corrected));
+        let rating = result.and_then(|r| r.rating).filter(|_| written);
+        let mut metrics = vec![
+            count("ReviewsRecorded", written),
+            count("NegativeReviews", rating.is_some_and(|r| r <= NEGATIVE_RATING_MAX)),
+            count(
+                "RejectedSignatures",
+                self.outcome == Some(ReplyOutcome::RejectedSignature),
+            ),
+            count("RepliesNotARating", self.outcome == Some(ReplyOutcome::NotARating)),
+            count(
+                "NegativeReviewAlertFailures",
+                result.is_some_and(|r| r.alert == AlertStatus::Failed),
+            ),
+            Metric {
+                name: "ReplyDuration",
+                unit: Unit::Milliseconds,
+                value: self.duration_ms,
+            },
+        ];
+        // Only written reviews: the metric's Average statistic is the average rating.
+        if let Some(rating) = rating {
+            metrics.push(Metric {
+                name: "ReviewRating",
+                unit: Unit::Count,
+                value: u64::from(rating),
+            });
+        }
+        vec![MetricDocument {
+            dimensions: vec![("Function", FUNCTION_NAME.to_owned())],
+            metrics,
+        }]
+    }
+}

@@ -1,0 +1,282 @@
+//! Matching a reply to its order, writing the review, and alerting the shop on a bad one.
+
+use chrono::TimeDelta;
+use serde::Serialize;
+
+use super::alerts::{NEGATIVE_RATING_MAX, NegativeReview, NegativeReviewAlerts};
+use super::rating::{RatingSource, parse_reply};
+use super::{FUNCTION_NAME, IncomingReply, NewReview, ReplyDeps, ReplyStore, StoredReview, WriteOutcome, twiml};
+use crate::store::StoreError;
+
+/// Orders read from the index per reply: a customer rarely has more than one or two
+/// requests in the window.
+pub const MAX_CANDIDATES: i32 = 10;
+
+/// What the customer reads back. English, like the review request's plain body.
+pub mod texts {
+    pub const THANKS: &str = "Thank you for your review! We are glad to hear from you.";
+    pub const THANKS_NEGATIVE: &str = "Thank you for your feedback. We are sorry your order did not meet your expectations: the shop will get back to you.";
+    pub const THANKS_CORRECTION: &str = "Thank you, your review has been updated.";
+    pub const PROMPT: &str = "Sorry, we could not read a rating. Please reply with a number from 1 (poor) to 5 (excellent), followed by a comment if you like.";
+    pub const ALREADY_REVIEWED: &str = "We already have your review for this order, thank you! To change it, reply \"correction\" followed by your new rating.";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyOutcome {
+    /// A new review was written.
+    Recorded,
+    /// An earlier review was replaced by a `correction` reply.
+    Corrected,
+    /// Twilio delivered the same `MessageSid` again: nothing written.
+    Replayed,
+    /// Every order in the window already has a review: nothing written.
+    AlreadyReviewed,
+    /// The reply holds no rating: the customer is asked again, nothing written.
+    NotARating,
+    /// No review request to this number in the window (any other message to the shop's
+    /// number): no answer, nothing written.
+    NoPendingRequest,
+    RejectedSignature,
+    BadRequest,
+}
+
+impl ReplyOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Recorded => "recorded",
+            Self::Corrected => "corrected",
+            Self::Replayed => "replayed",
+            Self::AlreadyReviewed => "already_reviewed",
+            Self::NotARating => "not_a_rating",
+            Self::NoPendingRequest => "no_pending_request",
+            Self::RejectedSignature => "rejected_signature",
+            Self::BadRequest => "bad_request",
+        }
+    }
+}
+
+/// Whether the shop was alerted about this reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    NotNeeded,
+    Sent,
+    /// Sent for an earlier delivery of the same message.
+    AlreadySent,
+    /// The shop was alerted about this order less than `ALERT_COOLDOWN_HOURS` ago.
+    Cooldown,
+    Failed,
+}
+
+/// What one reply did, and the TwiML to answer with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyResult {
+    pub outcome: ReplyOutcome,
+    pub order_id: Option<String>,
+    pub rating: Option<u8>,
+    pub source: Option<RatingSource>,
+    pub alert: AlertStatus,
+    /// The text sent back to the customer, if any.
+    pub answer: Option<&'static str>,
+}
+
+impl ReplyResult {
+    fn without_review(outcome: ReplyOutcome, answer: Option<&'static str>) -> Self {
+        Self {
+            outcome,
+            order_id: None,
+            rating: None,
+            source: None,
+            alert: AlertStatus::NotNeeded,
+            answer,
+        }
+    }
+
+    pub fn twiml(&self) -> String {
+        match self.answer {
+            Some(text) => twiml::message(text),
+            None => twiml::no_reply(),
+        }
+    }
+}
+
+fn thanks_for(rating: u8) -> &'static str {
+    if rating <= NEGATIVE_RATING_MAX {
+        texts::THANKS_NEGATIVE
+    } else {
+        texts::THANKS
+    }
+}
+
+/// Matches, records and alerts for one authenticated reply.
+pub async fn record_reply<S: ReplyStore, A: NegativeReviewAlerts>(
+    deps: &ReplyDeps<S, A>,
+    reply: &IncomingReply,
+) -> Result<ReplyResult, StoreError> {
+    let parsed = parse_reply(reply.button_payload.as_deref(), &reply.body);
+    // A conflict means another reply for the same order landed between our read and
+    // our write: look again once, then it is simply already reviewed.
+    for _ in 0..2 {
+        let now = deps.clock.now();
+        let since = now - TimeDelta::days(i64::from(deps.config.window_days));
+        let requested = deps.store.requested_orders(&reply.from, since, MAX_CANDIDATES).await?;
+        if requested.is_empty() {
+            return Ok(ReplyResult::without_review(ReplyOutcome::NoPendingRequest, None));
+        }
+        let mut candidates = Vec::with_capacity(requested.len());
+        for order in requested {
+            let review = deps.store.review(&order.order_id).await?;
+            if let Some(review) = review.as_ref().filter(|r| r.written_by(&reply.message_sid)) {
+                return Ok(replayed(deps, reply, review).await);
+            }
+            candidates.push((order, review));
+        }
+        let unreviewed = candidates.iter().find(|(_, review)| review.is_none());
+        let Some(rating) = &parsed.rating else {
+            // Someone chatting after reviewing gets no prompt; a pending request does.
+            let answer = (unreviewed.is_some() || parsed.correction).then_some(texts::PROMPT);
+            return Ok(ReplyResult::without_review(ReplyOutcome::NotARating, answer));
+        };
+        let latest_reviewed = candidates.iter().find_map(|(_, review)| review.as_ref());
+        let (order_id, previous) = match (parsed.correction, latest_reviewed, unreviewed) {
+            (true, Some(previous), _) => (previous.order_id.clone(), Some(previous)),
+            (_, _, Some((order, _))) => (order.order_id.clone(), None),
+            (_, _, None) => {
+                return Ok(ReplyResult::without_review(
+                    ReplyOutcome::AlreadyReviewed,
+                    Some(texts::ALREADY_REVIEWED),
+                ));
+            }
+        };
+        let review = NewReview {
+            order_id,
+            rating: rating.rating,
+            comment: rating.comment.clone(),
+            created_at: now,
+            message_sid: reply.message_sid.clone(),
+            customer_phone: reply.from.clone(),
+            source: rating.source,
+        };
+        let written = match previous {
+            Some(previous) => deps.store.correct_review(&review, previous).await?,
+            None => deps.store.put_review(&review).await?,
+        };
+        let outcome = match (written, previous.is_some()) {
+            (WriteOutcome::Conflict, _) => continue,
+            (WriteOutcome::AlreadyRecorded, _) => {
+                // A concurrent delivery of this message wrote it; that one alerts.
+                return Ok(ReplyResult {
+                    outcome: ReplyOutcome::Replayed,
+                    order_id: Some(review.order_id),
+                    rating: Some(review.rating),
+                    source: Some(review.source),
+                    alert: AlertStatus::AlreadySent,
+                    answer: Some(thanks_for(review.rating)),
+                });
+            }
+            (WriteOutcome::Written, true) => ReplyOutcome::Corrected,
+            (WriteOutcome::Written, false) => ReplyOutcome::Recorded,
+        };
+        let alert = if review.rating <= NEGATIVE_RATING_MAX {
+            alert_shop(
+                deps,
+                &review.order_id,
+                review.rating,
+                &review.comment,
+                reply,
+                previous.is_some(),
+            )
+            .await
+        } else {
+            AlertStatus::NotNeeded
+        };
+        let answer = if outcome == ReplyOutcome::Corrected && review.rating > NEGATIVE_RATING_MAX {
+            texts::THANKS_CORRECTION
+        } else {
+            thanks_for(review.rating)
+        };
+        return Ok(ReplyResult {
+            outcome,
+            order_id: Some(review.order_id),
+            rating: Some(review.rating),
+            source: Some(review.source),
+            alert,
+            answer: Some(answer),
+        });
+    }
+    Ok(ReplyResult::without_review(
+        ReplyOutcome::AlreadyReviewed,
+        Some(texts::ALREADY_REVIEWED),
+    ))
+}
+
+/// The same message again: thank again (the first answer may be what got lost), write
+/// nothing, and retry the alert only if the first delivery could not send it.
+async fn replayed<S: ReplyStore, A: NegativeReviewAlerts>(
+    deps: &ReplyDeps<S, A>,
+    reply: &IncomingReply,
+    review: &StoredReview,
+) -> ReplyResult {
+    let corrected_away = review.message_sid.as_deref() != Some(reply.message_sid.as_str());
+    let alert = if corrected_away || review.rating > NEGATIVE_RATING_MAX {
+        AlertStatus::NotNeeded
+    } else if review.alerted_message_sid.as_deref() == Some(reply.message_sid.as_str()) {
+        AlertStatus::AlreadySent
+    } else {
+        alert_shop(deps, &review.order_id, review.rating, &review.comment, reply, false).await
+    };
+    ReplyResult {
+        outcome: ReplyOutcome::Replayed,
+        order_id: Some(review.order_id.clone()),
+        rating: Some(review.rating),
+        source: None,
+        alert,
+        answer: Some(thanks_for(review.rating)),
+    }
+}
+
+async fn alert_shop<S: ReplyStore, A: NegativeReviewAlerts>(
+    deps: &ReplyDeps<S, A>,
+    order_id: &str,
+    rating: u8,
+    comment: &str,
+    reply: &IncomingReply,
+    corrected: bool,
+) -> AlertStatus {
+    let alert = NegativeReview {
+        order_id: order_id.to_owned(),
+        rating,
+        comment: comment.to_owned(),
+        masked_phone: reply.from.masked().to_string(),
+        corrected,
+    };
+    let now = deps.clock.now();
+    let cooldown = TimeDelta::hours(i64::from(deps.config.alert_cooldown_hours));
+    match deps
+        .store
+        .claim_alert(order_id, &reply.message_sid, now, now - cooldown)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(function = FUNCTION_NAME, %order_id, "negative review: the shop was alerted about this order within the cooldown");
+            return AlertStatus::Cooldown;
+        }
+        Err(error) => {
+            tracing::error!(function = FUNCTION_NAME, %order_id, %error, "negative review recorded but the alert could not be claimed");
+            return AlertStatus::Failed;
+        }
+    }
+    match deps.alerts.alert(&alert).await {
+        Ok(()) => AlertStatus::Sent,
+        Err(error) => {
+            tracing::error!(function = FUNCTION_NAME, %order_id, %error, "negative review recorded but the shop was not alerted");
+            if let Err(error) = deps.store.release_alert(order_id, &reply.message_sid, now).await {
+                // The claim stays: a retry of this message will not alert again.
+                tracing::warn!(function = FUNCTION_NAME, %order_id, %error, "could not release the alert claim");
+            }
+            AlertStatus::Failed
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! What the webhook needs from the Orders and Reviews tables (the port), and the review as stored.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::rating::RatingSource;
+use crate::domain::phone::PhoneNumber;
+use crate::store::StoreError;
+
+/// An order whose review request went to this customer (an entry of `review-reply-index`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestedOrder {
+    pub order_id: String,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// A review as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReview {
+    pub order_id: String,
+    pub rating: u8,
+    pub comment: String,
+    /// RFC 3339, as stored (kept by a correction).
+    pub created_at: Option<String>,
+    /// The reply that wrote it; absent for reviews recorded another way.
+    pub message_sid: Option<String>,
+    /// The reply a correction replaced.
+    pub previous_message_sid: Option<String>,
+    /// Every reply that ever wrote this review: the first and each correction
+    /// (`messageSids`), so that a late retry of any of them is recognised.
+    pub message_sids: BTreeSet<String>,
+    /// When the shop was last alerted about this order (RFC 3339, as stored).
+    pub alerted_at: Option<String>,
+    /// The reply that alert was for.
+    pub alerted_message_sid: Option<String>,
+}
+
+impl StoredReview {
+    /// Whether this message already wrote (or was replaced in) this review.
+    pub fn written_by(&self, message_sid: &str) -> bool {
+        self.message_sids.contains(message_sid)
+            || self.message_sid.as_deref() == Some(message_sid)
+            || self.previous_message_sid.as_deref() == Some(message_sid)
+    }
+
+    /// The replies a correction of this review must keep in `messageSids`.
+    pub fn all_message_sids(&self) -> BTreeSet<String> {
+        let mut sids = self.message_sids.clone();
+        sids.extend(self.message_sid.iter().cloned());
+        sids.extend(self.previous_message_sid.iter().cloned());
+        sids
+    }
+}
+
+/// A review to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReview {
+    pub order_id: String,
+    pub rating: u8,
+    pub comment: String,
+    pub created_at: DateTime<Utc>,
+    pub message_sid: String,
+    pub customer_phone: PhoneNumber,
+    pub source: RatingSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Written,
+    /// The same `MessageSid` had already written it (a concurrent retry).
+    AlreadyRecorded,
+    /// Another reply wrote the review first; look again.
+    Conflict,
+}
+
+/// What the reply function needs from the Orders and Reviews tables.
+pub trait ReplyStore: Send + Sync {
+    /// Orders whose review request went to `phone` at or after `since`, newest first, at
+    /// most `limit`.
+    fn requested_orders(
+        &self,
+        phone: &PhoneNumber,
+        since: DateTime<Utc>,
+        limit: i32,
+    ) -> impl Future<Output = Result<Vec<RequestedOrder>, StoreError>> + Send;
+
+    fn review(&self, order_id: &str) -> impl Future<Output = Result<Option<StoredReview>, StoreError>> + Send;
+
+    /// Writes a first review: only if the order has none, or has this message's.
+    fn put_review(&self, review: &NewReview) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
+
+    /// Replaces `previous` (only if it is still the stored one, alert state included),
+    /// keeping its rating, comment and message as `previousRating`, `previousComment`,
+    /// `previousMessageSid`, its `createdAt`, every earlier `messageSids` and its alert
+    /// state, and setting `correctedAt`.
+    fn correct_review(
+        &self,
+        review: &NewReview,
+        previous: &StoredReview,
+    ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
+
+    /// Takes the right to alert about this message's review: sets `alertedAt` and
+    /// `alertedMessageSid`, only while the review is still this message's, it was not
+    /// alerted for it, and no alert for the order is later than `cutoff`. `false` when
+    /// another alert (or a correction) came first.
+    fn claim_alert(
+        &self,
+        order_id: &str,
+        message_sid: &str,
+        at: DateTime<Utc>,
+        cutoff: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives the claim back after the alert could not be sent, so that Twilio's retry of
+    /// the message can try again.
+    fn release_alert(
+        &self,
+        order_id: &str,
+        message_sid: &str,
+        claimed_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// An incoming message, once its signature is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingReply {
+    pub from: PhoneNumber,
+    pub message_sid: String,
+    pub body: String,
+    pub button_payload: Option<String>,
+}
+
+/// RFC 3339 in UTC, whole seconds: the format of every time in the tables, so that
+/// strings compare as times.
+pub fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}

@@ -1,0 +1,74 @@
+//! The review job's settings, read from the environment.
+
+use std::time::Duration;
+
+use jiff::tz::TimeZone;
+
+use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewJobConfig {
+    pub orders_table: String,
+    pub reviews_table: String,
+    pub shop_timezone: TimeZone,
+    pub delay_days: u32,
+    pub max_age_days: u32,
+    pub page_size: i32,
+    /// Orders in progress at once (the Twilio rate limit paces the sends).
+    pub concurrency: usize,
+    pub stop_margin: Duration,
+    /// A claim older than this belongs to a run that died: it is parked for reconciliation.
+    pub stale_claim_after: Duration,
+}
+
+impl ReviewJobConfig {
+    /// `ORDERS_TABLE`, `REVIEWS_TABLE` (required), `SHOP_TIMEZONE` (Europe/Paris),
+    /// `REVIEW_DELAY_DAYS` (7), `REVIEW_MAX_AGE_DAYS` (30), `REVIEW_PAGE_SIZE` (200),
+    /// `REVIEW_CONCURRENCY` (40), `STOP_MARGIN_MS` (60000), `STALE_CLAIM_MINUTES` (20).
+    pub fn from_env(env: &impl EnvSource) -> Result<Self, ConfigError> {
+        let timezone_name = env.var("SHOP_TIMEZONE").unwrap_or_else(|| "Europe/Paris".into());
+        let shop_timezone = jiff::tz::db().get(&timezone_name).map_err(|_| ConfigError::Invalid {
+            name: "SHOP_TIMEZONE",
+            value: timezone_name.clone(),
+            reason: "not an IANA time zone name such as Europe/Paris".into(),
+        })?;
+        let config = Self {
+            orders_table: required_var(env, "ORDERS_TABLE")?,
+            reviews_table: required_var(env, "REVIEWS_TABLE")?,
+            shop_timezone,
+            delay_days: parse_var(env, "REVIEW_DELAY_DAYS")?.unwrap_or(7),
+            max_age_days: parse_var(env, "REVIEW_MAX_AGE_DAYS")?.unwrap_or(30),
+            page_size: parse_var(env, "REVIEW_PAGE_SIZE")?.unwrap_or(200),
+            concurrency: parse_var(env, "REVIEW_CONCURRENCY")?.unwrap_or(40),
+            stop_margin: parse_var(env, "STOP_MARGIN_MS")?
+                .map(Duration::from_millis)
+                .unwrap_or(Duration::from_secs(60)),
+            stale_claim_after: parse_var(env, "STALE_CLAIM_MINUTES")?
+                .map(|minutes: u64| Duration::from_secs(minutes * 60))
+                .unwrap_or(Duration::from_secs(20 * 60)),
+        };
+        let invalid = |name, value: String, reason: &str| ConfigError::Invalid {
+            name,
+            value,
+            reason: reason.into(),
+        };
+        if config.max_age_days < config.delay_days {
+            return Err(invalid(
+                "REVIEW_MAX_AGE_DAYS",
+                config.max_age_days.to_string(),
+                "must be at least REVIEW_DELAY_DAYS",
+            ));
+        }
+        if !(1..=1000).contains(&config.page_size) {
+            return Err(invalid(
+                "REVIEW_PAGE_SIZE",
+                config.page_size.to_string(),
+                "must be between 1 and 1000",
+            ));
+        }
+        if config.concurrency == 0 {
+            return Err(invalid("REVIEW_CONCURRENCY", "0".into(), "must be at least 1"));
+        }
+        Ok(config)
+    }
+}
