@@ -1,4 +1,4 @@
-//! What every scheduled job shares: the invocation deadline, and the errors that reach
+//! What every function shares: the invocation deadline, and the errors that reach
 //! Lambda (typed so that CloudWatch shows whether a retry can help).
 
 use std::sync::Arc;
@@ -59,12 +59,12 @@ impl Deadline {
 
 /// Reads the payload Lambda handed over as JSON the jobs can use; one that serde_json
 /// cannot hold is refused by name and logged, like any other bad payload.
-pub fn read_payload(job: &'static str, payload: &JobPayload) -> Result<Value, JobError> {
-    payload.parse().map_err(|error| refused(job, error))
+pub fn read_payload(function: &'static str, payload: &JobPayload) -> Result<Value, JobError> {
+    payload.parse().map_err(|error| refused(function, error))
 }
 
-fn refused(job: &'static str, error: PayloadError) -> JobError {
-    tracing::error!(job, %error, "refused payload");
+fn refused(function: &'static str, error: PayloadError) -> JobError {
+    tracing::error!(function, %error, "refused payload");
     JobError::InvalidPayload(error)
 }
 
@@ -72,11 +72,11 @@ fn refused(job: &'static str, error: PayloadError) -> JobError {
 /// and picks the clock that says what is due (`as_of`: a manual `now` stands in for the
 /// real one). Whatever the run stores is stamped with the real clock, never `as_of`.
 pub fn begin_run(
-    job: &'static str,
+    function: &'static str,
     payload: &Value,
     clock: &Arc<dyn Clock>,
 ) -> Result<(RunRequest, Arc<dyn Clock>), JobError> {
-    let request = RunRequest::from_payload(payload, clock.now()).map_err(|error| refused(job, error))?;
+    let request = RunRequest::from_payload(payload, clock.now()).map_err(|error| refused(function, error))?;
     let as_of: Arc<dyn Clock> = match request.now_override {
         Some(now) => Arc::new(FixedClock(now)),
         None => clock.clone(),

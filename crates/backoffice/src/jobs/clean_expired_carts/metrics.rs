@@ -1,6 +1,6 @@
 //! The metrics of one `clean-expired-carts` run.
 
-use super::{JOB_NAME, SweepResponse};
+use super::{FUNCTION_NAME, SweepResponse};
 use crate::runtime::metrics::{Metric, MetricDocument, Unit, function_dimension};
 
 /// `clean-expired-carts`: what one run did. Empty for a dry run.
@@ -10,7 +10,7 @@ pub fn metrics(response: &SweepResponse) -> Vec<MetricDocument> {
     }
     let report = &response.report;
     vec![MetricDocument {
-        dimensions: function_dimension(JOB_NAME),
+        dimensions: function_dimension(FUNCTION_NAME),
         metrics: vec![
             Metric::count("CartsDeleted", report.deleted),
             Metric::count("CartsAlreadyGone", report.already_gone),

@@ -29,7 +29,7 @@ use crate::store::StoreError;
 pub use config::SweeperConfig;
 pub use sweep::{SweepAborted, SweepOptions, SweepReport, sweep};
 
-pub const JOB_NAME: &str = "clean-expired-carts";
+pub const FUNCTION_NAME: &str = "clean-expired-carts";
 
 /// The function's answer: the contract's three fields, then the details.
 #[derive(Debug, Clone, Serialize)]
@@ -59,11 +59,11 @@ pub async fn handle<S: CartStore>(
 ) -> Result<SweepResponse, JobError> {
     let deadline = Deadline::from_context(&event.context, deps.config.stop_margin);
     tracing::debug!(
-        job = JOB_NAME,
+        function = FUNCTION_NAME,
         time_left_ms = crate::runtime::job::time_left(&event.context).as_millis() as u64,
         "invoked"
     );
-    run(deps, &read_payload(JOB_NAME, &event.payload)?, deadline).await
+    run(deps, &read_payload(FUNCTION_NAME, &event.payload)?, deadline).await
 }
 
 /// One run, for the handler and for local tools.
@@ -73,7 +73,7 @@ pub async fn run<S: CartStore>(
     deadline: Deadline,
 ) -> Result<SweepResponse, JobError> {
     let started = Instant::now();
-    let (request, as_of) = begin_run(JOB_NAME, payload, &deps.clock)?;
+    let (request, as_of) = begin_run(FUNCTION_NAME, payload, &deps.clock)?;
     let options = SweepOptions {
         page_size: deps.config.page_size,
         concurrency: deps.config.concurrency,
@@ -106,7 +106,7 @@ fn log_summary(response: &SweepResponse, scheduled_time: Option<DateTime<Utc>>, 
     let report = &response.report;
     let malformed_reasons = serde_json::to_string(&report.malformed_reasons).unwrap_or_default();
     tracing::info!(
-        job = JOB_NAME,
+        function = FUNCTION_NAME,
         success = response.success,
         trigger = ?response.trigger,
         scheduled_time = scheduled_time.map(|t| t.to_rfc3339()),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use futures::{SinkExt, StreamExt};
 use serde::Serialize;
 
-use super::JOB_NAME;
+use super::FUNCTION_NAME;
 use super::store::{CartStore, DeleteOutcome, ExpiredCart};
 use crate::runtime::clock::Clock;
 use crate::runtime::job::Deadline;
@@ -122,7 +122,7 @@ async fn read_due_pages<S: CartStore>(
                 match entry {
                     Ok(cart) => due.push(cart),
                     Err(malformed) => {
-                        tracing::warn!(job = JOB_NAME, cart_id = %malformed.key, reason = %malformed.reason, "skipping malformed cart");
+                        tracing::warn!(function = FUNCTION_NAME, cart_id = %malformed.key, reason = %malformed.reason, "skipping malformed cart");
                         read.malformed += 1;
                         *read.malformed_reasons.entry(malformed.reason.label()).or_default() += 1;
                     }
@@ -175,7 +175,7 @@ async fn delete_due<S: CartStore>(
             Some(Ok(DeleteOutcome::AlreadyGone)) => report.already_gone += 1,
             Some(Ok(DeleteOutcome::NotExpired)) => report.not_expired += 1,
             Some(Err(error)) => {
-                tracing::warn!(job = JOB_NAME, cart_id = %cart.cart_id, %error, "delete failed");
+                tracing::warn!(function = FUNCTION_NAME, cart_id = %cart.cart_id, %error, "delete failed");
                 report.failed += 1;
             }
         }

@@ -2,7 +2,8 @@
 
 use super::alerts::NEGATIVE_RATING_MAX;
 use super::rating::RatingSource;
-use super::{AlertStatus, FUNCTION_NAME, ReplyError, ReplyOutcome, ReplyResult};
+use super::{AlertStatus, FUNCTION_NAME, ReplyOutcome, ReplyResult};
+use crate::runtime::job::JobError;
 use crate::runtime::metrics::{Metric, MetricDocument, Unit};
 
 /// The fields of the `reply summary` log line and of the metrics.
@@ -17,7 +18,7 @@ pub(crate) struct Summary {
 }
 
 impl Summary {
-    pub(crate) fn log(&self, error: Option<&ReplyError>) {
+    pub(crate) fn log(&self, error: Option<&JobError>) {
         let outcome = self.outcome.map_or("error", ReplyOutcome::as_str);
         let result = self.result.as_ref();
         tracing::info!(

@@ -32,13 +32,13 @@ pub mod twiml;
 use std::sync::Arc;
 use std::time::Instant;
 
-use lambda_runtime::{Diagnostic, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use metrics::Summary;
 use request::param;
 
 use crate::domain::phone::PhoneNumber;
 use crate::runtime::clock::Clock;
-use crate::store::StoreError;
+use crate::runtime::job::JobError;
 
 pub use alerts::{NEGATIVE_RATING_MAX, NegativeReview, NegativeReviewAlerts};
 pub use config::ReplyConfig;
@@ -61,30 +61,11 @@ pub struct ReplyDeps<S, A> {
     pub config: ReplyConfig,
 }
 
-/// The errors that reach Lambda (the Function URL then answers 502, and Twilio logs error
-/// 11200). Typed like the jobs' errors so CloudWatch shows whether a retry can help.
-#[derive(Debug, thiserror::Error)]
-pub enum ReplyError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<ReplyError> for Diagnostic {
-    fn from(error: ReplyError) -> Self {
-        let ReplyError::Store(store) = &error;
-        let class = if store.retryable { "Retryable" } else { "NonRetryable" };
-        Diagnostic {
-            error_type: format!("{class}.DynamoDb"),
-            error_message: error.to_string(),
-        }
-    }
-}
-
 /// The Lambda handler.
 pub async fn handle<S: ReplyStore, A: NegativeReviewAlerts>(
     deps: &ReplyDeps<S, A>,
     event: LambdaEvent<FunctionUrlRequest>,
-) -> Result<FunctionUrlResponse, ReplyError> {
+) -> Result<FunctionUrlResponse, JobError> {
     respond(deps, &event.payload).await
 }
 
@@ -93,7 +74,7 @@ pub async fn handle<S: ReplyStore, A: NegativeReviewAlerts>(
 pub async fn respond<S: ReplyStore, A: NegativeReviewAlerts>(
     deps: &ReplyDeps<S, A>,
     request: &FunctionUrlRequest,
-) -> Result<FunctionUrlResponse, ReplyError> {
+) -> Result<FunctionUrlResponse, JobError> {
     let started = Instant::now();
     let mut summary = Summary::default();
     let response = answer(deps, request, &mut summary).await;
@@ -107,7 +88,7 @@ async fn answer<S: ReplyStore, A: NegativeReviewAlerts>(
     deps: &ReplyDeps<S, A>,
     request: &FunctionUrlRequest,
     summary: &mut Summary,
-) -> Result<FunctionUrlResponse, ReplyError> {
+) -> Result<FunctionUrlResponse, JobError> {
     fn bad_request(summary: &mut Summary, reason: &'static str, status: u16) -> FunctionUrlResponse {
         summary.outcome = Some(ReplyOutcome::BadRequest);
         summary.reason = Some(reason);

@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, TimeDelta, Utc};
+use lambda_runtime::Diagnostic;
 
 use super::memory::{MemoryReplies, RecordingAlerts};
 use super::*;
 use crate::runtime::clock::FixedClock;
 use crate::runtime::config::{ConfigError, env_of as env};
 use crate::runtime::metrics::MetricDocument;
+use crate::store::StoreError;
 use crate::twilio::AuthToken;
 
 const TOKEN: &str = "test-auth-token";
@@ -531,7 +533,7 @@ fn metrics_count_the_review_and_its_rating() {
 
 #[test]
 fn store_errors_reach_lambda_typed() {
-    let diagnostic: Diagnostic = ReplyError::Store(StoreError {
+    let diagnostic: Diagnostic = JobError::Store(StoreError {
         operation: "Query",
         table: "orders".into(),
         message: "ThrottlingException".into(),

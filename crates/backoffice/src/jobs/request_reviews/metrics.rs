@@ -1,6 +1,6 @@
 //! The metrics of one `request-reviews` run.
 
-use super::{JOB_NAME, ReviewResponse};
+use super::{FUNCTION_NAME, ReviewResponse};
 use crate::runtime::metrics::{Metric, MetricDocument, Unit, function_dimension};
 
 /// `request-reviews`: what one run did, then one document per failure reason (dimensions
@@ -11,7 +11,7 @@ pub fn metrics(response: &ReviewResponse) -> Vec<MetricDocument> {
     }
     let report = &response.report;
     let mut documents = vec![MetricDocument {
-        dimensions: function_dimension(JOB_NAME),
+        dimensions: function_dimension(FUNCTION_NAME),
         metrics: vec![
             Metric::count("ReviewRequestsSent", report.sent),
             Metric::count("ReviewRequestsFailed", report.failed),
@@ -28,7 +28,7 @@ pub fn metrics(response: &ReviewResponse) -> Vec<MetricDocument> {
         ],
     }];
     documents.extend(report.failed_reasons.iter().map(|(reason, count)| {
-        let mut dimensions = function_dimension(JOB_NAME);
+        let mut dimensions = function_dimension(FUNCTION_NAME);
         dimensions.push(("Reason", reason.clone()));
         MetricDocument {
             dimensions,

@@ -37,7 +37,7 @@ pub use messenger::{ReviewMessenger, review_variables};
 pub use send::{ReviewOptions, ReviewReport, ReviewRunAborted, request_reviews};
 pub use window::{ReviewWindow, review_window};
 
-pub const JOB_NAME: &str = "request-reviews";
+pub const FUNCTION_NAME: &str = "request-reviews";
 
 /// The function's answer: the contract's fields first, then the details.
 #[derive(Debug, Clone, Serialize)]
@@ -70,7 +70,7 @@ pub async fn handle<S: ReviewRequestStore, M: ReviewMessenger>(
     event: LambdaEvent<JobPayload>,
 ) -> Result<ReviewResponse, JobError> {
     let deadline = Deadline::from_context(&event.context, deps.config.stop_margin);
-    let payload = read_payload(JOB_NAME, &event.payload)?;
+    let payload = read_payload(FUNCTION_NAME, &event.payload)?;
     run(deps, &payload, deadline, &event.context.request_id).await
 }
 
@@ -82,7 +82,7 @@ pub async fn run<S: ReviewRequestStore, M: ReviewMessenger>(
     run_id: &str,
 ) -> Result<ReviewResponse, JobError> {
     let started = Instant::now();
-    let (request, as_of) = begin_run(JOB_NAME, payload, &deps.clock)?;
+    let (request, as_of) = begin_run(FUNCTION_NAME, payload, &deps.clock)?;
     let config = &deps.config;
     let window_at = |now: DateTime<Utc>| {
         review_window(now, &config.shop_timezone, config.delay_days, config.max_age_days).map_err(|error| {
@@ -132,7 +132,7 @@ pub async fn run<S: ReviewRequestStore, M: ReviewMessenger>(
 fn log_summary(response: &ReviewResponse, abort: Option<&StoreError>) {
     let report = &response.report;
     tracing::info!(
-        job = JOB_NAME,
+        function = FUNCTION_NAME,
         success = response.success,
         trigger = ?response.trigger,
         dry_run = response.dry_run,

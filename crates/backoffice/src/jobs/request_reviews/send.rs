@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::store::{Claim, ClaimOutcome, DueOrder, RequestStatus, ReviewRequestStore, Settlement, SkipReason};
-use super::{JOB_NAME, ReviewMessenger, ReviewWindow};
+use super::{FUNCTION_NAME, ReviewMessenger, ReviewWindow};
 use crate::runtime::clock::Clock;
 use crate::runtime::job::Deadline;
 use crate::store::StoreError;
@@ -218,7 +218,7 @@ async fn park_stale_claims<S: ReviewRequestStore>(
     for claim in store.in_flight().await? {
         if claim.claimed_at.is_none_or(|at| at < cutoff) {
             tracing::warn!(
-                job = JOB_NAME,
+                function = FUNCTION_NAME,
                 order_id = %claim.order_id,
                 claimed_at = ?claim.claimed_at,
                 "a run died between claim and outcome: parked for reconciliation, not resent"
@@ -257,7 +257,7 @@ async fn handle_entry<S: ReviewRequestStore, M: ReviewMessenger>(
     let order = match entry {
         Ok(order) => order,
         Err(skipped) => {
-            tracing::warn!(job = JOB_NAME, order_id = %skipped.order_id, reason = %skipped.reason, "skipping order");
+            tracing::warn!(function = FUNCTION_NAME, order_id = %skipped.order_id, reason = %skipped.reason, "skipping order");
             if !options.dry_run
                 && let Err(error) = store
                     .close(
@@ -267,7 +267,7 @@ async fn handle_entry<S: ReviewRequestStore, M: ReviewMessenger>(
                     )
                     .await
             {
-                tracing::warn!(job = JOB_NAME, order_id = %skipped.order_id, %error, "could not close skipped order");
+                tracing::warn!(function = FUNCTION_NAME, order_id = %skipped.order_id, %error, "could not close skipped order");
             }
             return Outcome::Skipped(skipped.reason.label());
         }
@@ -278,7 +278,7 @@ async fn handle_entry<S: ReviewRequestStore, M: ReviewMessenger>(
                 .close(&order.order_id, RequestStatus::Expired, "completed too long ago")
                 .await
         {
-            tracing::warn!(job = JOB_NAME, order_id = %order.order_id, %error, "could not close expired request");
+            tracing::warn!(function = FUNCTION_NAME, order_id = %order.order_id, %error, "could not close expired request");
             return Outcome::StoreError;
         }
         return Outcome::Skipped("too_old");
@@ -290,14 +290,14 @@ async fn handle_entry<S: ReviewRequestStore, M: ReviewMessenger>(
                     .close(&order.order_id, RequestStatus::Reviewed, "already reviewed")
                     .await
             {
-                tracing::warn!(job = JOB_NAME, order_id = %order.order_id, %error, "could not close reviewed order");
+                tracing::warn!(function = FUNCTION_NAME, order_id = %order.order_id, %error, "could not close reviewed order");
                 return Outcome::StoreError;
             }
             return Outcome::Skipped("has_review");
         }
         Ok(false) => {}
         Err(error) => {
-            tracing::warn!(job = JOB_NAME, order_id = %order.order_id, %error, "could not check for a review");
+            tracing::warn!(function = FUNCTION_NAME, order_id = %order.order_id, %error, "could not check for a review");
             return Outcome::StoreError;
         }
     }
@@ -318,7 +318,7 @@ async fn handle_entry<S: ReviewRequestStore, M: ReviewMessenger>(
             return Outcome::Skipped("not_completed");
         }
         Err(error) => {
-            tracing::warn!(job = JOB_NAME, order_id = %order.order_id, %error, "could not claim order");
+            tracing::warn!(function = FUNCTION_NAME, order_id = %order.order_id, %error, "could not claim order");
             return Outcome::StoreError;
         }
     }
@@ -328,7 +328,7 @@ async fn handle_entry<S: ReviewRequestStore, M: ReviewMessenger>(
     if let Err(error) = store.settle(&order.order_id, &claim, &settlement).await {
         // The claim stays in `sending`; the next run parks it for reconciliation, so
         // this order is never sent twice.
-        tracing::error!(job = JOB_NAME, order_id = %order.order_id, ?settlement, %error, "could not record the outcome");
+        tracing::error!(function = FUNCTION_NAME, order_id = %order.order_id, ?settlement, %error, "could not record the outcome");
         return Outcome::StoreError;
     }
     outcome
@@ -343,7 +343,7 @@ fn settlement_for(
     let to = order.customer_phone.masked();
     match sent {
         Ok(message) => {
-            tracing::info!(job = JOB_NAME, order_id = %order.order_id, %to, message_sid = %message.sid, "review request sent");
+            tracing::info!(function = FUNCTION_NAME, order_id = %order.order_id, %to, message_sid = %message.sid, "review request sent");
             (
                 Settlement::Sent {
                     message_sid: message.sid,
@@ -353,7 +353,7 @@ fn settlement_for(
             )
         }
         Err(error) if error.may_have_been_delivered() => {
-            tracing::warn!(job = JOB_NAME, order_id = %order.order_id, %to, %error, "outcome unknown: parked for reconciliation");
+            tracing::warn!(function = FUNCTION_NAME, order_id = %order.order_id, %to, %error, "outcome unknown: parked for reconciliation");
             (
                 Settlement::Unknown {
                     reason: error.to_string(),
@@ -362,7 +362,7 @@ fn settlement_for(
             )
         }
         Err(error) if error.is_configuration_error() => {
-            tracing::error!(job = JOB_NAME, order_id = %order.order_id, %error, "Twilio configuration error: stopping the run");
+            tracing::error!(function = FUNCTION_NAME, order_id = %order.order_id, %error, "Twilio configuration error: stopping the run");
             halted.store(true, Ordering::Relaxed);
             (
                 Settlement::Released {
@@ -372,7 +372,7 @@ fn settlement_for(
             )
         }
         Err(error) if error.is_retryable() => {
-            tracing::warn!(job = JOB_NAME, order_id = %order.order_id, %to, %error, "not sent, released for the next run");
+            tracing::warn!(function = FUNCTION_NAME, order_id = %order.order_id, %to, %error, "not sent, released for the next run");
             (
                 Settlement::Released {
                     reason: error.to_string(),
@@ -385,7 +385,7 @@ fn settlement_for(
                 Some(code) => format!("twilio_{code}"),
                 None => "rejected".to_string(),
             };
-            tracing::warn!(job = JOB_NAME, order_id = %order.order_id, %to, %error, "Twilio refused the message for good");
+            tracing::warn!(function = FUNCTION_NAME, order_id = %order.order_id, %to, %error, "Twilio refused the message for good");
             (
                 Settlement::Failed {
                     code: error.twilio_code(),
