@@ -5,10 +5,8 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use crate::runtime::config::{ConfigError, EnvSource, parse_var};
-use crate::store::StoreError;
 
 /// Timeouts and retries for every AWS call. The defaults suit a Lambda function that
 /// talks to DynamoDB in the same region: a single attempt is normally a few ms.
@@ -84,33 +82,4 @@ pub fn config_loader(settings: &SdkSettings) -> ConfigLoader {
 
 pub fn dynamodb_client(sdk_config: &SdkConfig) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(sdk_config)
-}
-
-const RETRYABLE_CODES: &[&str] = &[
-    "ThrottlingException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "LimitExceededException",
-];
-
-/// Turns an SDK error (after the SDK's own retries) into a [`StoreError`] that says
-/// whether trying again later may help.
-pub fn store_error<E, R>(operation: &'static str, table: &str, error: SdkError<E, R>) -> StoreError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    let retryable = match &error {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
-        SdkError::ServiceError(service) => service.err().code().is_some_and(|code| RETRYABLE_CODES.contains(&code)),
-        _ => false,
-    };
-    StoreError {
-        operation,
-        table: table.to_owned(),
-        message: DisplayErrorContext(&error).to_string(),
-        retryable,
-    }
 }

@@ -1,6 +1,7 @@
-//! What every DynamoDB adapter shares: the error type of a store call, and the sharding
-//! of the sparse indexes.
+//! What every DynamoDB adapter shares: the error type of a store call, the attribute
+//! helpers ([`dynamo`]), and the sharding of the sparse indexes ([`shard`]).
 
+pub mod dynamo;
 pub mod shard;
 
 /// A DynamoDB call that failed after the SDK's retries.

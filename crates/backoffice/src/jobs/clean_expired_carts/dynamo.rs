@@ -1,15 +1,11 @@
 //! The DynamoDB cart store, and the writer functions the shop's other services use.
 
-use std::collections::HashMap;
-
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::store::{Cart, CartStore, DeleteOutcome, EXPIRY_INDEX, ExpiredPage, decode_expiry_entry};
-use crate::aws::store_error;
 use crate::store::StoreError;
-
-pub type Item = HashMap<String, AttributeValue>;
+use crate::store::dynamo::{Item, store_error};
 
 #[derive(Debug, Clone)]
 pub struct DynamoCarts {

@@ -7,30 +7,16 @@ use std::collections::{BTreeSet, HashMap};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
 
-use super::{NewReview, ReplyStore, RequestedOrder, StoredReview, WriteOutcome, rfc3339};
-use crate::aws::store_error;
+use super::{NewReview, ReplyStore, RequestedOrder, StoredReview, WriteOutcome};
 use crate::domain::phone::PhoneNumber;
 use crate::store::StoreError;
+use crate::store::dynamo::{Item, is_condition_failure, rfc3339, s, store_error, string};
 
 /// The sparse GSI of orders whose review request was sent; defined in template.yaml.
 pub const REVIEW_REPLY_INDEX: &str = "review-reply-index";
-
-type Item = HashMap<String, AttributeValue>;
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn string(item: &Item, name: &str) -> Option<String> {
-    match item.get(name) {
-        Some(AttributeValue::S(value)) => Some(value.clone()),
-        _ => None,
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct DynamoReplies {
@@ -84,12 +70,6 @@ fn old_item<R>(error: &SdkError<PutItemError, R>) -> Option<&Item> {
         Some(PutItemError::ConditionalCheckFailedException(e)) => e.item.as_ref().filter(|item| !item.is_empty()),
         _ => None,
     }
-}
-
-fn is_condition_failure<R>(error: &SdkError<PutItemError, R>) -> bool {
-    error
-        .as_service_error()
-        .is_some_and(|e| e.is_conditional_check_failed_exception())
 }
 
 /// A review item, as far as this function needs it. An item whose rating is not a
@@ -260,7 +240,7 @@ impl ReplyStore for DynamoReplies {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(error) if is_update_condition_failure(&error) => Ok(false),
+            Err(error) if is_condition_failure(&error) => Ok(false),
             Err(error) => Err(store_error("UpdateItem", &self.reviews_table, error)),
         }
     }
@@ -285,14 +265,8 @@ impl ReplyStore for DynamoReplies {
         match result {
             // Claimed again or corrected meanwhile: nothing of ours to give back.
             Ok(_) => Ok(()),
-            Err(error) if is_update_condition_failure(&error) => Ok(()),
+            Err(error) if is_condition_failure(&error) => Ok(()),
             Err(error) => Err(store_error("UpdateItem", &self.reviews_table, error)),
         }
     }
-}
-
-fn is_update_condition_failure<R>(error: &SdkError<UpdateItemError, R>) -> bool {
-    error
-        .as_service_error()
-        .is_some_and(|e| e.is_conditional_check_failed_exception())
 }

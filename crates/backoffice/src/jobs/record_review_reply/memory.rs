@@ -8,10 +8,11 @@ use chrono::{DateTime, Utc};
 
 use super::{
     NegativeReview, NegativeReviewAlerts, NewReview, ReplyStore, RequestedOrder, StoredReview, WriteOutcome,
-    alerts::AlertError, rfc3339,
+    alerts::AlertError,
 };
 use crate::domain::phone::PhoneNumber;
 use crate::store::StoreError;
+use crate::store::dynamo::rfc3339;
 
 /// A review as the fake keeps it: the stored fields plus what a correction adds.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -48,7 +48,7 @@ pub use request::{
     BodyRefusal, FunctionUrlRequest, FunctionUrlResponse, MAX_BODY_BYTES, MAX_PARAMS, form_params, signed_twilio_post,
 };
 pub use signature::{SIGNATURE_HEADER, SignatureRejection, SignatureValidator};
-pub use store::{IncomingReply, NewReview, ReplyStore, RequestedOrder, StoredReview, WriteOutcome, rfc3339};
+pub use store::{IncomingReply, NewReview, ReplyStore, RequestedOrder, StoredReview, WriteOutcome};
 
 pub const FUNCTION_NAME: &str = "record-review-reply";
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
 use super::rating::RatingSource;
 use crate::domain::phone::PhoneNumber;
@@ -130,10 +130,4 @@ pub struct IncomingReply {
     pub message_sid: String,
     pub body: String,
     pub button_payload: Option<String>,
-}
-
-/// RFC 3339 in UTC, whole seconds: the format of every time in the tables, so that
-/// strings compare as times.
-pub fn rfc3339(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Secs, true)
 }

@@ -1,35 +1,19 @@
 //! The DynamoDB side of review requests (Orders and Reviews tables), and the writer
 //! functions the shop's other services use for orders.
 
-use std::collections::HashMap;
-
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, Select};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
 use super::store::{
     Claim, ClaimOutcome, InFlightClaim, Order, OrderStatus, PendingPage, RECONCILE_PARTITION, REVIEW_PENDING_INDEX,
     RequestStatus, ReviewRequestStore, SENDING_PARTITION, Settlement, decode_pending_entry,
 };
-use crate::aws::store_error;
 use crate::store::StoreError;
+use crate::store::dynamo::{Item, is_condition_failure, n, rfc3339, s, store_error};
 use crate::store::shard::shard_of;
-
-type Item = HashMap<String, AttributeValue>;
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: i64) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
-fn rfc3339(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
 
 #[derive(Debug, Clone)]
 pub struct DynamoOrders {
@@ -176,12 +160,6 @@ pub fn pending_attributes(order_id: &str, completed_at: DateTime<Utc>) -> Vec<(S
         ("reviewPendingSince".into(), n(completed_at.timestamp())),
         ("reviewRequestStatus".into(), s(RequestStatus::Pending.as_str())),
     ]
-}
-
-fn is_condition_failure<R>(error: &SdkError<UpdateItemError, R>) -> bool {
-    error
-        .as_service_error()
-        .is_some_and(|e| e.is_conditional_check_failed_exception())
 }
 
 fn old_item<R>(error: &SdkError<UpdateItemError, R>) -> Option<&Item> {
