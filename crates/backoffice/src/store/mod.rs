@@ -3,6 +3,7 @@
 
 pub mod dynamo;
 pub mod shard;
+pub mod walk;
 
 /// A DynamoDB call that failed after the SDK's retries.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::phone::PhoneNumber;
 use crate::store::StoreError;
 use crate::store::shard::shard_of;
+use crate::store::walk::IndexPage;
 
 pub use super::item::{ExpiredCart, MalformedCart, MalformedReason, decode_expiry_entry};
 
@@ -53,14 +54,8 @@ pub fn expiry_shard_for(cart_id: &str) -> String {
     shard_of(cart_id)
 }
 
-/// One page of the expiry index: the due carts, and the index entries that could not be read.
-#[derive(Debug)]
-pub struct ExpiredPage<Cursor> {
-    pub entries: Vec<Result<ExpiredCart, MalformedCart>>,
-    /// Items DynamoDB read to answer (`ScannedCount`), for cost accounting.
-    pub items_read: u64,
-    pub next: Option<Cursor>,
-}
+/// A page of due `expiry-index` entries: the carts, or why an entry could not be read.
+pub type ExpiredPage<Cursor> = IndexPage<Result<ExpiredCart, MalformedCart>, Cursor>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteOutcome {

@@ -10,7 +10,7 @@ use super::store::{CartStore, DeleteOutcome, ExpiredCart};
 use crate::runtime::clock::Clock;
 use crate::runtime::job::Deadline;
 use crate::store::StoreError;
-use crate::store::shard::all_shards;
+use crate::store::walk::{Walked, walk_shards};
 
 /// What one sweep did. Serialised into the result and the run's summary log line.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -102,40 +102,38 @@ async fn read_due_pages<S: CartStore>(
     mut pages: futures::channel::mpsc::Sender<Vec<ExpiredCart>>,
 ) -> PagesRead {
     let mut read = PagesRead::default();
-    for shard in all_shards() {
-        let mut cursor = None;
-        loop {
-            if deadline.reached() {
+    let walk = walk_shards(
+        |shard, cursor| async move { store.expired_page(&shard, query_now, cursor, page_size).await },
+        || deadline.reached(),
+    );
+    let mut walk = std::pin::pin!(walk);
+    while let Some(walked) = walk.next().await {
+        let page = match walked {
+            Ok(Walked::Page(page)) => page,
+            Ok(Walked::StoppedEarly) => {
                 read.more = true;
-                return read;
+                break;
             }
-            let page = match store.expired_page(&shard, query_now, cursor.take(), page_size).await {
-                Ok(page) => page,
-                Err(cause) => {
-                    read.aborted = Some(cause);
-                    return read;
-                }
-            };
-            read.items_read += page.items_read;
-            let mut due = Vec::with_capacity(page.entries.len());
-            for entry in page.entries {
-                match entry {
-                    Ok(cart) => due.push(cart),
-                    Err(malformed) => {
-                        tracing::warn!(function = FUNCTION_NAME, cart_id = %malformed.key, reason = %malformed.reason, "skipping malformed cart");
-                        read.malformed += 1;
-                        *read.malformed_reasons.entry(malformed.reason.label()).or_default() += 1;
-                    }
+            Err(cause) => {
+                read.aborted = Some(cause);
+                break;
+            }
+        };
+        read.items_read += page.items_read;
+        let mut due = Vec::with_capacity(page.entries.len());
+        for entry in page.entries {
+            match entry {
+                Ok(cart) => due.push(cart),
+                Err(malformed) => {
+                    tracing::warn!(function = FUNCTION_NAME, cart_id = %malformed.key, reason = %malformed.reason, "skipping malformed cart");
+                    read.malformed += 1;
+                    *read.malformed_reasons.entry(malformed.reason.label()).or_default() += 1;
                 }
             }
-            // Waits while the deleting side still holds the previous page (back-pressure).
-            if pages.send(due).await.is_err() {
-                return read;
-            }
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
+        }
+        // Waits while the deleting side still holds the previous page (back-pressure).
+        if pages.send(due).await.is_err() {
+            break;
         }
     }
     read

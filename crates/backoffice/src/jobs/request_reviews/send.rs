@@ -13,7 +13,7 @@ use super::{FUNCTION_NAME, ReviewMessenger, ReviewWindow};
 use crate::runtime::clock::Clock;
 use crate::runtime::job::Deadline;
 use crate::store::StoreError;
-use crate::store::shard::all_shards;
+use crate::store::walk::{Walked, walk_shards};
 use crate::twilio::{SendError, SentMessage};
 
 /// What one run did. Serialised into the result and the run summary log line.
@@ -111,45 +111,24 @@ pub async fn request_reviews<S: ReviewRequestStore, M: ReviewMessenger>(
     // sends go on while the next page is read: the rate limiter never waits on a page
     // boundary. Pages are read only as the pool needs more, so memory stays at one page
     // plus the orders in flight.
-    let walk = PageWalk {
-        shards: all_shards().collect(),
-        shard: None,
-        cursor: None,
-        failed: false,
-    };
-    let entries = futures::stream::unfold(walk, |mut walk| {
-        let (halted, stopped_early, items_read) = (&halted, &stopped_early, &items_read);
-        async move {
-            if walk.failed {
-                return None;
+    let due_before = options.window.due_before.timestamp();
+    let entries = walk_shards(
+        |shard, cursor| async move { store.pending_page(&shard, due_before, cursor, options.page_size).await },
+        || deadline.reached() || halted.load(Ordering::Relaxed),
+    )
+    .map(|walked| {
+        let entries = match walked {
+            Ok(Walked::Page(page)) => {
+                items_read.fetch_add(page.items_read, Ordering::Relaxed);
+                page.entries.into_iter().map(Ok).collect()
             }
-            if deadline.reached() || halted.load(Ordering::Relaxed) {
+            Ok(Walked::StoppedEarly) => {
                 stopped_early.store(true, Ordering::Relaxed);
-                return None;
+                Vec::new()
             }
-            let shard = match walk.shard.take() {
-                Some(shard) => shard,
-                None => walk.shards.pop_front()?,
-            };
-            let page = store
-                .pending_page(&shard, due_before(options), walk.cursor.take(), options.page_size)
-                .await;
-            let entries = match page {
-                Ok(page) => {
-                    items_read.fetch_add(page.items_read, Ordering::Relaxed);
-                    if let Some(next) = page.next {
-                        walk.shard = Some(shard);
-                        walk.cursor = Some(next);
-                    }
-                    page.entries.into_iter().map(Ok).collect()
-                }
-                Err(cause) => {
-                    walk.failed = true;
-                    vec![Err(cause)]
-                }
-            };
-            Some((futures::stream::iter(entries), walk))
-        }
+            Err(cause) => vec![Err(cause)],
+        };
+        futures::stream::iter(entries)
     })
     .flatten();
     let mut abort = None;
@@ -193,19 +172,6 @@ pub async fn request_reviews<S: ReviewRequestStore, M: ReviewMessenger>(
         Err(cause) => return Err(aborted(report, cause)),
     }
     Ok(report)
-}
-
-/// Where the walk over the pending index stands: shards still to read, the shard being
-/// paged and its cursor.
-struct PageWalk<Cursor> {
-    shards: std::collections::VecDeque<String>,
-    shard: Option<String>,
-    cursor: Option<Cursor>,
-    failed: bool,
-}
-
-fn due_before(options: &ReviewOptions) -> i64 {
-    options.window.due_before.timestamp()
 }
 
 async fn park_stale_claims<S: ReviewRequestStore>(

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::phone::PhoneNumber;
 use crate::store::StoreError;
+use crate::store::walk::IndexPage;
 
 pub use super::item::{DueOrder, SkipReason, SkippedOrder, decode_pending_entry};
 
@@ -142,13 +143,8 @@ pub struct InFlightClaim {
     pub claimed_at: Option<DateTime<Utc>>,
 }
 
-/// One page of the pending index.
-#[derive(Debug)]
-pub struct PendingPage<Cursor> {
-    pub entries: Vec<Result<DueOrder, SkippedOrder>>,
-    pub items_read: u64,
-    pub next: Option<Cursor>,
-}
+/// A page of `review-pending-index` entries: the orders in line, or why one cannot be.
+pub type PendingPage<Cursor> = IndexPage<Result<DueOrder, SkippedOrder>, Cursor>;
 
 /// What the review job needs from the Orders and Reviews tables.
 pub trait ReviewRequestStore: Send + Sync {
