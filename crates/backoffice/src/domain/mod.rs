@@ -1,3 +1,6 @@
-//! Domain types shared by the functions.
+//! The shop's domain types, shared by the functions: no DynamoDB, no Twilio here.
 
+pub mod cart;
+pub mod order;
 pub mod phone;
+pub mod review;

@@ -24,24 +24,7 @@
 //! A reply that starts with the word `correction` (any case) asks to replace the
 //! customer's latest review: the word is removed and the rest is read as above.
 
-use serde::Serialize;
-
-/// Where the rating came from, as stored in the review's `source`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RatingSource {
-    Button,
-    Text,
-}
-
-impl RatingSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Button => "button",
-            Self::Text => "text",
-        }
-    }
-}
+pub use crate::domain::review::RatingSource;
 
 /// A rating and what the customer wrote after it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,90 +19,21 @@
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
-use crate::domain::phone::PhoneNumber;
 use crate::store::StoreError;
 use crate::store::walk::IndexPage;
 
 pub use super::item::{DueOrder, SkipReason, SkippedOrder, decode_pending_entry};
+pub use crate::domain::order::{Order, OrderStatus, PaymentStatus, RequestStatus};
 
 /// The GSI the review job reads; defined in template.yaml.
 pub const REVIEW_PENDING_INDEX: &str = "review-pending-index";
+
 /// `reviewPendingShard` of claimed requests.
 pub const SENDING_PARTITION: &str = "sending";
+
 /// `reviewPendingShard` of requests whose outcome is unknown.
 pub const RECONCILE_PARTITION: &str = "reconcile";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
-    Pending,
-    Confirmed,
-    ReadyPickup,
-    Completed,
-    Cancelled,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentStatus {
-    Pending,
-    Paid,
-    Failed,
-    Refunded,
-}
-
-/// An order as the contract describes it (docs/data-contract.md).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Order {
-    pub order_id: String,
-    pub customer_phone: PhoneNumber,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub customer_name: Option<String>,
-    pub status: OrderStatus,
-    pub payment_status: PaymentStatus,
-    pub created_at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<DateTime<Utc>>,
-}
-
-/// Where a review request stands, as stored in `reviewRequestStatus`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestStatus {
-    Pending,
-    Sending,
-    Sent,
-    Failed,
-    /// Twilio may have the message: not retried, waits for reconciliation.
-    Unknown,
-    /// Completed longer ago than `REVIEW_MAX_AGE_DAYS` when its turn came.
-    Expired,
-    /// The customer reviewed before the request went out.
-    Reviewed,
-    /// The order's data cannot make a request (bad phone, no completion time).
-    Invalid,
-    /// No longer `completed` (cancelled after completion).
-    NotCompleted,
-}
-
-impl RequestStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Sending => "sending",
-            Self::Sent => "sent",
-            Self::Failed => "failed",
-            Self::Unknown => "unknown",
-            Self::Expired => "expired",
-            Self::Reviewed => "reviewed",
-            Self::Invalid => "invalid",
-            Self::NotCompleted => "not_completed",
-        }
-    }
-}
 
 /// A run's hold on one order: written by the claim, required by every later update, so
 /// a run can only settle what it claimed.
