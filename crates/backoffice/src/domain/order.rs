@@ -42,6 +42,8 @@ pub struct Order {
 /// Where a review request stands, as stored in `reviewRequestStatus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum RequestStatus {
     Pending,
     Sending,
@@ -61,16 +63,6 @@ pub enum RequestStatus {
 
 impl RequestStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Sending => "sending",
-            Self::Sent => "sent",
-            Self::Failed => "failed",
-            Self::Unknown => "unknown",
-            Self::Expired => "expired",
-            Self::Reviewed => "reviewed",
-            Self::Invalid => "invalid",
-            Self::NotCompleted => "not_completed",
-        }
+        self.into()
     }
 }

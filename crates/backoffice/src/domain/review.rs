@@ -60,6 +60,8 @@ pub struct NewReview {
 /// Where the rating came from, as stored in the review's `source`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum RatingSource {
     Button,
     Text,
@@ -67,9 +69,6 @@ pub enum RatingSource {
 
 impl RatingSource {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Button => "button",
-            Self::Text => "text",
-        }
+        self.into()
     }
 }

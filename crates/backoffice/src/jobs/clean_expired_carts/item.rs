@@ -24,26 +24,24 @@ pub struct MalformedCart {
     pub reason: MalformedReason,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum MalformedReason {
     MissingAttribute(&'static str),
     WrongType {
         attribute: &'static str,
         found: &'static str,
     },
+    #[strum(serialize = "expiry_not_whole_seconds")]
     NotWholeSeconds(String),
+    #[strum(serialize = "expiry_implausible")]
     ImplausibleExpiry(i64),
 }
 
 impl MalformedReason {
     /// A short label for counting reasons in results and metrics.
     pub fn label(&self) -> &'static str {
-        match self {
-            Self::MissingAttribute(_) => "missing_attribute",
-            Self::WrongType { .. } => "wrong_type",
-            Self::NotWholeSeconds(_) => "expiry_not_whole_seconds",
-            Self::ImplausibleExpiry(_) => "expiry_implausible",
-        }
+        self.into()
     }
 }
 

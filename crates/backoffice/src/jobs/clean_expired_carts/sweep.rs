@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use serde::Serialize;
 
 use super::FUNCTION_NAME;
@@ -66,7 +66,9 @@ pub async fn sweep<S: CartStore>(
     let query_now = clock.now().timestamp();
     let (pages_tx, pages_rx) = futures::channel::mpsc::channel(0);
     let (read, deleted) = futures::join!(
-        read_due_pages(store, query_now, deadline, options.page_size, pages_tx),
+        // Boxed: the reading side's nested stream types would otherwise make the
+        // function's future too deep for the compiler's layout computation.
+        read_due_pages(store, query_now, deadline, options.page_size, pages_tx).boxed(),
         delete_due(store, clock, deadline, options, pages_rx),
     );
     let mut report = deleted;

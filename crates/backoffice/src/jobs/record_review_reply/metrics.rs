@@ -30,7 +30,7 @@ impl Summary {
             order_id = result.and_then(|r| r.order_id.as_deref()),
             rating = result.and_then(|r| r.rating),
             source = result.and_then(|r| r.source).map(RatingSource::as_str),
-            alert = result.map(|r| format!("{:?}", r.alert).to_lowercase()),
+            alert = result.map(|r| <&str>::from(r.alert)),
             duration_ms = self.duration_ms,
             error = error.map(|e| e.to_string()),
             "reply summary"

@@ -23,6 +23,8 @@ pub mod texts {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum ReplyOutcome {
     /// A new review was written.
     Recorded,
@@ -43,22 +45,15 @@ pub enum ReplyOutcome {
 
 impl ReplyOutcome {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Recorded => "recorded",
-            Self::Corrected => "corrected",
-            Self::Replayed => "replayed",
-            Self::AlreadyReviewed => "already_reviewed",
-            Self::NotARating => "not_a_rating",
-            Self::NoPendingRequest => "no_pending_request",
-            Self::RejectedSignature => "rejected_signature",
-            Self::BadRequest => "bad_request",
-        }
+        self.into()
     }
 }
 
 /// Whether the shop was alerted about this reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum AlertStatus {
     NotNeeded,
     Sent,

@@ -25,7 +25,8 @@ use crate::twilio::AuthToken;
 pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
 
 /// Why a request was refused. Logged, never the body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum SignatureRejection {
     Missing,
     /// Not base64, or not 20 bytes once decoded.
@@ -36,11 +37,7 @@ pub enum SignatureRejection {
 
 impl SignatureRejection {
     pub fn label(self) -> &'static str {
-        match self {
-            Self::Missing => "missing",
-            Self::Malformed => "malformed",
-            Self::Mismatch => "mismatch",
-        }
+        self.into()
     }
 }
 

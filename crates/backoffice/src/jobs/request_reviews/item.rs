@@ -25,7 +25,8 @@ pub struct SkippedOrder {
     pub reason: SkipReason,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum SkipReason {
     MissingPhone,
     InvalidPhone(PhoneError),
@@ -38,14 +39,7 @@ pub enum SkipReason {
 impl SkipReason {
     /// A short label for result counts and metrics.
     pub fn label(&self) -> &'static str {
-        match self {
-            Self::MissingPhone => "missing_phone",
-            Self::InvalidPhone(_) => "invalid_phone",
-            Self::MissingCompletedAt => "missing_completed_at",
-            Self::InvalidCompletedAt(_) => "invalid_completed_at",
-            Self::WrongType { .. } => "wrong_type",
-            Self::NotCompleted(_) => "not_completed",
-        }
+        self.into()
     }
 }
 
