@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use chrono::{DateTime, Utc};
 
 use super::store::{
-    Claim, ClaimOutcome, InFlightClaim, Order, OrderStatus, PendingPage, RECONCILE_PARTITION, REVIEW_PENDING_INDEX,
-    RequestStatus, ReviewRequestStore, SENDING_PARTITION, Settlement, decode_pending_entry,
+    Claim, ClaimOutcome, InFlightClaim, PendingPage, RECONCILE_PARTITION, REVIEW_PENDING_INDEX, RequestStatus,
+    ReviewRequestStore, SENDING_PARTITION, Settlement, decode_pending_entry,
 };
 use crate::store::StoreError;
 use crate::store::dynamo::{Item, is_condition_failure, n, rfc3339, s, store_error};
@@ -17,9 +17,9 @@ use crate::store::shard::shard_of;
 
 #[derive(Debug, Clone)]
 pub struct DynamoOrders {
-    client: Client,
-    orders_table: String,
-    reviews_table: String,
+    pub(super) client: Client,
+    pub(super) orders_table: String,
+    pub(super) reviews_table: String,
 }
 
 impl DynamoOrders {
@@ -35,96 +35,13 @@ impl DynamoOrders {
         &self.orders_table
     }
 
-    fn encode_error(&self, order_id: &str, error: impl std::fmt::Display) -> StoreError {
+    pub(super) fn encode_error(&self, order_id: &str, error: impl std::fmt::Display) -> StoreError {
         StoreError {
             operation: "PutItem",
             table: self.orders_table.clone(),
             message: format!("order {order_id} cannot be encoded: {error}"),
             retryable: false,
         }
-    }
-
-    /// Creates an order (refuses to overwrite one). A completed order is put in line for
-    /// its review request.
-    pub async fn put_new(&self, order: &Order) -> Result<(), StoreError> {
-        let mut item: Item = serde_dynamo::to_item(order).map_err(|e| self.encode_error(&order.order_id, e))?;
-        if let (OrderStatus::Completed, Some(completed_at)) = (order.status, order.completed_at) {
-            item.extend(pending_attributes(&order.order_id, completed_at));
-        }
-        self.client
-            .put_item()
-            .table_name(&self.orders_table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(orderId)")
-            .send()
-            .await
-            .map_err(|e| store_error("PutItem", &self.orders_table, e))?;
-        Ok(())
-    }
-
-    /// Marks an order completed and, the first time only, puts it in line for its
-    /// review request.
-    pub async fn complete(&self, order_id: &str, completed_at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.orders_table)
-            .key("orderId", s(order_id))
-            .update_expression("SET #status = :completed, completedAt = :completedAt")
-            .condition_expression("attribute_exists(orderId)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":completed", s("completed"))
-            .expression_attribute_values(":completedAt", s(rfc3339(completed_at)))
-            .send()
-            .await
-            .map_err(|e| store_error("UpdateItem", &self.orders_table, e))?;
-        let mut queue = self
-            .client
-            .update_item()
-            .table_name(&self.orders_table)
-            .key("orderId", s(order_id))
-            .update_expression(
-                "SET reviewPendingShard = :shard, reviewPendingSince = :since, reviewRequestStatus = :pending",
-            )
-            // Once a request exists, completing again never queues a second one.
-            .condition_expression("attribute_not_exists(reviewRequestStatus)");
-        for (name, value) in pending_attributes(order_id, completed_at) {
-            let placeholder = match name.as_str() {
-                "reviewPendingShard" => ":shard",
-                "reviewPendingSince" => ":since",
-                _ => ":pending",
-            };
-            queue = queue.expression_attribute_values(placeholder, value);
-        }
-        match queue.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(store_error("UpdateItem", &self.orders_table, e)),
-        }
-    }
-
-    /// The raw order item, for tests and tools.
-    pub async fn get_item(&self, order_id: &str) -> Result<Option<Item>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.orders_table)
-            .key("orderId", s(order_id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", &self.orders_table, e))?;
-        Ok(output.item)
-    }
-
-    /// `reviewRequestStatus` of an order, for tests and tools.
-    pub async fn request_status(&self, order_id: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .get_item(order_id)
-            .await?
-            .and_then(|item| match item.get("reviewRequestStatus") {
-                Some(AttributeValue::S(status)) => Some(status.clone()),
-                _ => None,
-            }))
     }
 
     async fn update_claimed(

@@ -17,6 +17,7 @@ pub mod metrics;
 mod send;
 pub mod store;
 mod window;
+mod writers;
 
 use std::sync::Arc;
 use std::time::Instant;

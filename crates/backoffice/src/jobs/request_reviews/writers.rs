@@ -1,0 +1,96 @@
+//! The writer functions of the Orders table's data contract (`put_new`, `complete`) and
+//! the read helpers for tests and tools. Writers never overwrite an existing order with
+//! `PutItem`: that would reset a settled review request and message the customer again.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+
+use super::dynamo::{DynamoOrders, pending_attributes};
+use super::store::{Order, OrderStatus};
+use crate::store::StoreError;
+use crate::store::dynamo::{Item, is_condition_failure, rfc3339, s, store_error};
+
+impl DynamoOrders {
+    /// Creates an order (refuses to overwrite one). A completed order is put in line for
+    /// its review request.
+    pub async fn put_new(&self, order: &Order) -> Result<(), StoreError> {
+        let mut item: Item = serde_dynamo::to_item(order).map_err(|e| self.encode_error(&order.order_id, e))?;
+        if let (OrderStatus::Completed, Some(completed_at)) = (order.status, order.completed_at) {
+            item.extend(pending_attributes(&order.order_id, completed_at));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.orders_table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(orderId)")
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", &self.orders_table, e))?;
+        Ok(())
+    }
+
+    /// Marks an order completed and, the first time only, puts it in line for its
+    /// review request.
+    pub async fn complete(&self, order_id: &str, completed_at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.orders_table)
+            .key("orderId", s(order_id))
+            .update_expression("SET #status = :completed, completedAt = :completedAt")
+            .condition_expression("attribute_exists(orderId)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":completed", s("completed"))
+            .expression_attribute_values(":completedAt", s(rfc3339(completed_at)))
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", &self.orders_table, e))?;
+        let mut queue = self
+            .client
+            .update_item()
+            .table_name(&self.orders_table)
+            .key("orderId", s(order_id))
+            .update_expression(
+                "SET reviewPendingShard = :shard, reviewPendingSince = :since, reviewRequestStatus = :pending",
+            )
+            // Once a request exists, completing again never queues a second one.
+            .condition_expression("attribute_not_exists(reviewRequestStatus)");
+        for (name, value) in pending_attributes(order_id, completed_at) {
+            let placeholder = match name.as_str() {
+                "reviewPendingShard" => ":shard",
+                "reviewPendingSince" => ":since",
+                _ => ":pending",
+            };
+            queue = queue.expression_attribute_values(placeholder, value);
+        }
+        match queue.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(store_error("UpdateItem", &self.orders_table, e)),
+        }
+    }
+
+    /// The raw order item, for tests and tools.
+    pub async fn get_item(&self, order_id: &str) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.orders_table)
+            .key("orderId", s(order_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", &self.orders_table, e))?;
+        Ok(output.item)
+    }
+
+    /// `reviewRequestStatus` of an order, for tests and tools.
+    pub async fn request_status(&self, order_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .get_item(order_id)
+            .await?
+            .and_then(|item| match item.get("reviewRequestStatus") {
+                Some(AttributeValue::S(status)) => Some(status.clone()),
+                _ => None,
+            }))
+    }
+}
