@@ -12,19 +12,19 @@ use serde_norway::Value;
 /// What each function may do: (action, resource), the resource written as in the template
 /// (see [`resource_text`]). This mirrors the SDK calls on each function's code path:
 ///
-/// clean-expired-carts (`sweeper.rs` through `carts/dynamo.rs`, `impl CartStore for DynamoCarts`):
+/// clean-expired-carts (`jobs/clean_expired_carts/` through its `dynamo.rs`, `impl CartStore for DynamoCarts`):
 /// - `expired_page`: `.query()` on `expiry-index`
 /// - `delete_if_expired`: `.delete_item()` on the carts table
 ///
-/// request-reviews (`review_requests/mod.rs` through `orders/dynamo.rs`,
+/// request-reviews (`jobs/request_reviews/` through its `dynamo.rs`,
 /// `impl ReviewRequestStore for DynamoOrders`, and `secrets.rs`):
 /// - `pending_page`, `in_flight`, `awaiting_reconciliation`: `.query()` on `review-pending-index`
 /// - `claim`, `settle` (`update_claimed`), `close`, `park_stale_claim`: `.update_item()` on the orders table
 /// - `has_review`: `.get_item()` on the reviews table (never on the orders table)
 /// - `twilio_config` (`secrets.rs`): `.get_secret_value()` on `TwilioSecretArn`, at cold start
 ///
-/// record-review-reply (`replies/mod.rs` through `replies/dynamo.rs`,
-/// `impl ReplyStore for DynamoReplies`, `replies/alerts.rs` and `secrets.rs`):
+/// record-review-reply (`jobs/record_review_reply/` through its `dynamo.rs`,
+/// `impl ReplyStore for DynamoReplies`, its `alerts.rs`, and `secrets.rs`):
 /// - `requested_orders`: `.query()` on `review-reply-index`
 /// - `review`: `.get_item()`, `put_review`/`correct_review`: `.put_item()` (conditional),
 ///   `claim_alert` and `release_alert`: `.update_item()`, all on the reviews table (never on the orders table)
@@ -331,7 +331,7 @@ fn saved_queries_filter_on_messages_the_code_logs() {
 #[test]
 fn alarms_watch_metrics_the_code_emits() {
     let template = template();
-    // The jobs name their metrics in metrics.rs, the webhook in replies/.
+    // Each function names its metrics in its jobs/<function>/metrics.rs.
     let metrics_source = library_source();
     let mut checked = 0;
     for (name, resource) in resources(&template) {

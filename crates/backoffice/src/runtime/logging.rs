@@ -312,7 +312,7 @@ mod tests {
             tracing::debug!(target: "aws_sdk_dynamodb", "response +33612345678");
             tracing::info!(target: "hyper_util::client", "connected");
             tracing::warn!(target: "aws_config", "no region");
-            tracing::trace!(target: "backoffice::sweeper", "own trace");
+            tracing::trace!(target: "backoffice::jobs::clean_expired_carts", "own trace");
             tracing::debug!("own debug");
         });
         let messages: Vec<Value> = lines
