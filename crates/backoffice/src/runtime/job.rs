@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::runtime::clock::{Clock, FixedClock};
 use crate::runtime::config::ConfigError;
+use crate::runtime::metrics::MetricDocument;
 use crate::runtime::trigger::{JobPayload, PayloadError, RunRequest};
 use crate::store::StoreError;
 
@@ -82,6 +83,36 @@ pub fn begin_run(
         None => clock.clone(),
     };
     Ok((request, as_of))
+}
+
+/// A run that stopped on a store error; `report` holds what it did before.
+#[derive(Debug, thiserror::Error)]
+#[error("run aborted: {cause}")]
+pub struct Aborted<Report> {
+    pub report: Report,
+    pub cause: StoreError,
+}
+
+/// What a run did, and the error that stopped it, if one did.
+pub fn report_of<Report>(outcome: Result<Report, Aborted<Report>>) -> (Report, Option<StoreError>) {
+    match outcome {
+        Ok(report) => (report, None),
+        Err(Aborted { report, cause }) => (report, Some(cause)),
+    }
+}
+
+/// The end of every scheduled run: its one summary line, its metrics (EMF), then its
+/// answer to Lambda.
+pub fn end_run<Response>(
+    response: Response,
+    abort: Option<StoreError>,
+    failed_items: u64,
+    log_summary: impl FnOnce(&Response, Option<&StoreError>),
+    metrics: impl FnOnce(&Response) -> Vec<MetricDocument>,
+) -> Result<Response, JobError> {
+    log_summary(&response, abort.as_ref());
+    crate::runtime::metrics::emit(&metrics(&response));
+    finish_run(response, abort, failed_items)
 }
 
 /// How a finished run answers Lambda, once its summary is logged: an aborted run is an

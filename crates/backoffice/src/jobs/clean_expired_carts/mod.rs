@@ -22,7 +22,7 @@ use serde_json::Value;
 use store::CartStore;
 
 use crate::runtime::clock::Clock;
-use crate::runtime::job::{Deadline, JobError, begin_run, finish_run, read_payload};
+use crate::runtime::job::{Deadline, JobError, begin_run, end_run, read_payload, report_of};
 use crate::runtime::trigger::{JobPayload, TriggerSource};
 use crate::store::StoreError;
 
@@ -82,10 +82,7 @@ pub async fn run<S: CartStore>(
     // Deletes are conditional on `expiresAt <= as_of`: a past `as_of` deletes only what
     // was due then, and nothing the sweep stores carries a time.
     let outcome = sweep(&deps.store, as_of.as_ref(), deadline, &options).await;
-    let (report, abort) = match outcome {
-        Ok(report) => (report, None),
-        Err(SweepAborted { report, cause }) => (report, Some(cause)),
-    };
+    let (report, abort) = report_of(outcome);
     let response = SweepResponse {
         success: abort.is_none() && report.failed == 0,
         deleted_count: report.deleted,
@@ -95,10 +92,14 @@ pub async fn run<S: CartStore>(
         duration_ms: started.elapsed().as_millis() as u64,
         report,
     };
-    log_summary(&response, request.scheduled_time, abort.as_ref());
-    crate::runtime::metrics::emit(&metrics::metrics(&response));
     let failed = response.report.failed;
-    finish_run(response, abort, failed)
+    end_run(
+        response,
+        abort,
+        failed,
+        |response, abort| log_summary(response, request.scheduled_time, abort),
+        metrics::metrics,
+    )
 }
 
 /// The run's one summary line: flat fields, so Logs Insights can filter on them.

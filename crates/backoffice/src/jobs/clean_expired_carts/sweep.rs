@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::FUNCTION_NAME;
 use super::store::{CartStore, DeleteOutcome, ExpiredCart};
 use crate::runtime::clock::Clock;
-use crate::runtime::job::Deadline;
+use crate::runtime::job::{Aborted, Deadline};
 use crate::store::StoreError;
 use crate::store::walk::{Walked, walk_shards};
 
@@ -36,12 +36,7 @@ pub struct SweepReport {
 }
 
 /// A sweep that could not read the index. `report` holds what was done before.
-#[derive(Debug, thiserror::Error)]
-#[error("sweep aborted: {cause}")]
-pub struct SweepAborted {
-    pub report: SweepReport,
-    pub cause: StoreError,
-}
+pub type SweepAborted = Aborted<SweepReport>;
 
 pub struct SweepOptions {
     pub page_size: i32,

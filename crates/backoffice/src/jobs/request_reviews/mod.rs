@@ -29,7 +29,7 @@ use serde_json::Value;
 use store::ReviewRequestStore;
 
 use crate::runtime::clock::Clock;
-use crate::runtime::job::{Deadline, JobError, begin_run, finish_run, read_payload};
+use crate::runtime::job::{Deadline, JobError, begin_run, end_run, read_payload, report_of};
 use crate::runtime::trigger::{JobPayload, PayloadError, TriggerSource};
 use crate::store::StoreError;
 
@@ -108,10 +108,7 @@ pub async fn run<S: ReviewRequestStore, M: ReviewMessenger>(
     // Claims, send times and the stale-claim cutoff use the real clock: a run as of a past
     // `now` beside a scheduled run leaves claims that look as fresh as they are.
     let outcome = request_reviews(&deps.store, &deps.messenger, deps.clock.as_ref(), deadline, &options).await;
-    let (report, abort) = match outcome {
-        Ok(report) => (report, None),
-        Err(ReviewRunAborted { report, cause }) => (report, Some(cause)),
-    };
+    let (report, abort) = report_of(outcome);
     let response = ReviewResponse {
         success: abort.is_none() && report.store_errors == 0,
         sent: report.sent,
@@ -124,10 +121,8 @@ pub async fn run<S: ReviewRequestStore, M: ReviewMessenger>(
         duration_ms: started.elapsed().as_millis() as u64,
         report,
     };
-    log_summary(&response, abort.as_ref());
-    crate::runtime::metrics::emit(&metrics::metrics(&response));
     let store_errors = response.report.store_errors;
-    finish_run(response, abort, store_errors)
+    end_run(response, abort, store_errors, log_summary, metrics::metrics)
 }
 
 fn log_summary(response: &ReviewResponse, abort: Option<&StoreError>) {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::store::{Claim, ClaimOutcome, DueOrder, RequestStatus, ReviewRequestStore, Settlement, SkipReason};
 use super::{FUNCTION_NAME, ReviewMessenger, ReviewWindow};
 use crate::runtime::clock::Clock;
-use crate::runtime::job::Deadline;
+use crate::runtime::job::{Aborted, Deadline};
 use crate::store::StoreError;
 use crate::store::walk::{Walked, walk_shards};
 use crate::twilio::{SendError, SentMessage};
@@ -68,12 +68,8 @@ pub struct ReviewOptions {
     pub stale_claim_after: Duration,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("review run aborted: {cause}")]
-pub struct ReviewRunAborted {
-    pub report: ReviewReport,
-    pub cause: StoreError,
-}
+/// A review run that could not read or update the store. `report` holds what was done before.
+pub type ReviewRunAborted = Aborted<ReviewReport>;
 
 /// How one due order ended in this run.
 enum Outcome {
