@@ -2,7 +2,6 @@
 //! `AWS_ENDPOINT_URL_DYNAMODB`, AWS with `DYNAMODB_TARGET=aws`) and the real Twilio
 //! client talking HTTP to a wiremock stand-in that plays Twilio's answers and faults.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,13 +9,11 @@ use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::store::ReviewRequestStore;
 use backoffice::jobs::request_reviews::{ReviewDeps, ReviewJobConfig, ReviewResponse, run};
 use backoffice::runtime::clock::FixedClock;
-use backoffice::runtime::config::EnvSource;
-use backoffice::runtime::config::env_of;
 use backoffice::runtime::job::Deadline;
-use backoffice::twilio::{TwilioClient, TwilioConfig};
+use backoffice::twilio::TwilioClient;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::support::ACCOUNT_SID;
+use crate::support::twilio_client;
 use crate::utc;
 use devstack::seed::{put_completed_order, put_raw_order, put_review};
 use devstack::stack::Stack;
@@ -25,17 +22,16 @@ use wiremock::matchers::{body_string_contains, method, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 fn twilio_for(server: &MockServer) -> TwilioClient {
-    let env: HashMap<String, String> = env_of(&[
-        ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
-        ("TWILIO_AUTH_TOKEN", "test-token"),
-        ("TWILIO_API_BASE_URL", &server.uri()),
-        ("TWILIO_WHATSAPP_FROM", "+14155238886"),
-        ("REVIEW_TEMPLATE_SID", "HX0123456789abcdef0123456789abcdef"),
-        ("TWILIO_TIMEOUT_MS", "500"),
-        ("TWILIO_MAX_MPS", "200"),
-    ]);
-    assert!(env.var("TWILIO_ACCOUNT_SID").is_some());
-    TwilioClient::new(TwilioConfig::from_env(&env).unwrap()).unwrap()
+    twilio_client(
+        &server.uri(),
+        "test-token",
+        &[
+            ("TWILIO_WHATSAPP_FROM", "+14155238886"),
+            ("REVIEW_TEMPLATE_SID", "HX0123456789abcdef0123456789abcdef"),
+            ("TWILIO_TIMEOUT_MS", "500"),
+            ("TWILIO_MAX_MPS", "200"),
+        ],
+    )
 }
 
 fn created(to: &str) -> ResponseTemplate {

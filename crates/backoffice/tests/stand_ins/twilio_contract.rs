@@ -9,7 +9,7 @@
 //!    the binary exits (a supervising shell kills it when our end of its stdin closes), or
 //! 3. neither: every test fails, saying how to start Prism.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,10 +17,9 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use backoffice::domain::phone::PhoneNumber;
-use backoffice::runtime::config::env_of;
-use backoffice::twilio::{MessageContent, SendError, SentMessage, TwilioClient, TwilioConfig};
+use backoffice::twilio::{MessageContent, SendError, SentMessage, TwilioClient};
 
-use crate::support::ACCOUNT_SID;
+use crate::support::{ACCOUNT_SID, twilio_client};
 const TEMPLATE_SID: &str = "HX0123456789abcdef0123456789abcdef";
 const MESSAGING_SERVICE_SID: &str = "MG0123456789abcdef0123456789abcdef";
 /// Prism loads the whole 2010 API description before it listens; slow on a busy machine.
@@ -130,13 +129,7 @@ fn free_port() -> Result<u16, String> {
 }
 
 fn client_with_sender(sender: (&str, &str)) -> TwilioClient {
-    let env: HashMap<String, String> = env_of(&[
-        ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
-        ("TWILIO_AUTH_TOKEN", "contract-test-token"),
-        ("TWILIO_API_BASE_URL", prism_url()),
-        sender,
-    ]);
-    TwilioClient::new(TwilioConfig::from_env(&env).unwrap()).unwrap()
+    twilio_client(prism_url(), "contract-test-token", &[sender])
 }
 
 fn customer() -> PhoneNumber {

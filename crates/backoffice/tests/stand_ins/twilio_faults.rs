@@ -1,7 +1,7 @@
 //! The Twilio client against a scripted fake Twilio (wiremock): what it sends, and how it
 //! behaves when Twilio is slow, refuses, rate limits, fails or drops the connection.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -9,12 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use backoffice::domain::phone::PhoneNumber;
-use backoffice::runtime::config::env_of;
-use backoffice::twilio::{MessageContent, RetryPolicy, SendError, SentMessage, TwilioClient, TwilioConfig};
+use backoffice::twilio::{MessageContent, RetryPolicy, SendError, SentMessage, TwilioClient};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::support::ACCOUNT_SID;
+use crate::support::{ACCOUNT_SID, twilio_client};
 const AUTH_TOKEN: &str = "s3cr3t-token-value";
 /// `base64("AC0123456789abcdef0123456789abcdef:s3cr3t-token-value")`, worked out by hand so
 /// the test does not share the client's encoding.
@@ -23,18 +22,13 @@ const MESSAGES_PATH: &str = "/2010-04-01/Accounts/AC0123456789abcdef0123456789ab
 const TEMPLATE_SID: &str = "HX0123456789abcdef0123456789abcdef";
 
 fn client_for(base_url: &str, extra: &[(&str, &str)]) -> TwilioClient {
-    let mut env: HashMap<String, String> = env_of(&[
-        ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
-        ("TWILIO_AUTH_TOKEN", AUTH_TOKEN),
+    let mut settings = vec![
         ("TWILIO_WHATSAPP_FROM", "+14155550100"),
-        ("TWILIO_API_BASE_URL", base_url),
         ("TWILIO_MAX_MPS", "1000"),
         ("TWILIO_TIMEOUT_MS", "2000"),
-    ]);
-    for (k, v) in extra {
-        env.insert(k.to_string(), v.to_string());
-    }
-    TwilioClient::new(TwilioConfig::from_env(&env).unwrap()).unwrap()
+    ];
+    settings.extend_from_slice(extra);
+    twilio_client(base_url, AUTH_TOKEN, &settings)
 }
 
 fn customer() -> PhoneNumber {
@@ -133,13 +127,11 @@ async fn a_messaging_service_body_send_posts_messaging_service_sid_and_body() {
         .respond_with(created("SM22222222222222222222222222222222"))
         .mount(&server)
         .await;
-    let mut env: HashMap<String, String> = env_of(&[
-        ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
-        ("TWILIO_AUTH_TOKEN", AUTH_TOKEN),
-        ("TWILIO_MESSAGING_SERVICE_SID", "MG0123456789abcdef0123456789abcdef"),
-    ]);
-    env.insert("TWILIO_API_BASE_URL".into(), server.uri());
-    let client = TwilioClient::new(TwilioConfig::from_env(&env).unwrap()).unwrap();
+    let client = twilio_client(
+        &server.uri(),
+        AUTH_TOKEN,
+        &[("TWILIO_MESSAGING_SERVICE_SID", "MG0123456789abcdef0123456789abcdef")],
+    );
 
     let body = MessageContent::Body("How was order A-1001?\nReply 1-5".into());
     client.send_whatsapp(&customer(), &body).await.unwrap();
