@@ -5,6 +5,8 @@
 //! HTTP ([`devstack::embedded::EmbeddedDynamo`]); only bulk seeding writes straight into
 //! the emulator's database, because seeding is not what is measured.
 
+pub mod results;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -22,6 +24,8 @@ use backoffice::runtime::job::Deadline;
 use chrono::{DateTime, TimeDelta, Utc};
 use devstack::template::{default_template_path, table_definitions};
 use serde_json::{Value, json};
+
+use crate::results::{Float, SweepMeasurement};
 
 pub type Failure = Box<dyn std::error::Error + Send + Sync>;
 
@@ -186,18 +190,22 @@ impl SweepRun {
         self.deleted as f64 / self.elapsed_s
     }
 
-    pub fn to_json(&self) -> Value {
-        json!({
-            "deleted": self.deleted,
-            "items_read": self.items_read,
-            "items_read_per_deleted": self.items_read_per_deleted(),
-            "requests": self.requests,
-            "requests_total": self.requests_total,
-            "requests_per_deleted": self.requests_per_deleted(),
-            "elapsed_s": self.elapsed_s,
-            "deleted_per_s": self.deleted_per_s(),
-            "response": self.response,
-        })
+    /// What `bench sweep-only` prints (one line of JSON), with the child's own readings.
+    pub fn measurement(self, peak_rss_kib: u64, rss_at_start_kib: u64, cpu_ms: u64) -> SweepMeasurement {
+        SweepMeasurement {
+            cpu_ms,
+            deleted: self.deleted,
+            deleted_per_s: Float(self.deleted_per_s()),
+            elapsed_s: Float(self.elapsed_s),
+            items_read: self.items_read,
+            items_read_per_deleted: Float(self.items_read_per_deleted()),
+            peak_rss_kib,
+            requests_per_deleted: Float(self.requests_per_deleted()),
+            requests_total: self.requests_total,
+            rss_at_start_kib,
+            requests: self.requests,
+            response: self.response,
+        }
     }
 }
 

@@ -5,12 +5,14 @@
 //! - a sweep of a table reads about one index item and sends about one DynamoDB request
 //!   per cart it deletes (`items_read_per_deleted`, `requests_per_deleted`), whatever the
 //!   table's size;
-//! - the committed `bench/results.json` meets the count and size targets.
+//! - the committed `bench/results.json` meets the count and size targets, and reads into
+//!   the typed results ([`bench::results::Results`]) without losing or reordering a key.
 //!
 //! Timings are not checked here: they depend on the machine. `make bench` measures them.
 
 use std::path::Path;
 
+use bench::results::Results;
 use bench::{CartSet, RequestCounter, counted_client, create_table, import_carts, local_sdk_config, measure_sweep};
 use chrono::Utc;
 use devstack::embedded::EmbeddedDynamo;
@@ -73,16 +75,14 @@ async fn a_sweep_reads_and_requests_about_once_per_deleted_cart() {
     assert!(counter.get("Query") <= 16 * 2, "{:?}", run.requests);
 }
 
-fn committed_results() -> Option<Value> {
+fn committed_results_text() -> Option<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("results.json");
-    let text = std::fs::read_to_string(&path).ok()?;
-    Some(serde_json::from_str(&text).expect("bench/results.json is JSON"))
+    std::fs::read_to_string(&path).ok()
 }
 
-fn number(results: &Value, section: &str, key: &str) -> f64 {
-    results[section][key]
-        .as_f64()
-        .unwrap_or_else(|| panic!("bench/results.json: {section}.{key} is missing or not a number"))
+fn committed_results() -> Option<Results> {
+    let text = committed_results_text()?;
+    Some(serde_json::from_str(&text).expect("bench/results.json reads as bench::results::Results"))
 }
 
 #[test]
@@ -91,30 +91,45 @@ fn the_committed_results_meet_the_count_and_size_targets() {
         eprintln!("no bench/results.json yet: run `make bench`");
         return;
     };
-    let items = number(&results, "sweep", "items_read_per_deleted");
+    let (sweep, reviews) = (&results.sweep, &results.reviews);
+    let items = sweep.items_read_per_deleted.0;
     assert!(
         items <= MAX_ITEMS_READ_PER_DELETED,
         "sweep.items_read_per_deleted {items}"
     );
-    let requests = number(&results, "sweep", "requests_per_deleted");
+    let requests = sweep.requests_per_deleted.0;
     assert!(
         requests <= MAX_REQUESTS_PER_DELETED,
         "sweep.requests_per_deleted {requests}"
     );
-    assert!(number(&results, "sweep", "table_carts") >= 200_000.0);
-    assert!(number(&results, "reviews", "due_orders") >= 2_000.0);
+    assert!(sweep.table_carts >= 200_000);
+    assert!(reviews.due_orders >= 2_000);
     // An unauthenticated flood of tiny parameters costs the event's own copies only.
-    let flood = number(&results, "webhook", "flood_extra_rss_per_body_byte");
+    let webhook = results.webhook.as_ref().expect("webhook: measured by `make bench`");
+    let flood = webhook.flood_extra_rss_per_body_byte.0;
     assert!(flood <= 4.0, "webhook.flood_extra_rss_per_body_byte {flood} > 4");
-    let by_function = results["binary"]["bootstrap_bytes_by_function"]
-        .as_object()
-        .expect("binary.bootstrap_bytes_by_function");
+    let by_function = &results.binary.bootstrap_bytes_by_function;
     assert!(by_function.len() >= 3, "one bootstrap per function: {by_function:?}");
-    for (function, bytes) in by_function {
-        let bytes = bytes.as_u64().expect("a number of bytes");
+    for (function, &bytes) in by_function {
         assert!(
             bytes <= MAX_BOOTSTRAP_BYTES,
             "{function}: bootstrap is {bytes} bytes, over the 6 MiB target ({MAX_BOOTSTRAP_BYTES})"
         );
     }
+}
+
+/// The typed results write exactly what the file holds: every key, at the same place, in
+/// the same order, with the same numbers (both sides print the same parsed f64s).
+#[test]
+fn the_typed_results_keep_every_key_of_the_committed_file() {
+    let Some(text) = committed_results_text() else {
+        eprintln!("no bench/results.json yet: run `make bench`");
+        return;
+    };
+    let typed: Results = serde_json::from_str(&text).expect("bench/results.json reads as bench::results::Results");
+    let untyped: Value = serde_json::from_str(&text).expect("bench/results.json is JSON");
+    assert_eq!(
+        serde_json::to_string_pretty(&typed).expect("serialized"),
+        serde_json::to_string_pretty(&untyped).expect("serialized")
+    );
 }

@@ -1,0 +1,305 @@
+//! The benchmark's results as types: what `bench run` writes to bench/results.json, what
+//! the child processes print, and the Markdown table of docs/benchmarks.md.
+//!
+//! Fields are declared in alphabetical order, the order in which the file has always had
+//! its keys (serde_json writes a map's keys sorted), so a new run diffs cleanly against the
+//! committed one. Open-ended maps (requests by operation, sizes by function) are BTreeMaps.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// A measured real number. A ratio or a median over nothing is NaN or infinite, which
+/// serde_json writes as `null`; `null` reads back as NaN, and the table shows `NaN`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, PartialOrd, Serialize)]
+#[serde(transparent)]
+pub struct Float(pub f64);
+
+impl<'de> Deserialize<'de> for Float {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Float(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN)))
+    }
+}
+
+/// As the number itself, precision included (`{:.3}`).
+impl fmt::Display for Float {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// bench/results.json.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Results {
+    pub bench_duration_s: Float,
+    pub binary: Binary,
+    /// `--build-s`: how long scripts/bench.sh's release builds took.
+    pub build_s: Option<f64>,
+    pub init: Init,
+    pub machine: Machine,
+    pub measured_binaries: MeasuredBinaries,
+    pub reviews: Reviews,
+    pub sweep: Sweep,
+    /// `null` when record-review-reply was not among the `--function`s.
+    pub webhook: Option<Webhook>,
+}
+
+/// The sweeps: `run_10pct` on the table of `--carts` with `--expired-pct` expired, `run_5x`
+/// with `--scale` times more expired carts, `large` on `--large-carts` (`null` without).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sweep {
+    /// The emulator's plain `DeleteItem` rate, by concurrency ("32", "64", "128").
+    pub ceiling_by_concurrency: BTreeMap<String, Ceiling>,
+    pub ceiling_ratio: Float,
+    pub ceiling_ratio_5x: Float,
+    pub cpu_ms_per_1000_deleted: Float,
+    pub cpu_ms_per_1000_deleted_5x: Float,
+    pub deleted_per_s: Float,
+    pub deleted_per_s_5x: Float,
+    pub emulator_delete_ceiling_per_s: Float,
+    pub expired_carts: usize,
+    pub expired_carts_5x: usize,
+    pub items_read_per_deleted: Float,
+    pub items_read_per_deleted_5x: Float,
+    pub large: Option<LargeSweep>,
+    pub peak_rss_mb: Float,
+    pub peak_rss_mb_5x: Float,
+    pub requests_per_deleted: Float,
+    pub requests_per_deleted_5x: Float,
+    pub rss_growth_ratio: Float,
+    pub run_10pct: SweepMeasurement,
+    pub run_5x: SweepMeasurement,
+    pub table_carts: usize,
+}
+
+/// One sweep in a process of its own: the line `bench sweep-only` prints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepMeasurement {
+    pub cpu_ms: u64,
+    pub deleted: u64,
+    pub deleted_per_s: Float,
+    pub elapsed_s: Float,
+    pub items_read: u64,
+    pub items_read_per_deleted: Float,
+    pub peak_rss_kib: u64,
+    /// HTTP requests by DynamoDB operation, retries included.
+    pub requests: BTreeMap<String, u64>,
+    pub requests_per_deleted: Float,
+    pub requests_total: u64,
+    /// The function's response, as it returns it.
+    pub response: Value,
+    pub rss_at_start_kib: u64,
+}
+
+/// The optional sweep of a larger table (`--large-carts`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LargeSweep {
+    pub expired_carts: usize,
+    pub run: SweepMeasurement,
+    pub table_carts: usize,
+}
+
+/// The emulator's own delete rate at one concurrency: the line `bench ceiling` prints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ceiling {
+    pub concurrency: usize,
+    pub deleted: usize,
+    pub deleted_per_s: Float,
+    pub elapsed_s: Float,
+    pub failed: usize,
+    pub requests_total: u64,
+}
+
+/// The review job against the Twilio stand-in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reviews {
+    pub achieved_mps: Float,
+    pub achieved_mps_definition: String,
+    pub configured_mps: u32,
+    pub due_orders: usize,
+    /// HTTP requests by DynamoDB operation, retries included.
+    pub dynamodb_requests: BTreeMap<String, u64>,
+    pub dynamodb_requests_per_sent: Float,
+    pub first_send_after_s: Float,
+    pub items_read: u64,
+    pub max_sends_in_any_1s: usize,
+    pub rate_ratio: Float,
+    pub review_concurrency: usize,
+    pub sent: u64,
+    pub standin_delay_ms: u64,
+    pub whole_run_mps: Float,
+    pub whole_run_s: Float,
+}
+
+/// Peak RSS of one record-review-reply process under the many-parameter flood.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Webhook {
+    pub flood_body_bytes: usize,
+    pub flood_extra_rss_kib: u64,
+    pub flood_extra_rss_per_body_byte: Float,
+    pub flood_params: usize,
+    pub peak_rss_kib_after_floods: u64,
+    pub peak_rss_kib_signed_reply: u64,
+}
+
+/// The deployed bootstraps (`--bootstrap`, `--bootstrap-target`, `--opt-level`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Binary {
+    /// The largest of them; `null` without `--bootstrap`.
+    pub bootstrap_bytes: Option<u64>,
+    pub bootstrap_bytes_by_function: BTreeMap<String, u64>,
+    pub opt_level: Option<String>,
+    pub target: String,
+}
+
+/// From exec to the first poll of the Runtime API, per function (`--function`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Init {
+    pub by_function: BTreeMap<String, FunctionInit>,
+    /// The largest of the functions' medians.
+    pub ms_to_first_poll: Float,
+    pub starts_per_function: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FunctionInit {
+    pub host_binary_bytes: u64,
+    pub invocations: Invocations,
+    pub max_ms: Float,
+    pub median_ms: Float,
+    pub min_ms: Float,
+    pub samples_ms: Vec<f64>,
+}
+
+/// Two invocations in a row of one process, over several processes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Invocations {
+    pub first_invocation_median_ms: Float,
+    /// What the function was sent: the event itself (`{"dryRun": true}`) or a summary.
+    pub payload: Value,
+    pub processes: usize,
+    pub second_invocation_median_ms: Float,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Machine {
+    pub arch: String,
+    pub cores: usize,
+    pub cpu: Option<String>,
+    pub kernel: String,
+    pub memory_gib: Option<f64>,
+}
+
+/// `--host-profile` and `--emulator`: how the measured host binaries were built.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeasuredBinaries {
+    pub emulator: Option<String>,
+    pub profile: Option<String>,
+}
+
+/// The results as the Markdown table of docs/benchmarks.md (`bench table` prints it from
+/// bench/results.json; CI checks the doc against it).
+pub fn results_table(results: &Results) -> String {
+    let (sweep, reviews) = (&results.sweep, &results.reviews);
+    let webhook = |value: fn(&Webhook) -> f64| results.webhook.as_ref().map_or(f64::NAN, value);
+    let rows: Vec<(&str, String, &str)> = vec![
+        (
+            "sweep.table_carts / expired_carts",
+            format!("{} / {}", sweep.table_carts, sweep.expired_carts),
+            "≥ 200,000 / 10 %",
+        ),
+        (
+            "sweep.items_read_per_deleted",
+            format!("{:.4}", sweep.items_read_per_deleted),
+            "≤ 1.05",
+        ),
+        (
+            "sweep.requests_per_deleted",
+            format!("{:.4}", sweep.requests_per_deleted),
+            "(1 DeleteItem + Query pages)",
+        ),
+        ("sweep.deleted_per_s", format!("{:.0}", sweep.deleted_per_s), ""),
+        (
+            "sweep.emulator_delete_ceiling_per_s",
+            format!("{:.0}", sweep.emulator_delete_ceiling_per_s),
+            "",
+        ),
+        ("sweep.ceiling_ratio", format!("{:.3}", sweep.ceiling_ratio), "≥ 0.8"),
+        (
+            "sweep.cpu_ms_per_1000_deleted (10 % / 5×)",
+            format!(
+                "{:.0} / {:.0}",
+                sweep.cpu_ms_per_1000_deleted, sweep.cpu_ms_per_1000_deleted_5x
+            ),
+            "(noisy on a shared machine; see make bench-instructions)",
+        ),
+        ("sweep.peak_rss_mb (10 %)", format!("{:.1}", sweep.peak_rss_mb), "≤ 40"),
+        (
+            "sweep.peak_rss_mb_5x",
+            format!("{:.1} ({} expired)", sweep.peak_rss_mb_5x, sweep.expired_carts_5x),
+            "≤ 40",
+        ),
+        (
+            "sweep.rss_growth_ratio",
+            format!("{:.3}", sweep.rss_growth_ratio),
+            "≤ 1.2",
+        ),
+        ("reviews.due_orders", format!("{}", reviews.due_orders), "≥ 2,000"),
+        (
+            "reviews.configured / achieved mps",
+            format!("{} / {:.2}", reviews.configured_mps, reviews.achieved_mps),
+            "",
+        ),
+        (
+            "reviews.rate_ratio",
+            format!("{:.3}", reviews.rate_ratio),
+            "0.95 – 1.02",
+        ),
+        (
+            "reviews.dynamodb_requests_per_sent",
+            format!("{:.3}", reviews.dynamodb_requests_per_sent),
+            "(has-review check, claim, settle)",
+        ),
+        (
+            "reviews.max_sends_in_any_1s",
+            format!("{}", reviews.max_sends_in_any_1s),
+            "≤ configured mps",
+        ),
+        (
+            "webhook.flood_extra_rss_per_body_byte",
+            format!(
+                "{:.2} ({:.1} → {:.1} MB, 3 MB of tiny parameters)",
+                webhook(|w| w.flood_extra_rss_per_body_byte.0),
+                webhook(|w| w.peak_rss_kib_signed_reply as f64) / 1024.0,
+                webhook(|w| w.peak_rss_kib_after_floods as f64) / 1024.0
+            ),
+            "≤ 4 (the event's own copies, nothing per parameter)",
+        ),
+    ];
+    let mut table = String::from("| metric | value | target |\n|---|---|---|\n");
+    for (metric, value, target) in rows {
+        table.push_str(&format!("| {metric} | {value} | {target} |\n"));
+    }
+    let (names, sizes) = per_function(&results.binary.bootstrap_bytes_by_function, |bytes| {
+        format!("{:.2} MiB", *bytes as f64 / 1048576.0)
+    });
+    table.push_str(&format!(
+        "| binary.bootstrap_bytes ({names}) | {sizes} | ≤ 6 MiB each |\n"
+    ));
+    let (names, init) = per_function(&results.init.by_function, |init| format!("{:.2}", init.median_ms));
+    table.push_str(&format!(
+        "| init.ms_to_first_poll, median ({names}) | {init} | ≤ 25 ms each |\n"
+    ));
+    table
+}
+
+/// One row's names and values, the functions in name order, each joined with " / ".
+fn per_function<T>(by_function: &BTreeMap<String, T>, value: impl Fn(&T) -> String) -> (String, String) {
+    let (names, values): (Vec<&str>, Vec<String>) = by_function
+        .iter()
+        .map(|(name, entry)| (name.as_str(), value(entry)))
+        .unzip();
+    (names.join(" / "), values.join(" / "))
+}

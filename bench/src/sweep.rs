@@ -1,0 +1,285 @@
+//! The sweeps of clean-expired-carts and the emulator's delete ceiling. Each is measured in
+//! a child process (this binary again: `bench sweep-only`, `bench ceiling`), so that its
+//! memory and CPU time are its own.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Instant;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use backoffice::aws::{SdkSettings, load_sdk_config};
+use bench::results::{Ceiling, Float, LargeSweep, Sweep, SweepMeasurement};
+use bench::{
+    CartSet, Failure, RequestCounter, counted_client, cpu_ms, create_table, import_carts, live_cart_id, measure_sweep,
+    peak_rss_kib, rss_kib,
+};
+use chrono::{DateTime, Utc};
+use devstack::embedded::EmbeddedDynamo;
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::cli::{CeilingOptions, RunOptions};
+use crate::run::log;
+
+/// `bench sweep-only`: the sweep in a process of its own, with the function's SDK
+/// configuration (read from the environment, as `clean-expired-carts` does), so that its
+/// peak RSS is the job's. Prints one line of JSON.
+pub async fn sweep_only(table: &str) -> Result<(), Failure> {
+    let rss_at_start_kib = rss_kib();
+    let cpu_at_start_ms = cpu_ms();
+    let sdk_config = load_sdk_config(&SdkSettings::from_env(&backoffice::runtime::config::ProcessEnv)?).await;
+    let counter = RequestCounter::default();
+    let client = counted_client(&sdk_config, &counter);
+    let run = measure_sweep(client, &counter, table).await?;
+    let measurement = run.measurement(peak_rss_kib(), rss_at_start_kib, cpu_ms() - cpu_at_start_ms);
+    println!("{}", serde_json::to_string(&measurement)?);
+    Ok(())
+}
+
+/// `bench ceiling`: the emulator's own delete rate, plain `DeleteItem` on keys known in
+/// advance, through the same SDK client configuration as the sweeper, `concurrency` in
+/// flight. Prints one line of JSON.
+pub async fn ceiling(options: &CeilingOptions) -> Result<(), Failure> {
+    let CeilingOptions {
+        table,
+        prefix,
+        start,
+        count,
+        concurrency,
+    } = options;
+    let sdk_config = load_sdk_config(&SdkSettings::from_env(&backoffice::runtime::config::ProcessEnv)?).await;
+    let counter = RequestCounter::default();
+    let client = counted_client(&sdk_config, &counter);
+    let started = Instant::now();
+    let failures = futures::stream::iter(*start..start + count)
+        .map(|i| {
+            let client = &client;
+            async move {
+                client
+                    .delete_item()
+                    .table_name(table)
+                    .key("cartId", AttributeValue::S(live_cart_id(prefix, i)))
+                    .send()
+                    .await
+                    .is_err()
+            }
+        })
+        .buffer_unordered(*concurrency)
+        .filter(|failed| futures::future::ready(*failed))
+        .count()
+        .await;
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let result = Ceiling {
+        deleted: count - failures,
+        failed: failures,
+        concurrency: *concurrency,
+        elapsed_s: Float(elapsed_s),
+        deleted_per_s: Float((count - failures) as f64 / elapsed_s),
+        requests_total: counter.total(),
+    };
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}
+
+/// Runs this binary again with `args`, with the environment a function would have against
+/// the emulator, and reads the JSON line it prints.
+async fn child<T: DeserializeOwned>(endpoint: &str, args: &[&str]) -> Result<T, Failure> {
+    let output = tokio::process::Command::new(std::env::current_exe()?)
+        .args(args)
+        .env_remove("AWS_PROFILE")
+        .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+        .env("AWS_REGION", "eu-west-3")
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stderr(Stdio::inherit())
+        .output()
+        .await?;
+    if !output.status.success() {
+        return Err(format!("bench {} failed: {}", args.join(" "), output.status).into());
+    }
+    let stdout = String::from_utf8(output.stdout)?;
+    let line = stdout.lines().last().ok_or("no output from child")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+/// The emulator the sweeps run against, and what seeds its tables.
+pub struct Stack<'a> {
+    pub emulator: &'a EmbeddedDynamo,
+    pub admin: &'a aws_sdk_dynamodb::Client,
+    pub now: DateTime<Utc>,
+    pub started: Instant,
+}
+
+impl Stack<'_> {
+    async fn seed(&self, table: &str, set: CartSet<'_>) -> Result<(), Failure> {
+        create_table(self.admin, "CartsTable", table).await?;
+        import_carts(&self.emulator.database, table, self.now, set)
+    }
+
+    /// One sweep of `table` in a child process, which must delete the `expected` carts.
+    async fn sweep(&self, table: &str, expected: usize) -> Result<SweepMeasurement, Failure> {
+        let run: SweepMeasurement = child(&self.emulator.endpoint, &["sweep-only", "--table", table]).await?;
+        check_sweep(&run, expected)?;
+        log(
+            self.started,
+            format!(
+                "sweep {table}: {} deleted at {:.0}/s, peak RSS {:.1} MB",
+                run.deleted,
+                run.deleted_per_s,
+                kib_to_mb(run.peak_rss_kib)
+            ),
+        );
+        Ok(run)
+    }
+}
+
+fn kib_to_mb(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn check_sweep(run: &SweepMeasurement, expected: usize) -> Result<(), Failure> {
+    let response = &run.response;
+    if run.deleted != expected as u64 || response["failed"].as_u64() != Some(0) {
+        return Err(format!(
+            "the sweep deleted {} of {expected} expired carts: {response}",
+            run.deleted
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The emulator's ceiling at 32, 64 and 128 deletes in flight, then a sweep of a table
+/// with `--expired-pct` expired carts, one with `--scale` times more, and optionally one of
+/// `--large-carts` carts.
+pub async fn measure_sweeps(stack: &Stack<'_>, options: &RunOptions) -> Result<Sweep, Failure> {
+    let &RunOptions {
+        carts,
+        expired_pct,
+        scale,
+        large_carts,
+        ceiling_keys,
+        ..
+    } = options;
+    let endpoint = stack.emulator.endpoint.as_str();
+
+    // ---- Sweep, 10 %: the ceiling first, on keys of the same table, then the job. ----
+    let expired = carts * expired_pct / 100;
+    let ceiling_levels = [32usize, 64, 128];
+    let table_a = "bench-a-carts";
+    let live = carts - expired + ceiling_keys * ceiling_levels.len();
+    stack
+        .seed(
+            table_a,
+            CartSet {
+                prefix: "a",
+                expired,
+                live,
+            },
+        )
+        .await?;
+    log(
+        stack.started,
+        format!("seeded {table_a}: {expired} expired of {carts} (+ ceiling keys)"),
+    );
+    let mut ceiling_by_concurrency = BTreeMap::new();
+    for (k, concurrency) in ceiling_levels.iter().enumerate() {
+        let start = (k * ceiling_keys).to_string();
+        let count = ceiling_keys.to_string();
+        let concurrency_arg = concurrency.to_string();
+        let args = [
+            "ceiling",
+            "--table",
+            table_a,
+            "--prefix",
+            "a",
+            "--start",
+            &start,
+            "--count",
+            &count,
+            "--concurrency",
+            &concurrency_arg,
+        ];
+        let result: Ceiling = child(endpoint, &args).await?;
+        log(
+            stack.started,
+            format!(
+                "ceiling at {concurrency} in flight: {:.0} deletes/s",
+                result.deleted_per_s
+            ),
+        );
+        ceiling_by_concurrency.insert(concurrency.to_string(), result);
+    }
+    let ceiling_per_s = ceiling_by_concurrency
+        .values()
+        .map(|r| r.deleted_per_s.0)
+        .fold(0.0, f64::max);
+    let sweep_a = stack.sweep(table_a, expired).await?;
+
+    // ---- Sweep, K times more expired carts in a table of the same size. ----
+    let expired_b = (expired * scale).min(carts);
+    let table_b = "bench-b-carts";
+    let set_b = CartSet {
+        prefix: "b",
+        expired: expired_b,
+        live: carts - expired_b,
+    };
+    stack.seed(table_b, set_b).await?;
+    log(
+        stack.started,
+        format!("seeded {table_b}: {expired_b} expired of {carts}"),
+    );
+    let sweep_b = stack.sweep(table_b, expired_b).await?;
+
+    // ---- Optional: a larger table at the same expired share. ----
+    let large = if large_carts > 0 {
+        let expired_c = large_carts * expired_pct / 100;
+        let table_c = "bench-c-carts";
+        let set_c = CartSet {
+            prefix: "c",
+            expired: expired_c,
+            live: large_carts - expired_c,
+        };
+        stack.seed(table_c, set_c).await?;
+        log(
+            stack.started,
+            format!("seeded {table_c}: {expired_c} expired of {large_carts}"),
+        );
+        let run = stack.sweep(table_c, expired_c).await?;
+        Some(LargeSweep {
+            table_carts: large_carts,
+            expired_carts: expired_c,
+            run,
+        })
+    } else {
+        None
+    };
+
+    let rss_a = kib_to_mb(sweep_a.peak_rss_kib);
+    let rss_b = kib_to_mb(sweep_b.peak_rss_kib);
+    let deleted_per_s = sweep_a.deleted_per_s.0;
+    Ok(Sweep {
+        table_carts: carts,
+        expired_carts: expired,
+        items_read_per_deleted: sweep_a.items_read_per_deleted,
+        requests_per_deleted: sweep_a.requests_per_deleted,
+        deleted_per_s: Float(deleted_per_s),
+        emulator_delete_ceiling_per_s: Float(ceiling_per_s),
+        ceiling_ratio: Float(deleted_per_s / ceiling_per_s),
+        peak_rss_mb: Float(rss_a),
+        expired_carts_5x: expired_b,
+        peak_rss_mb_5x: Float(rss_b),
+        rss_growth_ratio: Float(rss_b / rss_a),
+        items_read_per_deleted_5x: sweep_b.items_read_per_deleted,
+        requests_per_deleted_5x: sweep_b.requests_per_deleted,
+        deleted_per_s_5x: sweep_b.deleted_per_s,
+        ceiling_ratio_5x: Float(sweep_b.deleted_per_s.0 / ceiling_per_s),
+        cpu_ms_per_1000_deleted: Float(sweep_a.cpu_ms as f64 * 1000.0 / sweep_a.deleted as f64),
+        cpu_ms_per_1000_deleted_5x: Float(sweep_b.cpu_ms as f64 * 1000.0 / sweep_b.deleted as f64),
+        ceiling_by_concurrency,
+        run_10pct: sweep_a,
+        run_5x: sweep_b,
+        large,
+    })
+}
