@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use backoffice::jobs::record_review_reply::SignatureValidator;
+use backoffice::jobs::record_review_reply::{SignatureValidator, signed_twilio_post};
 use backoffice::twilio::AuthToken;
 use bench::results::{Float, Invocations, Webhook};
 use bench::{Failure, peak_rss_kib_of};
@@ -187,8 +187,7 @@ pub async fn webhook_flood_rss(binary: &Path, env: &[(String, String)]) -> Resul
     })
 }
 
-/// The webhook URL the reply's signature is computed for (`REPLY_WEBHOOK_URL`), and its host.
-const REPLY_HOST: &str = "bench.lambda-url.eu-west-3.on.aws";
+/// The webhook URL the reply's signature is computed for (`REPLY_WEBHOOK_URL`).
 const REPLY_URL: &str = "https://bench.lambda-url.eu-west-3.on.aws/";
 
 /// What `cold_and_warm_invocations` sends each function, and how the results name it. The
@@ -211,22 +210,9 @@ fn invocation_payload(name: &str) -> (Value, Value) {
     .into_iter()
     .map(|(name, value)| (name.to_owned(), value))
     .collect();
-    let signature = SignatureValidator::new(AuthToken::new(LOCAL_AUTH_TOKEN)).sign(REPLY_URL, &params);
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(&params)
-        .finish();
-    let event = json!({
-        "rawPath": "/",
-        "rawQueryString": "",
-        "headers": {
-            "content-type": "application/x-www-form-urlencoded",
-            "host": REPLY_HOST,
-            "x-twilio-signature": signature,
-        },
-        "body": body,
-        "isBase64Encoded": false,
-        "requestContext": {"domainName": REPLY_HOST, "http": {"method": "POST"}},
-    });
+    let validator = SignatureValidator::new(AuthToken::new(LOCAL_AUTH_TOKEN));
+    let request = signed_twilio_post(&validator, REPLY_URL, &params).expect("REPLY_URL is a URL");
+    let event = serde_json::to_value(request).expect("a Function URL event serialises");
     let summary = json!("signed Twilio webhook POST, Body=5, from a number with no pending review request");
     (event, summary)
 }

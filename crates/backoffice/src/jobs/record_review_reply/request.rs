@@ -64,7 +64,7 @@ where
 
 /// The Lambda Function URL event (payload format 2.0), only the fields this function
 /// reads: unknown fields are ignored, missing or null ones default.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionUrlRequest {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -82,7 +82,7 @@ pub struct FunctionUrlRequest {
     pub request_context: Option<RequestContext>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestContext {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -91,7 +91,7 @@ pub struct RequestContext {
     pub http: Option<HttpContext>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct HttpContext {
     #[serde(default, deserialize_with = "null_as_default")]
     pub method: Option<String>,

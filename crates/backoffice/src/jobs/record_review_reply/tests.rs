@@ -49,10 +49,11 @@ fn owned(params: &[(&str, &str)]) -> Vec<(String, String)> {
 
 /// A Function URL event as Lambda delivers it for `URL`, signed by Twilio.
 fn signed_event(params: &[(&str, &str)]) -> FunctionUrlRequest {
-    let signature = SignatureValidator::new(AuthToken::new(TOKEN)).sign(URL, &owned(params));
-    event(params, Some(&signature), false)
+    let validator = SignatureValidator::new(AuthToken::new(TOKEN));
+    signed_twilio_post(&validator, URL, &owned(params)).expect("URL is a URL")
 }
 
+/// The same event built by hand, with or without a signature, its body in base64 or not.
 fn event(params: &[(&str, &str)], signature: Option<&str>, base64: bool) -> FunctionUrlRequest {
     let body = form(params);
     let mut headers = BTreeMap::from([
