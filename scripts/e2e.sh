@@ -174,6 +174,28 @@ check "and alerts the shop (logged locally: no ALERT_TOPIC_ARN)" \
   grep -q 'negative review: no alert channel configured' "$work/watch.log"
 if grep -Eq '\+3362[0-9]{7}' "$work/watch.log"; then check "no phone number in clear in the reply logs" false; else check "no phone number in clear in the reply logs" true; fi
 
+# A function whose settings are wrong answers the invocation with an error naming the
+# variable (reported through the Runtime API's /runtime/init/error), instead of exiting
+# and leaving the invoker waiting: a second emulator with no table names at all.
+BAD_INVOKE_PORT=$((INVOKE_PORT + 1))
+printf 'AWS_ACCESS_KEY_ID=local\nAWS_SECRET_ACCESS_KEY=local\nAWS_REGION=eu-west-3\n' >"$work/missing.env"
+for function_and_variable in clean-expired-carts:CARTS_TABLE request-reviews:ORDERS_TABLE record-review-reply:ORDERS_TABLE; do
+  function=${function_and_variable%%:*}
+  variable=${function_and_variable##*:}
+  # One emulator per function: cargo lambda watch stops its scheduler after an init error.
+  cargo lambda watch --quiet --ignore-changes --invoke-port "$BAD_INVOKE_PORT" --timeout 60 \
+    --env-file "$work/missing.env" >"$work/watch-missing.log" 2>&1 &
+  watch_pid=$!
+  for _ in $(seq 1 60); do curl -s -o /dev/null "http://127.0.0.1:$BAD_INVOKE_PORT/" && break; sleep 1; done
+  started=$(date +%s)
+  answer=$(timeout 30 cargo lambda invoke "$function" --invoke-port "$BAD_INVOKE_PORT" --data-ascii '{}' 2>&1 || true)
+  check "$function without its settings answers at once, naming $variable" \
+    grep -q "NonRetryable.InitError.*$variable" <<<"$answer"
+  check "$function's answer came within 10 s" test $(( $(date +%s) - started )) -lt 10
+  kill "$watch_pid" 2>/dev/null || true
+  wait "$watch_pid" 2>/dev/null || true
+done
+
 echo "e2e: $passed passed, $failed failed"
 if [ "$failed" -ne 0 ]; then
   echo "--- cargo lambda watch log ---"; tail -50 "$work/watch.log"

@@ -9,6 +9,7 @@ use backoffice::jobs::record_review_reply::dynamo::DynamoReplies;
 use backoffice::jobs::record_review_reply::{self, FunctionUrlRequest, ReplyConfig, ReplyDeps, SignatureValidator};
 use backoffice::runtime::clock::SystemClock;
 use backoffice::runtime::config::ProcessEnv;
+use backoffice::runtime::init;
 use backoffice::secrets::twilio_config;
 use backoffice::twilio::TwilioClient;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -16,6 +17,19 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     backoffice::runtime::logging::init();
+    // A function that cannot start answers the invocation with the reason (runtime::init).
+    let deps = match deps().await {
+        Ok(deps) => deps,
+        Err(error) => return Err(init::fail(error).await),
+    };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<FunctionUrlRequest>| {
+        record_review_reply::handle(&deps, event)
+    }))
+    .await
+}
+
+/// Settings read and clients built once per cold start.
+async fn deps() -> Result<ReplyDeps<DynamoReplies, ShopAlerts>, Error> {
     let config = ReplyConfig::from_env(&ProcessEnv)?;
     let sdk_config = load_sdk_config(&SdkSettings::from_env(&ProcessEnv)?).await;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
@@ -37,7 +51,7 @@ async fn main() -> Result<(), Error> {
             _ => None,
         },
     };
-    let deps = ReplyDeps {
+    Ok(ReplyDeps {
         store: DynamoReplies::new(
             dynamodb_client(&sdk_config),
             &config.orders_table,
@@ -47,9 +61,5 @@ async fn main() -> Result<(), Error> {
         validator,
         clock: Arc::new(SystemClock),
         config,
-    };
-    lambda_runtime::run(service_fn(|event: LambdaEvent<FunctionUrlRequest>| {
-        record_review_reply::handle(&deps, event)
-    }))
-    .await
+    })
 }

@@ -7,6 +7,7 @@ use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
 use backoffice::runtime::clock::SystemClock;
 use backoffice::runtime::config::ProcessEnv;
+use backoffice::runtime::init;
 use backoffice::runtime::trigger::JobPayload;
 use backoffice::secrets::twilio_config;
 use backoffice::twilio::TwilioClient;
@@ -15,11 +16,24 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     backoffice::runtime::logging::init();
+    // A function that cannot start answers the invocation with the reason (runtime::init).
+    let deps = match deps().await {
+        Ok(deps) => deps,
+        Err(error) => return Err(init::fail(error).await),
+    };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<JobPayload>| {
+        request_reviews::handle(&deps, event)
+    }))
+    .await
+}
+
+/// Settings read and clients built once per cold start.
+async fn deps() -> Result<ReviewDeps<DynamoOrders, TwilioClient>, Error> {
     let config = ReviewJobConfig::from_env(&ProcessEnv)?;
     let sdk_config = load_sdk_config(&SdkSettings::from_env(&ProcessEnv)?).await;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
     let twilio = TwilioClient::new(twilio_config(&ProcessEnv, &secrets).await?)?;
-    let deps = ReviewDeps {
+    Ok(ReviewDeps {
         store: DynamoOrders::new(
             dynamodb_client(&sdk_config),
             &config.orders_table,
@@ -28,9 +42,5 @@ async fn main() -> Result<(), Error> {
         messenger: twilio,
         clock: Arc::new(SystemClock),
         config,
-    };
-    lambda_runtime::run(service_fn(|event: LambdaEvent<JobPayload>| {
-        request_reviews::handle(&deps, event)
-    }))
-    .await
+    })
 }

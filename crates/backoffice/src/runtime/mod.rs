@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod init;
 pub mod job;
 pub mod logging;
 pub mod metrics;
