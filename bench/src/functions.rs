@@ -222,10 +222,10 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Arc;
 
-    use backoffice::jobs::record_review_reply::memory::{MemoryReplies, RecordingAlerts};
     use backoffice::jobs::record_review_reply::{FunctionUrlRequest, ReplyConfig, ReplyDeps};
     use backoffice::runtime::clock::SystemClock;
     use backoffice::runtime::config::EnvSource;
+    use backoffice::testing::{MemoryReplies, RecordingAlerts};
 
     use super::*;
 

@@ -12,6 +12,8 @@ pub mod jobs;
 pub mod runtime;
 pub mod secrets;
 pub mod store;
+#[cfg(any(test, feature = "fakes"))]
+pub mod testing;
 pub mod twilio;
 
 #[cfg(test)]

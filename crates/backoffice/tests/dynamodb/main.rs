@@ -3,9 +3,6 @@
 //! or real AWS with `DYNAMODB_TARGET=aws`. Each test creates its own tables and deletes them.
 //! `scripts/test.sh` runs this binary once on dynoxide and once on moto.
 
-#[path = "../support.rs"]
-mod support;
-
 mod replies;
 mod reviews;
 mod sweeper;

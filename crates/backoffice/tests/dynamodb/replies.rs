@@ -17,13 +17,13 @@ use backoffice::jobs::record_review_reply::{
 use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
 use backoffice::runtime::clock::FixedClock;
-use backoffice::runtime::config::env_of;
 use backoffice::runtime::job::Deadline;
+use backoffice::testing::env_of;
 use backoffice::twilio::{AuthToken, TwilioClient, TwilioConfig};
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::support::ACCOUNT_SID;
 use crate::utc;
+use backoffice::testing::TEST_ACCOUNT_SID;
 use devstack::seed::{put_review, put_sent_review_request};
 use devstack::stack::Stack;
 use serde_json::json;
@@ -278,7 +278,7 @@ async fn a_reply_to_a_request_sent_by_the_review_job_is_recorded() {
         .mount(&twilio)
         .await;
     let env: HashMap<String, String> = env_of(&[
-        ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
+        ("TWILIO_ACCOUNT_SID", TEST_ACCOUNT_SID),
         ("TWILIO_AUTH_TOKEN", TOKEN),
         ("TWILIO_API_BASE_URL", &twilio.uri()),
         ("TWILIO_WHATSAPP_FROM", "+14155238886"),

@@ -13,8 +13,8 @@ use backoffice::runtime::job::Deadline;
 use backoffice::twilio::TwilioClient;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::support::twilio_client;
 use crate::utc;
+use backoffice::testing::twilio_client;
 use devstack::seed::{put_completed_order, put_raw_order, put_review};
 use devstack::stack::Stack;
 use serde_json::json;

@@ -2,9 +2,6 @@
 //! (aws-smithy-mocks and a black-hole server), a scripted Twilio (wiremock) for faults,
 //! and Prism serving Twilio's own OpenAPI description for the contract.
 
-#[path = "../support.rs"]
-mod support;
-
 mod sweeper_faults;
 mod twilio_contract;
 mod twilio_faults;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use backoffice::domain::phone::PhoneNumber;
 use backoffice::twilio::{MessageContent, SendError, SentMessage, TwilioClient};
 
-use crate::support::{ACCOUNT_SID, twilio_client};
+use backoffice::testing::{TEST_ACCOUNT_SID, twilio_client};
 const TEMPLATE_SID: &str = "HX0123456789abcdef0123456789abcdef";
 const MESSAGING_SERVICE_SID: &str = "MG0123456789abcdef0123456789abcdef";
 /// Prism loads the whole 2010 API description before it listens; slow on a busy machine.
@@ -191,12 +191,12 @@ async fn a_plain_body_send_meets_the_contract() {
 /// would make the tests above pass for any request.
 #[tokio::test]
 async fn prism_rejects_a_request_without_to() {
-    let url = format!("{}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json", prism_url());
+    let url = format!("{}/2010-04-01/Accounts/{TEST_ACCOUNT_SID}/Messages.json", prism_url());
 
     backoffice::https::install_crypto_provider();
     let response = reqwest::Client::new()
         .post(&url)
-        .basic_auth(ACCOUNT_SID, Some("contract-test-token"))
+        .basic_auth(TEST_ACCOUNT_SID, Some("contract-test-token"))
         .form(&[("From", "whatsapp:+14155550100"), ("Body", "no recipient")])
         .send()
         .await

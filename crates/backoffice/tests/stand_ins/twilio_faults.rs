@@ -13,7 +13,7 @@ use backoffice::twilio::{MessageContent, RetryPolicy, SendError, SentMessage, Tw
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::support::{ACCOUNT_SID, twilio_client};
+use backoffice::testing::{TEST_ACCOUNT_SID, twilio_client};
 const AUTH_TOKEN: &str = "s3cr3t-token-value";
 /// `base64("AC0123456789abcdef0123456789abcdef:s3cr3t-token-value")`, worked out by hand so
 /// the test does not share the client's encoding.
@@ -54,7 +54,7 @@ fn quick_retries() -> RetryPolicy {
 
 fn created(sid: &str) -> ResponseTemplate {
     ResponseTemplate::new(201).set_body_json(serde_json::json!({
-        "account_sid": ACCOUNT_SID,
+        "account_sid": TEST_ACCOUNT_SID,
         "sid": sid,
         "status": "queued",
         "to": "whatsapp:+33612345678",
