@@ -200,7 +200,10 @@ async fn serve(args: &[String]) -> Result<(), Failure> {
         "AWS_ENDPOINT_URL_DYNAMODB={}",
         stack.endpoint.as_deref().unwrap_or_default()
     );
-    for (name, value) in function_env(&stack, &twilio) {
+    // In name order, so that the printed environment reads the same every time.
+    let mut env: Vec<(String, String)> = function_env(&stack, &twilio).into_iter().collect();
+    env.sort();
+    for (name, value) in env {
         println!("{name}={value}");
     }
     println!("ready");
