@@ -138,8 +138,7 @@ const FLOOD_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// Peak RSS of one record-review-reply process after a signed reply, then after 3 MB
 /// many-parameter bodies without a signature and with a well-formed wrong one. What the
 /// floods add over the signed reply is the event itself (the runtime's copy of the JSON
-/// and the body string), nothing per parameter: before the body limits, the same flood
-/// decoded 1.5 million parameters and added about 130 MB.
+/// and the body string), nothing per parameter.
 pub async fn webhook_flood_rss(binary: &Path, env: &[(String, String)]) -> Result<Webhook, Failure> {
     let mut api = RuntimeApi::start().await?;
     let mut function = api.spawn(binary, env)?;

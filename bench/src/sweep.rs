@@ -117,6 +117,24 @@ impl Stack<'_> {
         import_carts(&self.emulator.database, table, self.now, set)
     }
 
+    /// A table of `carts` carts of which `expired` are due, then one sweep of it.
+    async fn seed_and_sweep(
+        &self,
+        table: &str,
+        prefix: &str,
+        expired: usize,
+        carts: usize,
+    ) -> Result<SweepMeasurement, Failure> {
+        let set = CartSet {
+            prefix,
+            expired,
+            live: carts - expired,
+        };
+        self.seed(table, set).await?;
+        log(self.started, format!("seeded {table}: {expired} expired of {carts}"));
+        self.sweep(table, expired).await
+    }
+
     /// One sweep of `table` in a child process, which must delete the `expected` carts.
     async fn sweep(&self, table: &str, expected: usize) -> Result<SweepMeasurement, Failure> {
         let run: SweepMeasurement = child(&self.emulator.endpoint, &["sweep-only", "--table", table]).await?;
@@ -219,34 +237,14 @@ pub async fn measure_sweeps(stack: &Stack<'_>, options: &RunOptions) -> Result<S
 
     // ---- Sweep, K times more expired carts in a table of the same size. ----
     let expired_b = (expired * scale).min(carts);
-    let table_b = "bench-b-carts";
-    let set_b = CartSet {
-        prefix: "b",
-        expired: expired_b,
-        live: carts - expired_b,
-    };
-    stack.seed(table_b, set_b).await?;
-    log(
-        stack.started,
-        format!("seeded {table_b}: {expired_b} expired of {carts}"),
-    );
-    let sweep_b = stack.sweep(table_b, expired_b).await?;
+    let sweep_b = stack.seed_and_sweep("bench-b-carts", "b", expired_b, carts).await?;
 
     // ---- Optional: a larger table at the same expired share. ----
     let large = if large_carts > 0 {
         let expired_c = large_carts * expired_pct / 100;
-        let table_c = "bench-c-carts";
-        let set_c = CartSet {
-            prefix: "c",
-            expired: expired_c,
-            live: large_carts - expired_c,
-        };
-        stack.seed(table_c, set_c).await?;
-        log(
-            stack.started,
-            format!("seeded {table_c}: {expired_c} expired of {large_carts}"),
-        );
-        let run = stack.sweep(table_c, expired_c).await?;
+        let run = stack
+            .seed_and_sweep("bench-c-carts", "c", expired_c, large_carts)
+            .await?;
         Some(LargeSweep {
             table_carts: large_carts,
             expired_carts: expired_c,

@@ -4,6 +4,7 @@
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use serde_json::Value;
 
+use crate::runtime::config::json_kind;
 use crate::runtime::config::{ConfigError, EnvSource};
 use crate::twilio::{AuthToken, TwilioConfig};
 
@@ -20,18 +21,6 @@ pub enum SecretError {
 struct TwilioSecret {
     account_sid: String,
     auth_token: String,
-}
-
-/// What kind of JSON value this is, never the value itself.
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Reads the secret's JSON. Every error names a field or a position, never a value:

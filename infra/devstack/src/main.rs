@@ -117,7 +117,6 @@ async fn demo() -> Result<(), Failure> {
 }
 
 /// Prints each negative-review alert instead of publishing it.
-#[derive(Default)]
 struct PrintedAlerts;
 
 impl NegativeReviewAlerts for PrintedAlerts {

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
+use serde_json::Value;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} must be set")]
@@ -54,6 +56,18 @@ where
             })
         })
         .transpose()
+}
+
+/// What kind of JSON value this is, never the value itself.
+pub fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// An environment of the given pairs: for tests and tools that build a function's

@@ -118,7 +118,7 @@ pub fn end_run<Response>(
 /// How a finished run answers Lambda, once its summary is logged: an aborted run is an
 /// error, and so is one where single items failed, so Lambda records it; the next run
 /// retries those items.
-pub fn finish_run<T>(response: T, abort: Option<StoreError>, failed_items: u64) -> Result<T, JobError> {
+fn finish_run<T>(response: T, abort: Option<StoreError>, failed_items: u64) -> Result<T, JobError> {
     if let Some(cause) = abort {
         return Err(cause.into());
     }

@@ -7,6 +7,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::runtime::config::json_kind;
+
 /// How far a manual `now` may stray from the real clock (clock skew between a laptop and
 /// AWS) and still be taken as "now".
 const MANUAL_CLOCK_TOLERANCE: TimeDelta = TimeDelta::seconds(60);
@@ -133,10 +135,7 @@ impl RunRequest {
             // `aws lambda invoke` without --payload sends nothing, which arrives as null.
             Value::Null => return Ok(Self::manual(None, false)),
             Value::Object(object) => object,
-            Value::Bool(_) => return Err(PayloadError::NotAnObject("a boolean")),
-            Value::Number(_) => return Err(PayloadError::NotAnObject("a number")),
-            Value::String(_) => return Err(PayloadError::NotAnObject("a string")),
-            Value::Array(_) => return Err(PayloadError::NotAnObject("an array")),
+            other => return Err(PayloadError::NotAnObject(json_kind(other))),
         };
 
         if object.contains_key("detail-type") {

@@ -255,7 +255,7 @@ async fn alert_shop<S: ReplyStore, A: NegativeReviewAlerts>(
     {
         Ok(true) => {}
         Ok(false) => {
-            tracing::info!(function = FUNCTION_NAME, %order_id, "negative review: the shop was alerted about this order within the cooldown");
+            tracing::info!(function = FUNCTION_NAME, %order_id, "negative review not alerted: the shop was alerted about this order within the cooldown, or the review changed meanwhile");
             return AlertStatus::Cooldown;
         }
         Err(error) => {
