@@ -1,4 +1,4 @@
-.PHONY: tools demo test lint e2e bench bench-instructions
+.PHONY: tools demo test lint e2e sam-local bench bench-instructions
 
 ## Install the tools the tests and the local stack use (PyPI, npm).
 tools:
@@ -17,6 +17,11 @@ lint:
 
 e2e:
 	bash scripts/e2e.sh
+
+## sam build, then sam local invoke for every function against local stand-ins; sets up
+## the container engine and a local Lambda base image if needed (docs/sam-local.md).
+sam-local: tools
+	bash scripts/sam-local.sh
 
 ## Release builds, then the benchmark on the local stack: a table and bench/results.json.
 bench:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: format and lint, unit and integration tests on
 # the embedded dynoxide emulator, the DynamoDB integration tests again on the moto
-# server, the end-to-end run through `cargo lambda`, and the template checks.
+# server, the end-to-end run through `cargo lambda`, the template checks, and `sam build`
+# then `sam local invoke` of every function in a Lambda container.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The pinned tools (moto_server, cargo lambda, sam, cfn-lint, prism) in .tools/, first on PATH.
@@ -70,7 +71,10 @@ if rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
       exit 1
     fi
   done
+
+  step "sam local invoke: each function in a Lambda container, template environment, local stand-ins"
+  SAM_BUILD_DIR=$sam_build_dir bash scripts/sam-local.sh
   rm -rf "$sam_build_dir"
 else
-  echo "SKIPPED: the aarch64-unknown-linux-gnu Rust target is not installed (rustup could not fetch it)"
+  echo "SKIPPED: sam build and sam local invoke: the aarch64-unknown-linux-gnu Rust target is not installed (rustup could not fetch it)"
 fi

@@ -5,6 +5,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_types::service_config::ServiceConfigKey;
 
 use crate::runtime::config::{ConfigError, EnvSource, parse_var};
 
@@ -81,5 +82,116 @@ pub fn config_loader(settings: &SdkSettings) -> ConfigLoader {
 }
 
 pub fn dynamodb_client(sdk_config: &SdkConfig) -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::new(sdk_config)
+    let mut config = aws_sdk_dynamodb::config::Builder::from(sdk_config);
+    if endpoint_declared_empty(sdk_config, "DynamoDB") {
+        config.set_endpoint_url(sdk_config.endpoint_url().map(str::to_owned));
+    }
+    aws_sdk_dynamodb::Client::from_conf(config.build())
+}
+
+pub fn secrets_client(sdk_config: &SdkConfig) -> aws_sdk_secretsmanager::Client {
+    let mut config = aws_sdk_secretsmanager::config::Builder::from(sdk_config);
+    if endpoint_declared_empty(sdk_config, "Secrets Manager") {
+        config.set_endpoint_url(sdk_config.endpoint_url().map(str::to_owned));
+    }
+    aws_sdk_secretsmanager::Client::from_conf(config.build())
+}
+
+pub fn sns_client(sdk_config: &SdkConfig) -> aws_sdk_sns::Client {
+    let mut config = aws_sdk_sns::config::Builder::from(sdk_config);
+    if endpoint_declared_empty(sdk_config, "SNS") {
+        config.set_endpoint_url(sdk_config.endpoint_url().map(str::to_owned));
+    }
+    aws_sdk_sns::Client::from_conf(config.build())
+}
+
+/// True when the service's endpoint variable (`AWS_ENDPOINT_URL_DYNAMODB`, ...) is set but
+/// blank. The template declares these variables empty, because `sam local invoke
+/// --env-vars` can only set variables the template declares (docs/sam-local.md); the SDK
+/// would take the empty string as the endpoint and fail every call, so blank means unset.
+fn endpoint_declared_empty(sdk_config: &SdkConfig, service_id: &str) -> bool {
+    let Ok(key) = ServiceConfigKey::builder()
+        .service_id(service_id)
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+    else {
+        return false;
+    };
+    sdk_config
+        .service_config()
+        .and_then(|config| config.load_config(key))
+        .is_some_and(|url| url.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::config::{Credentials, Region, SharedCredentialsProvider};
+    use aws_types::service_config::LoadServiceConfig;
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use super::*;
+
+    /// The service-specific endpoint variables as the SDK sees them, one value for all.
+    #[derive(Debug)]
+    struct EndpointVariables(&'static str);
+
+    impl LoadServiceConfig for EndpointVariables {
+        fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
+            (key.env() == "AWS_ENDPOINT_URL").then(|| self.0.to_owned())
+        }
+    }
+
+    fn sdk_config(global_endpoint: &str, service_endpoint: &'static str) -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-3"))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "local", "local", None, None, "test",
+            )))
+            .http_client(crate::https::sdk_http_client())
+            .endpoint_url(global_endpoint)
+            .service_config(EndpointVariables(service_endpoint))
+            .retry_config(RetryConfig::disabled())
+            .build()
+    }
+
+    async fn table_listing_server() -> MockServer {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("content-type", "application/x-amz-json-1.0")
+                    .set_body_string(r#"{"TableNames":[]}"#),
+            )
+            .mount(&server)
+            .await;
+        server
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_variable_declared_empty_is_read_as_unset() {
+        let server = table_listing_server().await;
+        let client = dynamodb_client(&sdk_config(&server.uri(), " "));
+        client
+            .list_tables()
+            .send()
+            .await
+            .expect("the call goes to the global endpoint");
+        assert_eq!(server.received_requests().await.map(|r| r.len()), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_set_endpoint_variable_is_used() {
+        let server = table_listing_server().await;
+        let service_endpoint: &'static str = Box::leak(server.uri().into_boxed_str());
+        let client = dynamodb_client(&sdk_config("http://127.0.0.1:1", service_endpoint));
+        client
+            .list_tables()
+            .send()
+            .await
+            .expect("the call goes to the service endpoint");
+        assert_eq!(server.received_requests().await.map(|r| r.len()), Some(1));
+    }
 }

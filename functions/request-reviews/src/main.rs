@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use backoffice::aws::{SdkSettings, dynamodb_client, load_sdk_config};
+use backoffice::aws::{SdkSettings, dynamodb_client, load_sdk_config, secrets_client};
 use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
 use backoffice::runtime::clock::SystemClock;
@@ -31,7 +31,7 @@ async fn main() -> Result<(), Error> {
 async fn deps() -> Result<ReviewDeps<DynamoOrders, TwilioClient>, Error> {
     let config = ReviewJobConfig::from_env(&ProcessEnv)?;
     let sdk_config = load_sdk_config(&SdkSettings::from_env(&ProcessEnv)?).await;
-    let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
+    let secrets = secrets_client(&sdk_config);
     let twilio = TwilioClient::new(twilio_config(&ProcessEnv, &secrets).await?)?;
     Ok(ReviewDeps {
         store: DynamoOrders::new(

@@ -21,10 +21,15 @@ impl EmbeddedDynamo {
         Self::start_on(0)
     }
 
-    /// An in-memory database on `port` (0 picks a free one).
+    /// An in-memory database on `port` of the loopback address (0 picks a free one).
     pub fn start_on(port: u16) -> std::io::Result<Self> {
+        Self::start_at(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// An in-memory database served at `address`.
+    pub fn start_at(address: SocketAddr) -> std::io::Result<Self> {
         let database = dynoxide::Database::memory().map_err(|e| std::io::Error::other(e.to_string()))?;
-        let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+        let listener = std::net::TcpListener::bind(address)?;
         listener.set_nonblocking(true)?;
         let endpoint = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = oneshot::channel::<()>();

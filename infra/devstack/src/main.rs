@@ -3,14 +3,19 @@
 //! - `devstack demo`: embedded DynamoDB, tables from template.yaml, a Twilio stand-in,
 //!   seed carts and orders, run both jobs, print their results and the messages sent,
 //!   then play two customers' signed replies through the webhook's handler.
-//! - `devstack serve [--port 8000] [--prefix shop] [--seed-carts N] [--seed-orders N]`:
-//!   the same stack as servers for `cargo lambda watch` and the AWS CLI; prints the
-//!   environment to use.
+//! - `devstack serve [--host 127.0.0.1] [--port 8000] [--prefix shop] [--seed-carts N]
+//!   [--seed-orders N]`: the same stack as servers for `cargo lambda watch`, `sam local
+//!   invoke` and the AWS CLI; prints the environment to use.
 //! - `devstack count --endpoint URL --table NAME`: items in a table.
+//! - `devstack webhook-event --url URL --from PHONE --sid SID --body TEXT`: a Function URL
+//!   event of Twilio's POST of that reply, signed for `URL` with the stand-in's auth token
+//!   (for `sam local invoke -e`).
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use backoffice::domain::phone::PhoneNumber;
 use backoffice::jobs::clean_expired_carts::dynamo::DynamoCarts;
@@ -28,7 +33,7 @@ use backoffice::twilio::{AuthToken, TwilioClient, TwilioConfig};
 use chrono::Utc;
 use devstack::seed::{count_items, seed_carts, seed_demo_orders, seed_malformed_carts};
 use devstack::stack::{Stack, client_for};
-use devstack::twilio_standin::TwilioStandIn;
+use devstack::twilio_standin::{LOCAL_AUTH_TOKEN, LOCAL_WHATSAPP_FROM, TwilioStandIn};
 
 type Failure = Box<dyn std::error::Error>;
 
@@ -180,10 +185,14 @@ async fn demo_replies(stack: &Stack, env: &HashMap<String, String>) -> Result<()
 }
 
 async fn serve(args: &[String]) -> Result<(), Failure> {
+    let host: IpAddr = flag(args, "--host")
+        .map(|h| h.parse())
+        .transpose()?
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let port: u16 = flag(args, "--port").map(|p| p.parse()).transpose()?.unwrap_or(8000);
     let prefix = flag(args, "--prefix").unwrap_or_else(|| "shop".into());
-    let stack = Stack::embedded(&prefix, port).await?;
-    let twilio = TwilioStandIn::start().await?;
+    let stack = Stack::embedded_at(&prefix, SocketAddr::new(host, port)).await?;
+    let twilio = TwilioStandIn::start_at(host, Duration::ZERO).await?;
     let now = Utc::now();
     if let Some(count) = flag(args, "--seed-carts") {
         let count: usize = count.parse()?;
@@ -210,6 +219,25 @@ async fn serve(args: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
+fn webhook_event(args: &[String]) -> Result<(), Failure> {
+    let required = |name: &str| flag(args, name).ok_or_else(|| format!("{name} is required"));
+    let from = PhoneNumber::parse(&required("--from")?)?;
+    let params: Vec<(String, String)> = [
+        ("From", format!("whatsapp:{}", from.as_str())),
+        ("To", format!("whatsapp:{LOCAL_WHATSAPP_FROM}")),
+        ("MessageSid", required("--sid")?),
+        ("Body", required("--body")?),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect();
+    let validator = SignatureValidator::new(AuthToken::new(LOCAL_AUTH_TOKEN));
+    let url = required("--url")?;
+    let event = signed_twilio_post(&validator, &url, &params).ok_or("--url must be an absolute URL")?;
+    println!("{}", serde_json::to_string_pretty(&event)?);
+    Ok(())
+}
+
 async fn count(args: &[String]) -> Result<(), Failure> {
     let endpoint = flag(args, "--endpoint").ok_or("--endpoint URL is required")?;
     let table = flag(args, "--table").ok_or("--table NAME is required")?;
@@ -224,7 +252,8 @@ async fn main() -> ExitCode {
         Some("demo") | None => demo().await,
         Some("serve") => serve(&args).await,
         Some("count") => count(&args).await,
-        Some(other) => Err(format!("unknown command {other:?}: use demo, serve or count").into()),
+        Some("webhook-event") => webhook_event(&args),
+        Some(other) => Err(format!("unknown command {other:?}: use demo, serve, count or webhook-event").into()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

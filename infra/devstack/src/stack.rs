@@ -7,6 +7,7 @@
 //! Each stack creates its own tables with a unique suffix, so test runs never share
 //! state and the same suite runs unchanged against every target.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_config::Region;
@@ -139,21 +140,27 @@ impl Stack {
                 embedded: None,
             }
         } else {
-            Self::embedded_with(tables, 0).await?
+            Self::embedded_with(tables, SocketAddr::from(([127, 0, 0, 1], 0))).await?
         };
         stack.create_tables().await?;
         Ok(stack)
     }
 
-    /// An embedded emulator on `port` with tables named `{prefix}-carts` etc.
+    /// An embedded emulator on `port` of the loopback address, with tables named
+    /// `{prefix}-carts` etc.
     pub async fn embedded(prefix: &str, port: u16) -> Result<Self, StackError> {
-        let stack = Self::embedded_with(TableNames::with_prefix(prefix), port).await?;
+        Self::embedded_at(prefix, SocketAddr::from(([127, 0, 0, 1], port))).await
+    }
+
+    /// An embedded emulator served at `address` (a container network's gateway, say).
+    pub async fn embedded_at(prefix: &str, address: SocketAddr) -> Result<Self, StackError> {
+        let stack = Self::embedded_with(TableNames::with_prefix(prefix), address).await?;
         stack.create_tables().await?;
         Ok(stack)
     }
 
-    async fn embedded_with(tables: TableNames, port: u16) -> Result<Self, StackError> {
-        let embedded = EmbeddedDynamo::start_on(port)?;
+    async fn embedded_with(tables: TableNames, address: SocketAddr) -> Result<Self, StackError> {
+        let embedded = EmbeddedDynamo::start_at(address)?;
         let endpoint = embedded.endpoint.clone();
         Ok(Self {
             client: client_for(Some(&endpoint)).await,

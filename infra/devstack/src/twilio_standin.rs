@@ -8,6 +8,7 @@
 //! Served with axum, which the embedded emulator's HTTP server already builds: no second
 //! HTTP server stack (and no regex engine) in the local tools.
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,11 @@ impl TwilioStandIn {
     /// Answers each send after `delay`, as a remote API does; sends are served
     /// concurrently, so the delay adds latency, not a limit on the rate.
     pub async fn start_with_delay(delay: Duration) -> std::io::Result<Self> {
+        Self::start_at(IpAddr::from([127, 0, 0, 1]), delay).await
+    }
+
+    /// Served on a free port of `host`, answering each send after `delay`.
+    pub async fn start_at(host: IpAddr, delay: Duration) -> std::io::Result<Self> {
         let inbox = Arc::new(Inbox::default());
         let app = Router::new()
             .route("/2010-04-01/Accounts/{account_sid}/Messages.json", post(accept_message))
@@ -69,7 +75,7 @@ impl TwilioStandIn {
                 inbox: inbox.clone(),
                 delay,
             });
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let listener = tokio::net::TcpListener::bind((host, 0)).await?;
         let uri = format!("http://{}", listener.local_addr()?);
         let server = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
