@@ -187,6 +187,7 @@ common = {
 json.dump({
     "Parameters": {"AWS_ENDPOINT_URL_DYNAMODB": "$dynamodb"},
     "CleanExpiredCartsFunction": {"CARTS_TABLE": "$(stack_var CARTS_TABLE)"},
+    "DeriveScheduleFunction": {"CARTS_TABLE": "$(stack_var CARTS_TABLE)", "ORDERS_TABLE": "$(stack_var ORDERS_TABLE)"},
     "RequestReviewsFunction": {**common, "REVIEW_TEMPLATE_SID": "$(stack_var REVIEW_TEMPLATE_SID)"},
     "RecordReviewReplyFunction": {**common, "AWS_ENDPOINT_URL_SNS": "$moto", "ALERT_TOPIC_ARN": "$topic_arn"},
 }, open(sys.argv[1], "w"), indent=2)
@@ -215,6 +216,28 @@ check "the scheduled run deletes them" test "$(json_field deletedCount <<<"$swep
 check "live and malformed carts stay (10 live + 2 malformed)" test "$(count_carts)" = 12
 check "the run summary is logged" grep -q '"run summary"' "$work/CleanExpiredCartsFunction.log"
 check "and Lambda's REPORT line" grep -q 'REPORT RequestId' "$work/CleanExpiredCartsFunction.log"
+
+step "DeriveScheduleFunction (a DynamoDB Streams event)"
+# A cart as the shop's app writes it (no expiryShard, no expiresAt), and the stream
+# record Lambda would deliver for it.
+python3 - "$dynamodb" "$(stack_var CARTS_TABLE)" "$work/stream.json" <<'PY'
+import json, sys, boto3
+endpoint, table, event_file = sys.argv[1:4]
+image = {"cartId": {"S": "cart-sam-local"}, "customerPhone": {"S": "+33612340000"},
+         "createdAt": {"S": "2026-11-01T10:00:00Z"}}
+boto3.client("dynamodb", endpoint_url=endpoint).put_item(TableName=table, Item=image)
+event = json.load(open("events/dynamodb-stream.json"))
+record = event["Records"][0]
+record["eventSourceARN"] = record["eventSourceARN"].replace("shop-carts", table)
+record["dynamodb"]["NewImage"] = image
+json.dump(event, open(event_file, "w"))
+PY
+derived=$(invoke DeriveScheduleFunction "$work/stream.json")
+check "the stream record is applied with no batch item failure" \
+  python3 -c 'import json,sys; sys.exit(json.loads(sys.argv[1])["batchItemFailures"] != [])' "$derived"
+check "the cart gets its derived attributes" grep -q '"derived":1' "$work/DeriveScheduleFunction.log"
+again=$(invoke DeriveScheduleFunction "$work/stream.json")
+check "the same record again writes nothing" grep -q '"superseded":1' "$work/DeriveScheduleFunction.log"
 
 step "RequestReviewsFunction"
 reviews=$(invoke RequestReviewsFunction events/scheduler.json)

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, TimeToLiveSpecification,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use serde::Deserialize;
 
@@ -39,6 +39,14 @@ pub struct TableDefinition {
     pub global_secondary_indexes: Vec<IndexDefinition>,
     #[serde(default)]
     pub time_to_live_specification: Option<TtlDefinition>,
+    #[serde(default)]
+    pub stream_specification: Option<StreamDefinition>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StreamDefinition {
+    pub stream_view_type: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -158,6 +166,15 @@ impl TableDefinition {
                     .index_name(&index.index_name)
                     .set_key_schema(Some(key_schema(&index.key_schema, &self.logical_id)?))
                     .projection(projection)
+                    .build()
+                    .map_err(|e| create_error(e.to_string()))?,
+            );
+        }
+        if let Some(stream) = &self.stream_specification {
+            request = request.stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::from(stream.stream_view_type.as_str()))
                     .build()
                     .map_err(|e| create_error(e.to_string()))?,
             );

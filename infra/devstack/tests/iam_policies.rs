@@ -31,9 +31,23 @@ use serde_norway::Value;
 /// - `ShopAlerts::alert`: `.publish()` on `NegativeReviewTopic`
 /// - `twilio_config` (`secrets.rs`): `.get_secret_value()` on `TwilioSecretArn`, at cold start
 ///
+/// derive-schedule (`jobs/derive_schedule/` through its `dynamo.rs`, `impl ScheduleStore for DynamoSchedule`):
+/// - `DynamoCarts::derive_expiry`: `.update_item()` on the carts table
+/// - `DynamoOrders::queue_for_review`: `.update_item()` on the orders table
+///
+/// (Reading the streams is the event source mapping's: SAM adds AWS's managed
+/// `AWSLambdaDynamoDBExecutionRole` to the role for that, outside `Policies`.)
+///
 /// Not on any function's path, so not granted: the writer functions and test helpers
 /// (`DynamoCarts::put`/`extend`/`get`, `DynamoOrders::put_new`/`complete`/`get_item`/`request_status`).
 const ALLOWED: &[(&str, &[(&str, &str)])] = &[
+    (
+        "DeriveScheduleFunction",
+        &[
+            ("dynamodb:UpdateItem", "!GetAtt CartsTable.Arn"),
+            ("dynamodb:UpdateItem", "!GetAtt OrdersTable.Arn"),
+        ],
+    ),
     (
         "CleanExpiredCartsFunction",
         &[
@@ -66,6 +80,7 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
 /// The tables each function may touch (and their indexes).
 const OWN_TABLES: &[(&str, &[&str])] = &[
     ("CleanExpiredCartsFunction", &["CartsTable"]),
+    ("DeriveScheduleFunction", &["CartsTable", "OrdersTable"]),
     ("RequestReviewsFunction", &["OrdersTable", "ReviewsTable"]),
     ("RecordReviewReplyFunction", &["OrdersTable", "ReviewsTable"]),
 ];

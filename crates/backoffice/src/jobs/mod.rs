@@ -4,5 +4,6 @@
 //! (its metric list) and `tests.rs`.
 
 pub mod clean_expired_carts;
+pub mod derive_schedule;
 pub mod record_review_reply;
 pub mod request_reviews;

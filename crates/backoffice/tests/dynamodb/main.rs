@@ -5,6 +5,7 @@
 
 mod replies;
 mod reviews;
+mod streams;
 mod sweeper;
 
 /// An RFC 3339 time written in a test.

@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 
 use super::store::{Cart, CartStore, DeleteOutcome, EXPIRY_INDEX, ExpiredPage, decode_expiry_entry};
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, store_error};
+use crate::store::dynamo::{Item, is_condition_failure, store_error};
 
 #[derive(Debug, Clone)]
 pub struct DynamoCarts {
@@ -41,6 +41,43 @@ impl DynamoCarts {
             .await
             .map_err(|e| store_error("PutItem", &self.table, e))?;
         Ok(())
+    }
+
+    /// Sets the attributes the expiry index needs on a cart written with its business
+    /// attributes only: `expiryShard`, and `expiresAt` when the writer left it out. Never
+    /// recreates a deleted cart nor moves an expiry a writer set. `false`: the cart is gone
+    /// or has them already.
+    pub async fn derive_expiry(
+        &self,
+        cart_id: &str,
+        expiry_shard: &str,
+        expires_at_if_absent: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("cartId", AttributeValue::S(cart_id.to_owned()))
+            .expression_attribute_names("#shard", "expiryShard")
+            .expression_attribute_values(":shard", AttributeValue::S(expiry_shard.to_owned()));
+        // Only when something is missing, so a replayed record writes nothing.
+        update = match expires_at_if_absent {
+            Some(expires_at) => update
+                .condition_expression(
+                    "attribute_exists(cartId) AND (attribute_not_exists(#expiresAt) OR attribute_not_exists(#shard) OR #shard <> :shard)",
+                )
+                .update_expression("SET #shard = :shard, #expiresAt = if_not_exists(#expiresAt, :expiresAt)")
+                .expression_attribute_names("#expiresAt", "expiresAt")
+                .expression_attribute_values(":expiresAt", AttributeValue::N(expires_at.to_string())),
+            None => update
+                .condition_expression("attribute_exists(cartId) AND (attribute_not_exists(#shard) OR #shard <> :shard)")
+                .update_expression("SET #shard = :shard"),
+        };
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(store_error("UpdateItem", &self.table, e)),
+        }
     }
 
     /// Moves a cart's expiry (the customer came back). Fails if the cart is gone.

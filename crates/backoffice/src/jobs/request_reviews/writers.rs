@@ -44,6 +44,21 @@ impl DynamoOrders {
             .send()
             .await
             .map_err(|e| store_error("UpdateItem", &self.orders_table, e))?;
+        self.queue_for_review(order_id, &rfc3339(completed_at), completed_at)
+            .await
+            .map(|_| ())
+    }
+
+    /// Puts a completed order in line for its review request, once: only while it is
+    /// still `completed` at `completed_at` and has no request yet, so a replayed or
+    /// out-of-date stream record changes nothing. `stored_completed_at` is `completedAt` as
+    /// the item holds it (a writer's own RFC 3339 form). `false`: nothing to do.
+    pub async fn queue_for_review(
+        &self,
+        order_id: &str,
+        stored_completed_at: &str,
+        completed_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let mut queue = self
             .client
             .update_item()
@@ -53,7 +68,12 @@ impl DynamoOrders {
                 "SET reviewPendingShard = :shard, reviewPendingSince = :since, reviewRequestStatus = :pending",
             )
             // Once a request exists, completing again never queues a second one.
-            .condition_expression("attribute_not_exists(reviewRequestStatus)");
+            .condition_expression(
+                "attribute_not_exists(reviewRequestStatus) AND #status = :completed AND completedAt = :completedAt",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":completed", s("completed"))
+            .expression_attribute_values(":completedAt", s(stored_completed_at));
         for (name, value) in pending_attributes(order_id, completed_at) {
             let placeholder = match name.as_str() {
                 "reviewPendingShard" => ":shard",
@@ -63,8 +83,8 @@ impl DynamoOrders {
             queue = queue.expression_attribute_values(placeholder, value);
         }
         match queue.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Ok(()),
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
             Err(e) => Err(store_error("UpdateItem", &self.orders_table, e)),
         }
     }

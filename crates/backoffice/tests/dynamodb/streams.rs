@@ -1,0 +1,201 @@
+//! derive-schedule on a real stream: the shop's app writes carts and orders with business
+//! attributes only, the records the DynamoDB API keeps for them (Streams API: DescribeStream,
+//! GetShardIterator, GetRecords) are handed to the consumer as Lambda's DynamoDB event, and
+//! the jobs then find the items through their indexes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+use backoffice::jobs::clean_expired_carts::dynamo::DynamoCarts;
+use backoffice::jobs::clean_expired_carts::store::CartStore;
+use backoffice::jobs::derive_schedule::dynamo::DynamoSchedule;
+use backoffice::jobs::derive_schedule::{BatchReport, DeriveConfig, DeriveDeps, StreamBatch, process};
+use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
+use backoffice::jobs::request_reviews::store::ReviewRequestStore;
+use backoffice::store::shard::all_shards;
+use devstack::stack::Stack;
+use serde_json::json;
+
+fn s(text: &str) -> AttributeValue {
+    AttributeValue::S(text.to_owned())
+}
+
+/// Every record of `table`'s stream from the start, as Lambda's event for that table.
+async fn stream_batch(stack: &Stack, table: &str) -> StreamBatch {
+    let mut loader = backoffice::aws::config_loader(&backoffice::aws::SdkSettings::default());
+    if let Some(endpoint) = &stack.endpoint {
+        loader = loader
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::for_tests())
+            .region(aws_sdk_dynamodb::config::Region::new("eu-west-3"));
+    }
+    let streams = aws_sdk_dynamodbstreams::Client::new(&loader.load().await);
+    let described = stack.client.describe_table().table_name(table).send().await.unwrap();
+    let stream_arn = described
+        .table
+        .and_then(|t| t.latest_stream_arn)
+        .expect("the template gives the table a stream");
+    let description = streams
+        .describe_stream()
+        .stream_arn(&stream_arn)
+        .send()
+        .await
+        .unwrap()
+        .stream_description
+        .unwrap();
+    let mut records = Vec::new();
+    for shard in description.shards() {
+        let mut iterator = streams
+            .get_shard_iterator()
+            .stream_arn(&stream_arn)
+            .shard_id(shard.shard_id().unwrap())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator;
+        // An open shard always hands back a next iterator: stop at the first empty page.
+        while let Some(current) = iterator {
+            let page = streams.get_records().shard_iterator(current).send().await.unwrap();
+            if page.records().is_empty() {
+                break;
+            }
+            for record in page.records() {
+                let change = record.dynamodb().unwrap();
+                let image = |image: Option<&HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
+                    serde_dynamo::Item::from(image.cloned().unwrap_or_default())
+                };
+                records.push(json!({
+                    "eventID": record.event_id(),
+                    "eventName": record.event_name().unwrap().as_str(),
+                    "eventVersion": "1.1",
+                    "eventSource": "aws:dynamodb",
+                    "awsRegion": "eu-west-3",
+                    "eventSourceARN": stream_arn,
+                    "dynamodb": {
+                        "ApproximateCreationDateTime": 1_795_000_000,
+                        "Keys": image(change.keys.as_ref()),
+                        "NewImage": image(change.new_image.as_ref()),
+                        "OldImage": image(change.old_image.as_ref()),
+                        "SequenceNumber": change.sequence_number(),
+                        "SizeBytes": change.size_bytes(),
+                        "StreamViewType": "NEW_AND_OLD_IMAGES"
+                    }
+                }));
+            }
+            iterator = page.next_shard_iterator;
+        }
+    }
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+fn consumer(stack: &Stack) -> DeriveDeps<DynamoSchedule> {
+    DeriveDeps {
+        store: DynamoSchedule {
+            carts: DynamoCarts::new(stack.client.clone(), stack.tables.carts.clone()),
+            orders: DynamoOrders::new(stack.client.clone(), &stack.tables.orders, &stack.tables.reviews),
+        },
+        config: DeriveConfig {
+            carts_table: stack.tables.carts.clone(),
+            orders_table: stack.tables.orders.clone(),
+        },
+    }
+}
+
+#[tokio::test]
+async fn items_written_with_business_attributes_only_reach_the_jobs_indexes() {
+    let stack = Stack::from_env("streams").await.unwrap();
+    let now = chrono::Utc::now();
+    let created = (now - chrono::TimeDelta::hours(30)).to_rfc3339();
+    // As the shop's storefront writes them: no shard, no expiry, no review status.
+    stack
+        .client
+        .put_item()
+        .table_name(&stack.tables.carts)
+        .item("cartId", s("cart-app-1"))
+        .item("customerPhone", s("+33612345678"))
+        .item("createdAt", s(&created))
+        .send()
+        .await
+        .unwrap();
+    let completed = (now - chrono::TimeDelta::days(8)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    for (order_id, status) in [("order-app-1", "ready_pickup"), ("order-app-2", "pending")] {
+        stack
+            .client
+            .put_item()
+            .table_name(&stack.tables.orders)
+            .item("orderId", s(order_id))
+            .item("customerPhone", s("+33612345679"))
+            .item("customerName", s("Ana"))
+            .item("status", s(status))
+            .item("paymentStatus", s("paid"))
+            .item("createdAt", s(&created))
+            .send()
+            .await
+            .unwrap();
+    }
+    stack
+        .client
+        .update_item()
+        .table_name(&stack.tables.orders)
+        .key("orderId", s("order-app-1"))
+        .update_expression("SET #status = :completed, completedAt = :completedAt")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":completed", s("completed"))
+        .expression_attribute_values(":completedAt", s(&completed))
+        .send()
+        .await
+        .unwrap();
+
+    let deps = consumer(&stack);
+    let carts = stream_batch(&stack, &stack.tables.carts).await;
+    let orders = stream_batch(&stack, &stack.tables.orders).await;
+    let (cart_report, cart_failures) = process(&deps, &carts).await;
+    let (order_report, order_failures) = process(&deps, &orders).await;
+    assert!(cart_failures.batch_item_failures.is_empty() && order_failures.batch_item_failures.is_empty());
+    assert_eq!(cart_report.derived, 1);
+    assert_eq!(order_report.derived, 1, "the completion; the two inserts need nothing");
+
+    // The sweep finds the cart through expiry-index (24 h after creation, 30 h ago).
+    let mut expired = 0;
+    for shard in all_shards() {
+        let page = deps
+            .store
+            .carts
+            .expired_page(&shard, now.timestamp(), None, 100)
+            .await
+            .unwrap();
+        expired += page.entries.iter().filter(|entry| entry.is_ok()).count();
+    }
+    assert_eq!(expired, 1);
+    // request-reviews finds the order through review-pending-index.
+    let mut pending = Vec::new();
+    for shard in all_shards() {
+        let page = deps
+            .store
+            .orders
+            .pending_page(&shard, now.timestamp(), None, 100)
+            .await
+            .unwrap();
+        pending.extend(page.entries.into_iter().map(|entry| match entry {
+            Ok(due) => due.order_id,
+            Err(skipped) => panic!("the derived order is read as due, not skipped: {skipped:?}"),
+        }));
+    }
+    assert_eq!(pending, vec!["order-app-1".to_owned()]);
+
+    // The consumer's own writes come back on the stream, and a replay of everything
+    // (duplicates, old images included) writes nothing more.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (replayed_carts, _) = process(&deps, &stream_batch(&stack, &stack.tables.carts).await).await;
+    let (replayed_orders, _) = process(&deps, &stream_batch(&stack, &stack.tables.orders).await).await;
+    assert_eq!(
+        (replayed_carts.derived, replayed_orders.derived),
+        (0, 0),
+        "{replayed_carts:?} {replayed_orders:?}"
+    );
+    assert_eq!(replayed_orders.unusable, BatchReport::default().unusable);
+    stack.cleanup().await;
+}

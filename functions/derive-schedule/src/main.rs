@@ -1,0 +1,39 @@
+//! Wiring only: read the config, build the DynamoDB client once, run the handler.
+
+use backoffice::aws::{SdkSettings, dynamodb_client, load_sdk_config};
+use backoffice::jobs::clean_expired_carts::dynamo::DynamoCarts;
+use backoffice::jobs::derive_schedule::dynamo::DynamoSchedule;
+use backoffice::jobs::derive_schedule::{self, DeriveConfig, DeriveDeps, StreamBatch};
+use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
+use backoffice::runtime::config::ProcessEnv;
+use backoffice::runtime::init;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    backoffice::runtime::logging::init();
+    // A function that cannot start answers the invocation with the reason (runtime::init).
+    let deps = match deps().await {
+        Ok(deps) => deps,
+        Err(error) => return Err(init::fail(error).await),
+    };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<StreamBatch>| {
+        derive_schedule::handle(&deps, event)
+    }))
+    .await
+}
+
+/// Settings read and clients built once per cold start.
+async fn deps() -> Result<DeriveDeps<DynamoSchedule>, Error> {
+    let config = DeriveConfig::from_env(&ProcessEnv)?;
+    let sdk_config = load_sdk_config(&SdkSettings::from_env(&ProcessEnv)?).await;
+    let client = dynamodb_client(&sdk_config);
+    Ok(DeriveDeps {
+        store: DynamoSchedule {
+            carts: DynamoCarts::new(client.clone(), config.carts_table.clone()),
+            // The orders adapter's reviews table is never touched by this function.
+            orders: DynamoOrders::new(client, config.orders_table.clone(), String::new()),
+        },
+        config,
+    })
+}
