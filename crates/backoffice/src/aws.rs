@@ -5,7 +5,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
-use aws_types::service_config::ServiceConfigKey;
+use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 
 use crate::runtime::config::{ConfigError, EnvSource, parse_var};
 
@@ -69,7 +69,7 @@ impl SdkSettings {
 /// Loads region, credentials and endpoint overrides (`AWS_ENDPOINT_URL_DYNAMODB`) from the
 /// environment, as every AWS tool does, with our timeouts and retries on top.
 pub async fn load_sdk_config(settings: &SdkSettings) -> SdkConfig {
-    config_loader(settings).load().await
+    blank_means_unset(config_loader(settings).load().await)
 }
 
 /// The loader behind [`load_sdk_config`], for callers that add their own endpoint or
@@ -82,52 +82,39 @@ pub fn config_loader(settings: &SdkSettings) -> ConfigLoader {
 }
 
 pub fn dynamodb_client(sdk_config: &SdkConfig) -> aws_sdk_dynamodb::Client {
-    let mut config = aws_sdk_dynamodb::config::Builder::from(sdk_config);
-    if endpoint_declared_empty(sdk_config, "DynamoDB") {
-        config.set_endpoint_url(sdk_config.endpoint_url().map(str::to_owned));
-    }
-    aws_sdk_dynamodb::Client::from_conf(config.build())
+    aws_sdk_dynamodb::Client::new(sdk_config)
 }
 
-pub fn secrets_client(sdk_config: &SdkConfig) -> aws_sdk_secretsmanager::Client {
-    let mut config = aws_sdk_secretsmanager::config::Builder::from(sdk_config);
-    if endpoint_declared_empty(sdk_config, "Secrets Manager") {
-        config.set_endpoint_url(sdk_config.endpoint_url().map(str::to_owned));
+/// Every client built from the returned config reads a service setting that is set but
+/// blank (`AWS_ENDPOINT_URL_DYNAMODB=""`) as unset, as [`ProcessEnv`] does. The template
+/// declares the local endpoint variables empty, because `sam local invoke --env-vars` can
+/// only set variables the template declares (docs/sam-local.md); the SDK alone would take
+/// the empty string as the endpoint and fail every call.
+///
+/// [`ProcessEnv`]: crate::runtime::config::ProcessEnv
+fn blank_means_unset(sdk_config: SdkConfig) -> SdkConfig {
+    if sdk_config.service_config().is_none() {
+        return sdk_config;
     }
-    aws_sdk_secretsmanager::Client::from_conf(config.build())
+    sdk_config.to_builder().service_config(NonBlank(sdk_config)).build()
 }
 
-pub fn sns_client(sdk_config: &SdkConfig) -> aws_sdk_sns::Client {
-    let mut config = aws_sdk_sns::config::Builder::from(sdk_config);
-    if endpoint_declared_empty(sdk_config, "SNS") {
-        config.set_endpoint_url(sdk_config.endpoint_url().map(str::to_owned));
-    }
-    aws_sdk_sns::Client::from_conf(config.build())
-}
+/// The service settings of the wrapped config, blank values left out.
+#[derive(Debug)]
+struct NonBlank(SdkConfig);
 
-/// True when the service's endpoint variable (`AWS_ENDPOINT_URL_DYNAMODB`, ...) is set but
-/// blank. The template declares these variables empty, because `sam local invoke
-/// --env-vars` can only set variables the template declares (docs/sam-local.md); the SDK
-/// would take the empty string as the endpoint and fail every call, so blank means unset.
-fn endpoint_declared_empty(sdk_config: &SdkConfig, service_id: &str) -> bool {
-    let Ok(key) = ServiceConfigKey::builder()
-        .service_id(service_id)
-        .env("AWS_ENDPOINT_URL")
-        .profile("endpoint_url")
-        .build()
-    else {
-        return false;
-    };
-    sdk_config
-        .service_config()
-        .and_then(|config| config.load_config(key))
-        .is_some_and(|url| url.trim().is_empty())
+impl LoadServiceConfig for NonBlank {
+    fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
+        self.0
+            .service_config()?
+            .load_config(key)
+            .filter(|value| !value.trim().is_empty())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use aws_sdk_dynamodb::config::{Credentials, Region, SharedCredentialsProvider};
-    use aws_types::service_config::LoadServiceConfig;
     use wiremock::matchers::method;
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -143,8 +130,9 @@ mod tests {
         }
     }
 
+    /// As [`load_sdk_config`] makes it, from these settings.
     fn sdk_config(global_endpoint: &str, service_endpoint: &'static str) -> SdkConfig {
-        SdkConfig::builder()
+        let loaded = SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("eu-west-3"))
             .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
@@ -154,7 +142,8 @@ mod tests {
             .endpoint_url(global_endpoint)
             .service_config(EndpointVariables(service_endpoint))
             .retry_config(RetryConfig::disabled())
-            .build()
+            .build();
+        blank_means_unset(loaded)
     }
 
     async fn table_listing_server() -> MockServer {

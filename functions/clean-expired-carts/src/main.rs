@@ -13,12 +13,8 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    backoffice::runtime::logging::init();
     // A function that cannot start answers the invocation with the reason (runtime::init).
-    let deps = match deps().await {
-        Ok(deps) => deps,
-        Err(error) => return Err(init::fail(error).await),
-    };
+    let deps = init::start(deps()).await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<JobPayload>| {
         clean_expired_carts::handle(&deps, event)
     }))

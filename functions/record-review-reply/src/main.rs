@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use backoffice::aws::{SdkSettings, dynamodb_client, load_sdk_config, secrets_client, sns_client};
+use backoffice::aws::{SdkSettings, dynamodb_client, load_sdk_config};
 use backoffice::jobs::record_review_reply::alerts::{ShopAlerts, WhatsAppAdminAlert};
 use backoffice::jobs::record_review_reply::dynamo::DynamoReplies;
 use backoffice::jobs::record_review_reply::{self, FunctionUrlRequest, ReplyConfig, ReplyDeps, SignatureValidator};
@@ -16,12 +16,8 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    backoffice::runtime::logging::init();
     // A function that cannot start answers the invocation with the reason (runtime::init).
-    let deps = match deps().await {
-        Ok(deps) => deps,
-        Err(error) => return Err(init::fail(error).await),
-    };
+    let deps = init::start(deps()).await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<FunctionUrlRequest>| {
         record_review_reply::handle(&deps, event)
     }))
@@ -32,7 +28,7 @@ async fn main() -> Result<(), Error> {
 async fn deps() -> Result<ReplyDeps<DynamoReplies, ShopAlerts>, Error> {
     let config = ReplyConfig::from_env(&ProcessEnv)?;
     let sdk_config = load_sdk_config(&SdkSettings::from_env(&ProcessEnv)?).await;
-    let secrets = secrets_client(&sdk_config);
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
     // The same Twilio account as request-reviews: its auth token signs the webhooks.
     let twilio_config = twilio_config(&ProcessEnv, &secrets).await?;
     let validator = SignatureValidator::new(twilio_config.auth_token.clone());
@@ -41,7 +37,7 @@ async fn deps() -> Result<ReplyDeps<DynamoReplies, ShopAlerts>, Error> {
         sns: config
             .alert_topic_arn
             .clone()
-            .map(|topic_arn| (sns_client(&sdk_config), topic_arn)),
+            .map(|topic_arn| (aws_sdk_sns::Client::new(&sdk_config), topic_arn)),
         whatsapp: match (&config.admin_whatsapp_to, &config.admin_alert_template_sid) {
             (Some(to), Some(template_sid)) => Some(WhatsAppAdminAlert {
                 twilio,

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use backoffice::aws::{SdkSettings, dynamodb_client, load_sdk_config, secrets_client};
+use backoffice::aws::{SdkSettings, dynamodb_client, load_sdk_config};
 use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
 use backoffice::runtime::clock::SystemClock;
@@ -15,12 +15,8 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    backoffice::runtime::logging::init();
     // A function that cannot start answers the invocation with the reason (runtime::init).
-    let deps = match deps().await {
-        Ok(deps) => deps,
-        Err(error) => return Err(init::fail(error).await),
-    };
+    let deps = init::start(deps()).await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<JobPayload>| {
         request_reviews::handle(&deps, event)
     }))
@@ -31,7 +27,7 @@ async fn main() -> Result<(), Error> {
 async fn deps() -> Result<ReviewDeps<DynamoOrders, TwilioClient>, Error> {
     let config = ReviewJobConfig::from_env(&ProcessEnv)?;
     let sdk_config = load_sdk_config(&SdkSettings::from_env(&ProcessEnv)?).await;
-    let secrets = secrets_client(&sdk_config);
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
     let twilio = TwilioClient::new(twilio_config(&ProcessEnv, &secrets).await?)?;
     Ok(ReviewDeps {
         store: DynamoOrders::new(

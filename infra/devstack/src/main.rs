@@ -136,6 +136,19 @@ impl NegativeReviewAlerts for PrintedAlerts {
 
 /// Two customers answer their review requests: Twilio's signed POSTs go through
 /// record-review-reply's handler, which records the ratings and alerts on the bad one.
+/// The form Twilio POSTs for a customer's WhatsApp message to the stand-in's sender.
+fn reply_params(from: &str, message_sid: &str, body: &str) -> Vec<(String, String)> {
+    [
+        ("From", format!("whatsapp:{from}")),
+        ("To", format!("whatsapp:{LOCAL_WHATSAPP_FROM}")),
+        ("MessageSid", message_sid.to_owned()),
+        ("Body", body.to_owned()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect()
+}
+
 async fn demo_replies(stack: &Stack, env: &HashMap<String, String>) -> Result<(), Failure> {
     const WEBHOOK_URL: &str = "https://demo.lambda-url.eu-west-3.on.aws/";
     let mut env = env.clone();
@@ -151,15 +164,7 @@ async fn demo_replies(stack: &Stack, env: &HashMap<String, String>) -> Result<()
     println!("\ncustomers reply on WhatsApp (signed webhook POSTs to record-review-reply):");
     for (i, body) in ["5 parfait, merci", "1 - arrivé froid"].into_iter().enumerate() {
         let from = format!("+3362{i:07}");
-        let params: Vec<(String, String)> = [
-            ("From", format!("whatsapp:{from}")),
-            ("To", "whatsapp:+14155238886".to_owned()),
-            ("MessageSid", format!("SM{:032x}", i + 1)),
-            ("Body", body.to_owned()),
-        ]
-        .into_iter()
-        .map(|(name, value)| (name.to_owned(), value))
-        .collect();
+        let params = reply_params(&from, &format!("SM{:032x}", i + 1), body);
         let request = signed_twilio_post(&validator, WEBHOOK_URL, &params).ok_or("the demo's webhook URL")?;
         let masked = PhoneNumber::parse(&from)?.masked().to_string();
         println!("  from {masked}: {body:?}");
@@ -222,15 +227,7 @@ async fn serve(args: &[String]) -> Result<(), Failure> {
 fn webhook_event(args: &[String]) -> Result<(), Failure> {
     let required = |name: &str| flag(args, name).ok_or_else(|| format!("{name} is required"));
     let from = PhoneNumber::parse(&required("--from")?)?;
-    let params: Vec<(String, String)> = [
-        ("From", format!("whatsapp:{}", from.as_str())),
-        ("To", format!("whatsapp:{LOCAL_WHATSAPP_FROM}")),
-        ("MessageSid", required("--sid")?),
-        ("Body", required("--body")?),
-    ]
-    .into_iter()
-    .map(|(name, value)| (name.to_owned(), value))
-    .collect();
+    let params = reply_params(from.as_str(), &required("--sid")?, &required("--body")?);
     let validator = SignatureValidator::new(AuthToken::new(LOCAL_AUTH_TOKEN));
     let url = required("--url")?;
     let event = signed_twilio_post(&validator, &url, &params).ok_or("--url must be an absolute URL")?;

@@ -21,6 +21,17 @@ struct InitError<'a> {
     error_message: String,
 }
 
+/// The start of every function's `main`: installs the log subscriber, then builds the
+/// function's dependencies (settings, clients); if that fails, the error is reported as
+/// [`fail`] does and handed back for `main` to return.
+pub async fn start<Deps, E: std::fmt::Display>(deps: impl Future<Output = Result<Deps, E>>) -> Result<Deps, E> {
+    crate::runtime::logging::init();
+    match deps.await {
+        Ok(deps) => Ok(deps),
+        Err(error) => Err(fail(error).await),
+    }
+}
+
 /// Logs `error`, reports it to the Runtime API (when there is one: not in tests or
 /// tools), and hands it back for `main` to return.
 pub async fn fail<E: std::fmt::Display>(error: E) -> E {

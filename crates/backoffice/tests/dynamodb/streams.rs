@@ -11,7 +11,7 @@ use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use backoffice::jobs::clean_expired_carts::dynamo::DynamoCarts;
 use backoffice::jobs::clean_expired_carts::store::CartStore;
 use backoffice::jobs::derive_schedule::dynamo::DynamoSchedule;
-use backoffice::jobs::derive_schedule::{BatchReport, DeriveConfig, DeriveDeps, StreamBatch, process};
+use backoffice::jobs::derive_schedule::{DeriveConfig, DeriveDeps, StreamBatch, process};
 use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::store::ReviewRequestStore;
 use backoffice::store::shard::all_shards;
@@ -196,6 +196,6 @@ async fn items_written_with_business_attributes_only_reach_the_jobs_indexes() {
         (0, 0),
         "{replayed_carts:?} {replayed_orders:?}"
     );
-    assert_eq!(replayed_orders.unusable, BatchReport::default().unusable);
+    assert!(replayed_orders.unusable.is_empty(), "{replayed_orders:?}");
     stack.cleanup().await;
 }

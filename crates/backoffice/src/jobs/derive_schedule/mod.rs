@@ -143,7 +143,7 @@ impl BatchReport {
             derived = self.derived,
             unchanged = self.unchanged,
             superseded = self.superseded,
-            unusable = ?self.unusable,
+            unusable = serde_json::to_string(&self.unusable).unwrap_or_default(),
             failed = self.failed,
             "batch summary"
         );
