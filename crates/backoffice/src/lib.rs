@@ -9,6 +9,7 @@ pub mod aws;
 pub mod domain;
 pub mod https;
 pub mod jobs;
+pub mod messages;
 pub mod runtime;
 pub mod secrets;
 pub mod store;

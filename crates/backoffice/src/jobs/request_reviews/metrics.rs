@@ -61,6 +61,7 @@ mod tests {
             store_errors: 0,
             items_read: 25,
             more: false,
+            by_kind: BTreeMap::new(),
         };
         ReviewResponse {
             success: true,

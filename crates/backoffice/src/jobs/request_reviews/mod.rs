@@ -14,7 +14,7 @@ mod item;
 pub mod memory;
 mod messenger;
 pub mod metrics;
-mod send;
+mod outbox;
 pub mod store;
 mod window;
 mod writers;
@@ -28,6 +28,7 @@ use serde::Serialize;
 use serde_json::Value;
 use store::ReviewRequestStore;
 
+use crate::messages::engine::{DispatchOptions, DispatchReport, dispatch};
 use crate::runtime::clock::Clock;
 use crate::runtime::job::{Deadline, JobError, begin_run, end_run, read_payload, report_of};
 use crate::runtime::trigger::{JobPayload, PayloadError, TriggerSource};
@@ -35,7 +36,10 @@ use crate::store::StoreError;
 
 pub use config::ReviewJobConfig;
 pub use messenger::{ReviewMessenger, review_variables};
-pub use send::{ReviewOptions, ReviewReport, ReviewRunAborted, request_reviews};
+pub use outbox::{ReviewOutbox, ReviewSender};
+
+/// What a review run did: the engine's report.
+pub type ReviewReport = DispatchReport;
 pub use window::{ReviewWindow, review_window};
 
 pub const FUNCTION_NAME: &str = "request-reviews";
@@ -97,17 +101,26 @@ pub async fn run<S: ReviewRequestStore, M: ReviewMessenger>(
     // backfill never reaches an order that today's run would no longer ask.
     let mut window = window_at(as_of.now())?;
     window.too_old_before = window.too_old_before.max(window_at(deps.clock.now())?.too_old_before);
-    let options = ReviewOptions {
-        window,
+    let options = DispatchOptions {
+        due_before: window.due_before,
+        too_old_before: Some(window.too_old_before),
         page_size: config.page_size,
         concurrency: config.concurrency,
         dry_run: request.dry_run,
         claim_id: run_id.to_owned(),
         stale_claim_after: config.stale_claim_after,
+        function: FUNCTION_NAME,
     };
     // Claims, send times and the stale-claim cutoff use the real clock: a run as of a past
     // `now` beside a scheduled run leaves claims that look as fresh as they are.
-    let outcome = request_reviews(&deps.store, &deps.messenger, deps.clock.as_ref(), deadline, &options).await;
+    let outcome = dispatch(
+        &ReviewOutbox(&deps.store),
+        &ReviewSender(&deps.messenger),
+        deps.clock.as_ref(),
+        deadline,
+        &options,
+    )
+    .await;
     let (report, abort) = report_of(outcome);
     let response = ReviewResponse {
         success: abort.is_none() && report.store_errors == 0,

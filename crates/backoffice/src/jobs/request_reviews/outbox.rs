@@ -1,0 +1,169 @@
+//! The review request on the one message path: the order item's review-request state
+//! ([`ReviewRequestStore`]) seen as an [`Outbox`], and the review messenger as a
+//! [`Messenger`]. Review requests keep their state on the order because the webhook finds
+//! the order a reply answers through `review-reply-index` on the Orders table
+//! (docs/decisions/one-message-engine.md).
+
+use super::ReviewMessenger;
+use super::store::{self, DueOrder, RequestStatus, ReviewRequestStore, SkipReason};
+use crate::messages::engine::{
+    Claim, ClaimOutcome, Closing, DueMessage, DuePage, InFlightClaim, MessageId, Messenger, Outbox, Settlement,
+    Unsendable,
+};
+use crate::messages::kind::Kind;
+use crate::store::StoreError;
+use crate::twilio::{SendError, SentMessage};
+
+/// Review requests, as the engine sees them.
+pub struct ReviewOutbox<'a, S>(pub &'a S);
+
+/// The review messenger, as the engine sees it.
+pub struct ReviewSender<'a, M>(pub &'a M);
+
+fn id_of(order_id: &str) -> MessageId {
+    MessageId {
+        kind: Kind::ReviewRequest,
+        subject_id: order_id.to_owned(),
+    }
+}
+
+fn due_message(order: DueOrder) -> DueMessage {
+    DueMessage {
+        id: id_of(&order.order_id),
+        customer_phone: order.customer_phone,
+        customer_name: order.customer_name,
+        due_at: order.completed_at,
+        send_before: None,
+    }
+}
+
+fn due_order(message: &DueMessage) -> DueOrder {
+    DueOrder {
+        order_id: message.id.subject_id.clone(),
+        customer_phone: message.customer_phone.clone(),
+        customer_name: message.customer_name.clone(),
+        completed_at: message.due_at,
+    }
+}
+
+fn store_claim(claim: &Claim) -> store::Claim {
+    store::Claim {
+        claim_id: claim.claim_id.clone(),
+        claimed_at: claim.claimed_at,
+    }
+}
+
+/// The status a closed request keeps on the order.
+fn closed_status(closing: &Closing) -> RequestStatus {
+    match closing {
+        Closing::TooOld => RequestStatus::Expired,
+        Closing::Ineligible("has_review") => RequestStatus::Reviewed,
+        Closing::Ineligible(_) => RequestStatus::NotCompleted,
+        Closing::Invalid { label, .. } if *label == SkipReason::NotCompleted(String::new()).label() => {
+            RequestStatus::NotCompleted
+        }
+        Closing::Invalid { .. } => RequestStatus::Invalid,
+    }
+}
+
+fn closed_reason(closing: &Closing) -> String {
+    match closing {
+        Closing::TooOld => "completed too long ago".into(),
+        Closing::Ineligible("has_review") => "already reviewed".into(),
+        Closing::Ineligible(_) => "no longer completed".into(),
+        Closing::Invalid { detail, .. } => detail.clone(),
+    }
+}
+
+impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
+    type Cursor = S::Cursor;
+
+    async fn due_page(
+        &self,
+        shard: &str,
+        due_before: i64,
+        cursor: Option<S::Cursor>,
+        limit: i32,
+    ) -> Result<DuePage<S::Cursor>, StoreError> {
+        let page = self.0.pending_page(shard, due_before, cursor, limit).await?;
+        Ok(DuePage {
+            entries: page
+                .entries
+                .into_iter()
+                .map(|entry| {
+                    entry.map(due_message).map_err(|skipped| Unsendable {
+                        id: id_of(&skipped.order_id),
+                        label: skipped.reason.label(),
+                        detail: skipped.reason.to_string(),
+                    })
+                })
+                .collect(),
+            items_read: page.items_read,
+            next: page.next,
+        })
+    }
+
+    async fn check(&self, message: &DueMessage) -> Result<Option<&'static str>, StoreError> {
+        Ok(self.0.has_review(&message.id.subject_id).await?.then_some("has_review"))
+    }
+
+    async fn claim(&self, message: &DueMessage, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        Ok(match self.0.claim(&message.id.subject_id, &store_claim(claim)).await? {
+            store::ClaimOutcome::Claimed => ClaimOutcome::Claimed,
+            store::ClaimOutcome::TakenElsewhere => ClaimOutcome::TakenElsewhere,
+            store::ClaimOutcome::NotCompleted => ClaimOutcome::Ineligible("not_completed"),
+        })
+    }
+
+    async fn settle(&self, message: &DueMessage, claim: &Claim, settlement: &Settlement) -> Result<(), StoreError> {
+        let settlement = match settlement.clone() {
+            Settlement::Sent { message_sid, sent_at } => store::Settlement::Sent {
+                message_sid,
+                requested_at: sent_at,
+            },
+            Settlement::Failed { code, reason } => store::Settlement::Failed { code, reason },
+            Settlement::Released { reason } => store::Settlement::Released { reason },
+            Settlement::Unknown { reason } => store::Settlement::Unknown { reason },
+        };
+        self.0
+            .settle(&message.id.subject_id, &store_claim(claim), &settlement)
+            .await
+    }
+
+    async fn close(&self, id: &MessageId, closing: &Closing) -> Result<(), StoreError> {
+        self.0
+            .close(&id.subject_id, closed_status(closing), &closed_reason(closing))
+            .await
+    }
+
+    async fn in_flight(&self) -> Result<Vec<InFlightClaim>, StoreError> {
+        Ok(self
+            .0
+            .in_flight()
+            .await?
+            .into_iter()
+            .map(|claim| InFlightClaim {
+                id: id_of(&claim.order_id),
+                claimed_at: claim.claimed_at,
+            })
+            .collect())
+    }
+
+    async fn park_stale_claim(&self, claim: &InFlightClaim, reason: &str) -> Result<(), StoreError> {
+        let claim = store::InFlightClaim {
+            order_id: claim.id.subject_id.clone(),
+            claimed_at: claim.claimed_at,
+        };
+        self.0.park_stale_claim(&claim, reason).await
+    }
+
+    async fn awaiting_reconciliation(&self) -> Result<u64, StoreError> {
+        self.0.awaiting_reconciliation().await
+    }
+}
+
+impl<M: ReviewMessenger> Messenger for ReviewSender<'_, M> {
+    async fn send(&self, message: &DueMessage) -> Result<SentMessage, SendError> {
+        self.0.send_review_request(&due_order(message)).await
+    }
+}

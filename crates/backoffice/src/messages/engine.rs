@@ -1,0 +1,544 @@
+//! The one path of every outgoing message: claim, send, settle; park what is unsure for
+//! reconciliation. Each kind's storage sits behind [`Outbox`], each channel behind
+//! [`Messenger`]; nothing here knows which kind it sends.
+//!
+//! Exactly once: a message is claimed with a conditional write (which also re-checks
+//! that its subject still qualifies) before it is sent, so concurrent runs, a duplicate
+//! scheduler delivery or a Lambda retry cannot send it twice. When the outcome of a send
+//! is unknown (Twilio may have accepted it, or the run died between claim and send), the
+//! message is parked for reconciliation and never resent by itself: a missing reminder is
+//! cheaper than a customer messaged twice.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+
+use super::kind::Kind;
+use crate::domain::phone::PhoneNumber;
+use crate::runtime::clock::Clock;
+use crate::runtime::job::{Aborted, Deadline};
+use crate::store::StoreError;
+use crate::store::walk::{IndexPage, Walked, walk_shards};
+use crate::twilio::{SendError, SentMessage};
+
+/// A message's identity: one of each kind per order or cart.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId {
+    pub kind: Kind,
+    /// The order's or the cart's id.
+    pub subject_id: String,
+}
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", self.kind, self.subject_id)
+    }
+}
+
+/// A message whose time has come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueMessage {
+    pub id: MessageId,
+    pub customer_phone: PhoneNumber,
+    pub customer_name: Option<String>,
+    /// When it became due (for the review request: the order's completion).
+    pub due_at: DateTime<Utc>,
+    /// Too late to send after this: closed as `too_old` instead.
+    pub send_before: Option<DateTime<Utc>>,
+}
+
+/// A due entry that cannot become a message, and why (missing phone, unreadable time...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsendable {
+    pub id: MessageId,
+    /// A short label for counts and metrics.
+    pub label: &'static str,
+    pub detail: String,
+}
+
+/// Why a message is closed without being sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closing {
+    /// Its time to be useful passed before a run reached it.
+    TooOld,
+    /// Its subject no longer qualifies (paid, collected, cancelled, reviewed, converted...).
+    Ineligible(&'static str),
+    /// Its data cannot make a message.
+    Invalid { label: &'static str, detail: String },
+}
+
+impl Closing {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::TooOld => "too_old",
+            Self::Ineligible(label) | Self::Invalid { label, .. } => label,
+        }
+    }
+}
+
+/// A run's hold on one message: written by the claim, required by every later update, so
+/// a run can only settle what it claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub claim_id: String,
+    pub claimed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    Claimed,
+    /// Another run claimed or settled it first (a concurrent or duplicate run).
+    TakenElsewhere,
+    /// The subject no longer qualifies: the message is closed with this reason.
+    Ineligible(&'static str),
+}
+
+/// How a claimed message ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    Sent {
+        message_sid: String,
+        sent_at: DateTime<Utc>,
+    },
+    /// Twilio refused for good (invalid or unsubscribed number, ...).
+    Failed { code: Option<u32>, reason: String },
+    /// Nothing was delivered and trying again later may work: back in line.
+    Released { reason: String },
+    /// The message may have gone out: parked for reconciliation, never resent by itself.
+    Unknown { reason: String },
+}
+
+/// A claim still held, as the store lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlightClaim {
+    pub id: MessageId,
+    pub claimed_at: Option<DateTime<Utc>>,
+}
+
+/// A page of due entries.
+pub type DuePage<Cursor> = IndexPage<Result<DueMessage, Unsendable>, Cursor>;
+
+/// Where messages wait, are claimed and settled.
+pub trait Outbox: Send + Sync {
+    type Cursor: Send;
+
+    /// Due entries of `shard` whose due time is strictly before `due_before` (epoch seconds).
+    fn due_page(
+        &self,
+        shard: &str,
+        due_before: i64,
+        cursor: Option<Self::Cursor>,
+        limit: i32,
+    ) -> impl Future<Output = Result<DuePage<Self::Cursor>, StoreError>> + Send;
+
+    /// A check the claim's own condition cannot make; `Some(reason)`: close, do not send.
+    fn check(&self, message: &DueMessage) -> impl Future<Output = Result<Option<&'static str>, StoreError>> + Send;
+
+    /// Takes the message out of line, only if it is still waiting and its subject still
+    /// qualifies. The step that makes sending exactly-once.
+    fn claim(
+        &self,
+        message: &DueMessage,
+        claim: &Claim,
+    ) -> impl Future<Output = Result<ClaimOutcome, StoreError>> + Send;
+
+    fn settle(
+        &self,
+        message: &DueMessage,
+        claim: &Claim,
+        settlement: &Settlement,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Closes a waiting message without sending. Does nothing if a run claimed it meanwhile.
+    fn close(&self, id: &MessageId, closing: &Closing) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every claim held.
+    fn in_flight(&self) -> impl Future<Output = Result<Vec<InFlightClaim>, StoreError>> + Send;
+
+    /// Parks a claim left behind by a run that died for reconciliation, if it is still
+    /// the same claim.
+    fn park_stale_claim(
+        &self,
+        claim: &InFlightClaim,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Messages waiting for reconciliation.
+    fn awaiting_reconciliation(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// Sends one message. Twilio in production; a fake in unit tests.
+pub trait Messenger: Send + Sync {
+    fn send(&self, message: &DueMessage) -> impl Future<Output = Result<SentMessage, SendError>> + Send;
+}
+
+/// What one kind's messages did in a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KindCounts {
+    pub sent: u64,
+    pub failed: u64,
+    pub released: u64,
+    pub unknown: u64,
+    pub skipped: BTreeMap<&'static str, u64>,
+}
+
+/// What one run did. Serialised into the result and the run summary log line.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DispatchReport {
+    /// In the response as the contract's top-level `sent`.
+    #[serde(skip)]
+    pub sent: u64,
+    /// Refused by Twilio for good (invalid or unsubscribed number...), not retried.
+    /// In the response as the contract's top-level `failed`.
+    #[serde(skip)]
+    pub failed: u64,
+    pub failed_reasons: BTreeMap<String, u64>,
+    /// Not delivered and retryable (429, 5xx, network): back in line for the next run.
+    pub released: u64,
+    /// Twilio may have the message: parked for reconciliation, not resent.
+    pub unknown: u64,
+    /// Due messages that were not sent, by reason (too_old, has_review, paid, invalid_phone...).
+    pub skipped: BTreeMap<&'static str, u64>,
+    /// A dry run's count of the messages it would send.
+    pub would_send: u64,
+    /// Claims left by a run that died, parked for reconciliation by this run.
+    pub stale_claims_parked: u64,
+    /// Messages waiting for a person to reconcile, after this run.
+    pub awaiting_reconciliation: u64,
+    /// DynamoDB errors on single messages; those are retried by the next run.
+    pub store_errors: u64,
+    pub items_read: u64,
+    /// True when the run stopped at its deadline (or on a configuration error) with work left.
+    pub more: bool,
+    /// The same outcomes, per kind.
+    pub by_kind: BTreeMap<Kind, KindCounts>,
+}
+
+impl DispatchReport {
+    /// Due messages this run looked at.
+    pub fn total(&self) -> u64 {
+        self.sent + self.failed + self.released + self.unknown + self.would_send + self.skipped.values().sum::<u64>()
+    }
+
+    fn count(&mut self, kind: Kind, outcome: Outcome) {
+        let counts = self.by_kind.entry(kind).or_default();
+        match outcome {
+            Outcome::Sent => {
+                self.sent += 1;
+                counts.sent += 1;
+            }
+            Outcome::Failed(reason) => {
+                self.failed += 1;
+                counts.failed += 1;
+                *self.failed_reasons.entry(reason).or_default() += 1;
+            }
+            Outcome::Released => {
+                self.released += 1;
+                counts.released += 1;
+            }
+            Outcome::Unknown => {
+                self.unknown += 1;
+                counts.unknown += 1;
+            }
+            Outcome::Skipped(reason) => {
+                *self.skipped.entry(reason).or_default() += 1;
+                *counts.skipped.entry(reason).or_default() += 1;
+            }
+            Outcome::WouldSend => self.would_send += 1,
+            Outcome::NotStarted => self.more = true,
+            Outcome::StoreError => self.store_errors += 1,
+        }
+    }
+}
+
+pub struct DispatchOptions {
+    /// Entries due strictly before this are read.
+    pub due_before: DateTime<Utc>,
+    /// Entries due strictly before this are closed as too old (the review request's window).
+    pub too_old_before: Option<DateTime<Utc>>,
+    pub page_size: i32,
+    pub concurrency: usize,
+    pub dry_run: bool,
+    /// Written on every claim of this run, so only this run settles them.
+    pub claim_id: String,
+    pub stale_claim_after: Duration,
+    /// The function name in log lines.
+    pub function: &'static str,
+}
+
+/// A run that could not read or update the store. `report` holds what was done before.
+pub type DispatchAborted = Aborted<DispatchReport>;
+
+/// How one due message ended in this run.
+enum Outcome {
+    Sent,
+    Failed(String),
+    Released,
+    Unknown,
+    Skipped(&'static str),
+    WouldSend,
+    NotStarted,
+    StoreError,
+}
+
+/// Sends every due message of the outbox.
+pub async fn dispatch<O: Outbox, M: Messenger>(
+    outbox: &O,
+    messenger: &M,
+    clock: &dyn Clock,
+    deadline: Deadline,
+    options: &DispatchOptions,
+) -> Result<DispatchReport, DispatchAborted> {
+    let mut report = DispatchReport::default();
+    let aborted = |report: DispatchReport, cause| DispatchAborted { report, cause };
+    if !options.dry_run {
+        match park_stale_claims(outbox, clock, options).await {
+            Ok(parked) => report.stale_claims_parked = parked,
+            Err(cause) => return Err(aborted(report, cause)),
+        }
+    }
+    // A configuration error (bad credentials, unknown sender) fails every send: stop.
+    let halted = AtomicBool::new(false);
+    let stopped_early = AtomicBool::new(false);
+    let items_read = AtomicU64::new(0);
+    // One stream over every page of every shard feeds one pool of in-flight messages, so
+    // sends go on while the next page is read: the rate limiter never waits on a page
+    // boundary. Pages are read only as the pool needs more, so memory stays at one page
+    // plus the messages in flight.
+    let due_before = options.due_before.timestamp();
+    let entries = walk_shards(
+        |shard, cursor| async move { outbox.due_page(&shard, due_before, cursor, options.page_size).await },
+        || deadline.reached() || halted.load(Ordering::Relaxed),
+    )
+    .map(|walked| {
+        let entries = match walked {
+            Ok(Walked::Page(page)) => {
+                items_read.fetch_add(page.items_read, Ordering::Relaxed);
+                page.entries.into_iter().map(Ok).collect()
+            }
+            Ok(Walked::StoppedEarly) => {
+                stopped_early.store(true, Ordering::Relaxed);
+                Vec::new()
+            }
+            Err(cause) => vec![Err(cause)],
+        };
+        futures::stream::iter(entries)
+    })
+    .flatten();
+    let mut abort = None;
+    let outcomes = entries
+        .map(|entry| {
+            let halted = &halted;
+            async move {
+                match entry {
+                    Ok(entry) => {
+                        let kind = match &entry {
+                            Ok(message) => message.id.kind,
+                            Err(unsendable) => unsendable.id.kind,
+                        };
+                        Ok((
+                            kind,
+                            handle_entry(outbox, messenger, clock, deadline, options, halted, entry).await,
+                        ))
+                    }
+                    Err(cause) => Err(cause),
+                }
+            }
+        })
+        .buffer_unordered(options.concurrency);
+    let mut outcomes = std::pin::pin!(outcomes);
+    while let Some(outcome) = outcomes.next().await {
+        match outcome {
+            Ok((kind, outcome)) => report.count(kind, outcome),
+            Err(cause) => abort = Some(cause),
+        }
+    }
+    report.items_read = items_read.load(Ordering::Relaxed);
+    if stopped_early.load(Ordering::Relaxed) || halted.load(Ordering::Relaxed) {
+        report.more = true;
+    }
+    if let Some(cause) = abort {
+        return Err(aborted(report, cause));
+    }
+    match outbox.awaiting_reconciliation().await {
+        Ok(count) => report.awaiting_reconciliation = count,
+        Err(cause) => return Err(aborted(report, cause)),
+    }
+    Ok(report)
+}
+
+async fn park_stale_claims<O: Outbox>(
+    outbox: &O,
+    clock: &dyn Clock,
+    options: &DispatchOptions,
+) -> Result<u64, StoreError> {
+    let cutoff = clock.now() - TimeDelta::from_std(options.stale_claim_after).unwrap_or(TimeDelta::MAX);
+    let mut parked = 0;
+    for claim in outbox.in_flight().await? {
+        if claim.claimed_at.is_none_or(|at| at < cutoff) {
+            tracing::warn!(
+                function = options.function,
+                message = %claim.id,
+                claimed_at = ?claim.claimed_at,
+                "a run died between claim and outcome: parked for reconciliation, not resent"
+            );
+            outbox
+                .park_stale_claim(
+                    &claim,
+                    "claimed by a run that did not finish; message may have been sent",
+                )
+                .await?;
+            parked += 1;
+        }
+    }
+    Ok(parked)
+}
+
+/// Closes a message that will not be sent; `Skipped(label)` unless the close itself failed.
+async fn close<O: Outbox>(outbox: &O, options: &DispatchOptions, id: &MessageId, closing: Closing) -> Outcome {
+    if !options.dry_run
+        && let Err(error) = outbox.close(id, &closing).await
+    {
+        tracing::warn!(function = options.function, message = %id, %error, "could not close the message");
+        return Outcome::StoreError;
+    }
+    Outcome::Skipped(closing.label())
+}
+
+async fn handle_entry<O: Outbox, M: Messenger>(
+    outbox: &O,
+    messenger: &M,
+    clock: &dyn Clock,
+    deadline: Deadline,
+    options: &DispatchOptions,
+    halted: &AtomicBool,
+    entry: Result<DueMessage, Unsendable>,
+) -> Outcome {
+    if deadline.reached() || halted.load(Ordering::Relaxed) {
+        return Outcome::NotStarted;
+    }
+    let message = match entry {
+        Ok(message) => message,
+        Err(unsendable) => {
+            tracing::warn!(function = options.function, message = %unsendable.id, reason = %unsendable.detail, "skipping message");
+            let closing = Closing::Invalid {
+                label: unsendable.label,
+                detail: unsendable.detail,
+            };
+            return close(outbox, options, &unsendable.id, closing).await;
+        }
+    };
+    let too_old = options.too_old_before.is_some_and(|before| message.due_at < before)
+        || message.send_before.is_some_and(|before| clock.now() >= before);
+    if too_old {
+        return close(outbox, options, &message.id, Closing::TooOld).await;
+    }
+    match outbox.check(&message).await {
+        Ok(None) => {}
+        Ok(Some(reason)) => return close(outbox, options, &message.id, Closing::Ineligible(reason)).await,
+        Err(error) => {
+            tracing::warn!(function = options.function, message = %message.id, %error, "could not check the message");
+            return Outcome::StoreError;
+        }
+    }
+    if options.dry_run {
+        return Outcome::WouldSend;
+    }
+    let claim = Claim {
+        claim_id: options.claim_id.clone(),
+        claimed_at: clock.now(),
+    };
+    match outbox.claim(&message, &claim).await {
+        Ok(ClaimOutcome::Claimed) => {}
+        Ok(ClaimOutcome::TakenElsewhere) => return Outcome::Skipped("claimed_elsewhere"),
+        Ok(ClaimOutcome::Ineligible(reason)) => {
+            return close(outbox, options, &message.id, Closing::Ineligible(reason)).await;
+        }
+        Err(error) => {
+            tracing::warn!(function = options.function, message = %message.id, %error, "could not claim the message");
+            return Outcome::StoreError;
+        }
+    }
+
+    let sent = messenger.send(&message).await;
+    let (settlement, outcome) = settlement_for(options.function, &message, sent, clock.now(), halted);
+    if let Err(error) = outbox.settle(&message, &claim, &settlement).await {
+        // The claim stays held; the next run parks it for reconciliation, so this message
+        // is never sent twice.
+        tracing::error!(function = options.function, message = %message.id, ?settlement, %error, "could not record the outcome");
+        return Outcome::StoreError;
+    }
+    outcome
+}
+
+fn settlement_for(
+    function: &'static str,
+    message: &DueMessage,
+    sent: Result<SentMessage, SendError>,
+    now: DateTime<Utc>,
+    halted: &AtomicBool,
+) -> (Settlement, Outcome) {
+    let to = message.customer_phone.masked();
+    let id = &message.id;
+    match sent {
+        Ok(sent) => {
+            tracing::info!(function, message = %id, kind = %id.kind, %to, message_sid = %sent.sid, "message sent");
+            (
+                Settlement::Sent {
+                    message_sid: sent.sid,
+                    sent_at: now,
+                },
+                Outcome::Sent,
+            )
+        }
+        Err(error) if error.may_have_been_delivered() => {
+            tracing::warn!(function, message = %id, %to, %error, "outcome unknown: parked for reconciliation");
+            (
+                Settlement::Unknown {
+                    reason: error.to_string(),
+                },
+                Outcome::Unknown,
+            )
+        }
+        Err(error) if error.is_configuration_error() => {
+            tracing::error!(function, message = %id, %error, "Twilio configuration error: stopping the run");
+            halted.store(true, Ordering::Relaxed);
+            (
+                Settlement::Released {
+                    reason: error.to_string(),
+                },
+                Outcome::Released,
+            )
+        }
+        Err(error) if error.is_retryable() => {
+            tracing::warn!(function, message = %id, %to, %error, "not sent, released for the next run");
+            (
+                Settlement::Released {
+                    reason: error.to_string(),
+                },
+                Outcome::Released,
+            )
+        }
+        Err(error) => {
+            let label = match error.twilio_code() {
+                Some(code) => format!("twilio_{code}"),
+                None => "rejected".to_string(),
+            };
+            tracing::warn!(function, message = %id, %to, %error, "Twilio refused the message for good");
+            (
+                Settlement::Failed {
+                    code: error.twilio_code(),
+                    reason: error.to_string(),
+                },
+                Outcome::Failed(label),
+            )
+        }
+    }
+}
