@@ -1,10 +1,14 @@
 //! Wiring only: read the config, build the DynamoDB client once, run the handler.
 
+use std::sync::Arc;
+
 use backoffice::aws::{SdkSettings, dynamodb_client, load_sdk_config};
 use backoffice::jobs::clean_expired_carts::dynamo::DynamoCarts;
 use backoffice::jobs::derive_schedule::dynamo::DynamoSchedule;
 use backoffice::jobs::derive_schedule::{self, DeriveConfig, DeriveDeps, StreamBatch};
 use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
+use backoffice::messages::outbox::{DynamoOutbox, OutboxTables};
+use backoffice::runtime::clock::SystemClock;
 use backoffice::runtime::config::ProcessEnv;
 use backoffice::runtime::init;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -27,8 +31,19 @@ async fn deps() -> Result<DeriveDeps<DynamoSchedule>, Error> {
     Ok(DeriveDeps {
         store: DynamoSchedule {
             carts: DynamoCarts::new(client.clone(), config.carts_table.clone()),
-            // The orders adapter's reviews table is never touched by this function.
-            orders: DynamoOrders::new(client, config.orders_table.clone(), String::new()),
+            // The reviews table is never touched by this function: it only schedules.
+            orders: DynamoOrders::new(client.clone(), config.orders_table.clone(), String::new()),
+            outbox: DynamoOutbox::new(
+                client,
+                OutboxTables {
+                    messages: config.messages_table.clone(),
+                    orders: config.orders_table.clone(),
+                    carts: config.carts_table.clone(),
+                    reviews: String::new(),
+                },
+                config.kinds.clone(),
+                Arc::new(SystemClock),
+            ),
         },
         config,
     })

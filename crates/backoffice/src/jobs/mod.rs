@@ -7,3 +7,4 @@ pub mod clean_expired_carts;
 pub mod derive_schedule;
 pub mod record_review_reply;
 pub mod request_reviews;
+pub mod send_messages;

@@ -235,6 +235,15 @@ impl KindsConfig {
         Self::from_env(&std::collections::HashMap::<String, String>::new()).unwrap_or(Self { settings: Vec::new() })
     }
 
+    /// Every kind turned off (tests that look at something else).
+    pub fn all_disabled() -> Self {
+        let mut kinds = Self::defaults();
+        for (_, settings) in &mut kinds.settings {
+            settings.enabled = false;
+        }
+        kinds
+    }
+
     pub fn get(&self, kind: Kind) -> Option<&KindSettings> {
         self.settings.iter().find(|(k, _)| *k == kind).map(|(_, s)| s)
     }

@@ -1,5 +1,9 @@
 //! Every outgoing message of an order's or a cart's life: the kinds and their settings,
 //! what each subject's changes schedule, and the one engine that sends them.
 
+pub mod eligibility;
 pub mod engine;
 pub mod kind;
+pub mod outbox;
+pub mod plan;
+pub mod sender;

@@ -1,20 +1,28 @@
 //! `derive-schedule`'s settings.
 
+use crate::messages::kind::KindsConfig;
 use crate::runtime::config::{ConfigError, EnvSource, required_var};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeriveConfig {
     pub carts_table: String,
     pub orders_table: String,
+    /// Where the messages the changes schedule wait.
+    pub messages_table: String,
+    /// What each kind of message needs, to schedule it.
+    pub kinds: KindsConfig,
 }
 
 impl DeriveConfig {
-    /// `CARTS_TABLE`, `ORDERS_TABLE` (both required): the tables whose streams this
-    /// function reads, and the only ones it writes.
+    /// `CARTS_TABLE`, `ORDERS_TABLE` (required): the tables whose streams this function
+    /// reads and writes; `MESSAGES_TABLE` (required): where it schedules messages; every
+    /// kind's settings ([`KindsConfig::from_env`]).
     pub fn from_env(env: &impl EnvSource) -> Result<Self, ConfigError> {
         Ok(Self {
             carts_table: required_var(env, "CARTS_TABLE")?,
             orders_table: required_var(env, "ORDERS_TABLE")?,
+            messages_table: required_var(env, "MESSAGES_TABLE")?,
+            kinds: KindsConfig::from_env(env)?,
         })
     }
 
@@ -48,6 +56,7 @@ mod tests {
         let config = DeriveConfig::from_env(&env_of(&[
             ("CARTS_TABLE", "shop-carts"),
             ("ORDERS_TABLE", "shop-orders"),
+            ("MESSAGES_TABLE", "shop-messages"),
         ]))
         .unwrap();
         let arn = |table: &str| {

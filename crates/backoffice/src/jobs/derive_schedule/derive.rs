@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::cart::{CART_LIFETIME, expiry_shard_for};
+use crate::messages::plan::Step;
 use crate::store::dynamo::{Item, string};
 
 /// A write that completes an item's derived attributes.
@@ -21,6 +22,8 @@ pub enum Derivation {
         stored_completed_at: String,
         completed_at: DateTime<Utc>,
     },
+    /// A message to schedule, postpone or drop in the Messages table.
+    Message(Step),
 }
 
 /// Why a record's item cannot be completed: counted, logged, never retried.

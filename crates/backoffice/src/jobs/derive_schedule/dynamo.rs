@@ -5,16 +5,19 @@ use super::derive::Derivation;
 use super::store::{Applied, ScheduleStore};
 use crate::jobs::clean_expired_carts::dynamo::DynamoCarts;
 use crate::jobs::request_reviews::dynamo::DynamoOrders;
+use crate::messages::outbox::{self, DynamoOutbox};
 use crate::store::StoreError;
 
 pub struct DynamoSchedule {
     pub carts: DynamoCarts,
     pub orders: DynamoOrders,
+    pub outbox: DynamoOutbox,
 }
 
 impl ScheduleStore for DynamoSchedule {
     async fn apply(&self, derivation: &Derivation) -> Result<Applied, StoreError> {
         let written = match derivation {
+            Derivation::Message(step) => self.outbox.apply(step).await? == outbox::Applied::Written,
             Derivation::CartExpiry {
                 cart_id,
                 expiry_shard,

@@ -8,6 +8,7 @@ pub fn metrics(report: &BatchReport) -> Vec<MetricDocument> {
         dimensions: function_dimension(FUNCTION_NAME),
         metrics: vec![
             Metric::count("RecordsDerived", report.derived),
+            Metric::count("MessagesScheduled", report.messages),
             Metric::count("RecordsUnchanged", report.unchanged),
             Metric::count("RecordsSuperseded", report.superseded),
             Metric::count("RecordsUnusable", report.unusable.values().sum()),

@@ -28,6 +28,7 @@ use serde_json::value::RawValue;
 pub use self::config::{DeriveConfig, SourceTable};
 use self::derive::{derive_cart, derive_order};
 use self::store::{Applied, ScheduleStore};
+use crate::messages::plan::{plan_cart, plan_order};
 use crate::runtime::metrics::emit;
 use crate::store::dynamo::Item;
 
@@ -51,8 +52,10 @@ pub struct StreamBatch {
 pub struct BatchReport {
     /// Derived attributes written.
     pub derived: u64,
+    /// Messages scheduled, postponed or dropped in the Messages table.
+    pub messages: u64,
     /// Nothing to derive: complete already (this function's own writes included), not
-    /// completed, or a removal.
+    /// completed, or a removal; or a message already scheduled or no longer waiting.
     pub unchanged: u64,
     /// The item changed or went away since the record: a later record carries it.
     pub superseded: u64,
@@ -88,36 +91,50 @@ pub async fn process<S: ScheduleStore>(
                 continue;
             }
         };
-        let derivation = match derivation_of(&deps.config, &record) {
-            Ok(Some(derivation)) => derivation,
-            Ok(None) => {
-                report.unchanged += 1;
-                continue;
-            }
+        let (derivations, unusable) = match derivations_of(&deps.config, &record) {
+            Ok(found) => found,
             Err(reason) => {
                 *report.unusable.entry(reason).or_default() += 1;
                 continue;
             }
         };
-        match deps.store.apply(&derivation).await {
-            Ok(Applied::Written) => report.derived += 1,
-            Ok(Applied::Superseded) => report.superseded += 1,
-            Err(error) => {
-                tracing::warn!(function = FUNCTION_NAME, %error, "derived attributes not written; Lambda retries from this record");
-                report.failed = (batch.records.len() - position) as u64;
-                let mut failure = DynamoDbBatchItemFailure::default();
-                failure.item_identifier = record.change.sequence_number.clone();
-                response.batch_item_failures.push(failure);
-                break;
+        for reason in &unusable {
+            *report.unusable.entry(reason).or_default() += 1;
+        }
+        if derivations.is_empty() && unusable.is_empty() {
+            report.unchanged += 1;
+        }
+        for derivation in &derivations {
+            let is_message = matches!(derivation, derive::Derivation::Message(_));
+            match deps.store.apply(derivation).await {
+                Ok(Applied::Written) if is_message => report.messages += 1,
+                Ok(Applied::Written) => report.derived += 1,
+                Ok(Applied::Superseded) if is_message => report.unchanged += 1,
+                Ok(Applied::Superseded) => report.superseded += 1,
+                Err(error) => {
+                    // Every write of a record is idempotent: retrying the whole record is safe.
+                    tracing::warn!(function = FUNCTION_NAME, %error, "a write failed; Lambda retries from this record");
+                    report.failed = (batch.records.len() - position) as u64;
+                    let mut failure = DynamoDbBatchItemFailure::default();
+                    failure.item_identifier = record.change.sequence_number.clone();
+                    response.batch_item_failures.push(failure);
+                    return (report, response);
+                }
             }
         }
     }
     (report, response)
 }
 
-fn derivation_of(config: &DeriveConfig, record: &EventRecord) -> Result<Option<derive::Derivation>, &'static str> {
+/// What a record asks for: the derived attributes its item lacks, then the messages its
+/// change schedules. `Err`: the record cannot be used at all; the second part of `Ok`
+/// names what could not be derived or planned, while the rest still is.
+fn derivations_of(
+    config: &DeriveConfig,
+    record: &EventRecord,
+) -> Result<(Vec<derive::Derivation>, Vec<&'static str>), &'static str> {
     if record.event_name == "REMOVE" {
-        return Ok(None);
+        return Ok((Vec::new(), Vec::new()));
     }
     let table = record
         .event_source_arn
@@ -128,11 +145,31 @@ fn derivation_of(config: &DeriveConfig, record: &EventRecord) -> Result<Option<d
         return Err("no_new_image");
     }
     let item: Item = record.change.new_image.clone().into();
-    let derived = match table {
-        SourceTable::Carts => derive_cart(&item),
-        SourceTable::Orders => derive_order(&item),
+    let old: Option<Item> = (!record.change.old_image.is_empty()).then(|| record.change.old_image.clone().into());
+    let changed_at = record.change.approximate_creation_date_time;
+    let (derived, planned) = match table {
+        SourceTable::Carts => (
+            derive_cart(&item),
+            plan_cart(old.as_ref(), &item, changed_at, &config.kinds),
+        ),
+        SourceTable::Orders => (
+            derive_order(&item),
+            plan_order(old.as_ref(), &item, changed_at, &config.kinds),
+        ),
     };
-    derived.map_err(<&'static str>::from)
+    let mut unusable = Vec::new();
+    let mut derivations: Vec<derive::Derivation> = match derived {
+        Ok(derivation) => derivation.into_iter().collect(),
+        Err(reason) => {
+            unusable.push(<&'static str>::from(reason));
+            Vec::new()
+        }
+    };
+    match planned {
+        Ok(steps) => derivations.extend(steps.into_iter().map(derive::Derivation::Message)),
+        Err(reason) => unusable.push(<&'static str>::from(reason)),
+    }
+    Ok((derivations, unusable))
 }
 
 impl BatchReport {
@@ -141,6 +178,7 @@ impl BatchReport {
             function = FUNCTION_NAME,
             records,
             derived = self.derived,
+            messages = self.messages,
             unchanged = self.unchanged,
             superseded = self.superseded,
             unusable = serde_json::to_string(&self.unusable).unwrap_or_default(),

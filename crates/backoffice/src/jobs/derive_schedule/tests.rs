@@ -6,6 +6,7 @@ use super::derive::Derivation;
 use super::store::{Applied, ScheduleStore};
 use super::*;
 use crate::domain::cart::expiry_shard_for;
+use crate::messages::kind::KindsConfig;
 use crate::runtime::config::env_of;
 use crate::store::StoreError;
 
@@ -41,7 +42,12 @@ fn deps(store: RecordingStore) -> DeriveDeps<RecordingStore> {
         config: DeriveConfig::from_env(&env_of(&[
             ("CARTS_TABLE", "shop-carts"),
             ("ORDERS_TABLE", "shop-orders"),
+            ("MESSAGES_TABLE", "shop-messages"),
         ]))
+        .map(|config| DeriveConfig {
+            kinds: KindsConfig::all_disabled(),
+            ..config
+        })
         .unwrap(),
     }
 }

@@ -1,0 +1,84 @@
+//! The dispatcher's settings, read from the environment.
+
+use std::time::Duration;
+
+use crate::messages::kind::KindsConfig;
+use crate::messages::outbox::OutboxTables;
+use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendMessagesConfig {
+    pub tables: OutboxTablesConfig,
+    pub kinds: KindsConfig,
+    pub page_size: i32,
+    /// Messages in progress at once (the Twilio rate limit paces the sends).
+    pub concurrency: usize,
+    pub stop_margin: Duration,
+    /// A claim older than this belongs to a run that died: it is parked for reconciliation.
+    pub stale_claim_after: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxTablesConfig {
+    pub messages: String,
+    pub orders: String,
+    pub carts: String,
+    pub reviews: String,
+}
+
+impl From<&OutboxTablesConfig> for OutboxTables {
+    fn from(tables: &OutboxTablesConfig) -> Self {
+        Self {
+            messages: tables.messages.clone(),
+            orders: tables.orders.clone(),
+            carts: tables.carts.clone(),
+            reviews: tables.reviews.clone(),
+        }
+    }
+}
+
+impl OutboxTablesConfig {
+    /// `MESSAGES_TABLE`, `ORDERS_TABLE`, `CARTS_TABLE`, `REVIEWS_TABLE` (all required).
+    pub fn from_env(env: &impl EnvSource) -> Result<Self, ConfigError> {
+        Ok(Self {
+            messages: required_var(env, "MESSAGES_TABLE")?,
+            orders: required_var(env, "ORDERS_TABLE")?,
+            carts: required_var(env, "CARTS_TABLE")?,
+            reviews: required_var(env, "REVIEWS_TABLE")?,
+        })
+    }
+}
+
+impl SendMessagesConfig {
+    /// The tables, every kind's settings ([`KindsConfig::from_env`]), `MESSAGES_PAGE_SIZE`
+    /// (200), `MESSAGES_CONCURRENCY` (40), `STOP_MARGIN_MS` (10000), `STALE_CLAIM_MINUTES` (20).
+    pub fn from_env(env: &impl EnvSource) -> Result<Self, ConfigError> {
+        let config = Self {
+            tables: OutboxTablesConfig::from_env(env)?,
+            kinds: KindsConfig::from_env(env)?,
+            page_size: parse_var(env, "MESSAGES_PAGE_SIZE")?.unwrap_or(200),
+            concurrency: parse_var(env, "MESSAGES_CONCURRENCY")?.unwrap_or(40),
+            stop_margin: parse_var(env, "STOP_MARGIN_MS")?
+                .map(Duration::from_millis)
+                .unwrap_or(Duration::from_secs(10)),
+            stale_claim_after: parse_var(env, "STALE_CLAIM_MINUTES")?
+                .map(|minutes: u64| Duration::from_secs(minutes * 60))
+                .unwrap_or(Duration::from_secs(20 * 60)),
+        };
+        if !(1..=1000).contains(&config.page_size) {
+            return Err(ConfigError::Invalid {
+                name: "MESSAGES_PAGE_SIZE",
+                value: config.page_size.to_string(),
+                reason: "must be between 1 and 1000".into(),
+            });
+        }
+        if config.concurrency == 0 {
+            return Err(ConfigError::Invalid {
+                name: "MESSAGES_CONCURRENCY",
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(config)
+    }
+}

@@ -1,0 +1,52 @@
+//! The metrics of one `send-messages` run: the run's totals, then one document per kind
+//! (dimensions `Function`, `Kind`) and one per kind and skip reason (`Function`, `Kind`,
+//! `Reason`), so the dashboard shows each kind's sent, failed, unknown and skipped.
+
+use super::{FUNCTION_NAME, SendMessagesResponse};
+use crate::runtime::metrics::{Metric, MetricDocument, Unit, function_dimension};
+
+pub fn metrics(response: &SendMessagesResponse) -> Vec<MetricDocument> {
+    if response.dry_run {
+        return Vec::new();
+    }
+    let report = &response.report;
+    let mut documents = vec![MetricDocument {
+        dimensions: function_dimension(FUNCTION_NAME),
+        metrics: vec![
+            Metric::count("MessagesSent", report.sent),
+            Metric::count("MessagesFailed", report.failed),
+            Metric::count("MessagesReleased", report.released),
+            Metric::count("MessagesUnknown", report.unknown),
+            Metric::count("MessagesSkipped", report.skipped.values().sum()),
+            Metric::count("MessagesAwaitingReconciliation", report.awaiting_reconciliation),
+            Metric::count("RunLeftWork", u64::from(report.more)),
+            Metric {
+                name: "RunDuration",
+                unit: Unit::Milliseconds,
+                value: response.duration_ms,
+            },
+        ],
+    }];
+    for (kind, counts) in &report.by_kind {
+        let mut dimensions = function_dimension(FUNCTION_NAME);
+        dimensions.push(("Kind", kind.as_str().to_owned()));
+        documents.push(MetricDocument {
+            dimensions: dimensions.clone(),
+            metrics: vec![
+                Metric::count("MessagesSent", counts.sent),
+                Metric::count("MessagesFailed", counts.failed),
+                Metric::count("MessagesUnknown", counts.unknown),
+                Metric::count("MessagesSkipped", counts.skipped.values().sum()),
+            ],
+        });
+        for (reason, count) in &counts.skipped {
+            let mut dimensions = dimensions.clone();
+            dimensions.push(("Reason", (*reason).to_owned()));
+            documents.push(MetricDocument {
+                dimensions,
+                metrics: vec![Metric::count("MessagesSkipped", *count)],
+            });
+        }
+    }
+    documents
+}

@@ -1,0 +1,673 @@
+//! The Messages table: one item per (kind, order or cart), the outbox of every kind but
+//! the review request. The one module that maps its items.
+//!
+//! | attribute | |
+//! |---|---|
+//! | `messageId` | key: `{kind}#{subjectId}`, so a subject gets each kind once |
+//! | `kind`, `subjectId`, `customerPhone`, `customerName` | copied from the subject when scheduled |
+//! | `dueAt`, `sendBefore` | epoch seconds; `dueAt` is `due-index`'s range key |
+//! | `status` | `pending`, `sending`, `sent`, `failed`, `unknown` or `skipped` |
+//! | `dueShard` | `due-index`'s hash key: `00`..`15` while pending, `sending` while claimed, `reconcile` when unknown; removed once settled |
+//! | `claimId`, `claimedAt`, `attempts`, `messageSid`, `sentAt`, `lastError`, `skipReason` | the engine's record |
+//! | `expiresAt` | TTL: 90 days after `sendBefore` |
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Select, TransactWriteItem, Update};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::eligibility::{needs_no_review, subject_condition, why_not};
+use super::engine::{
+    Claim, ClaimOutcome, Closing, DueMessage, DuePage, InFlightClaim, MessageId, Outbox, Settlement, Unsendable,
+};
+use super::kind::{Kind, KindsConfig, Subject};
+use super::plan::{Scheduled, Step};
+use crate::domain::phone::PhoneNumber;
+use crate::runtime::clock::Clock;
+use crate::store::StoreError;
+use crate::store::dynamo::{Item, is_condition_failure, n, rfc3339, s, store_error, string};
+use crate::store::shard::shard_of;
+
+/// The GSI the dispatcher reads; defined in template.yaml.
+pub const DUE_INDEX: &str = "due-index";
+const SENDING: &str = "sending";
+const RECONCILE: &str = "reconcile";
+/// How long a settled message is kept for the record.
+const KEPT_FOR: TimeDelta = TimeDelta::days(90);
+
+/// Where a message stands, as stored in `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum MessageStatus {
+    Pending,
+    Sending,
+    Sent,
+    Failed,
+    Unknown,
+    Skipped,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// A new message as written by [`DynamoOutbox::schedule`].
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NewMessageItem<'a> {
+    message_id: String,
+    kind: Kind,
+    subject_type: Subject,
+    subject_id: &'a str,
+    customer_phone: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_name: Option<&'a str>,
+    due_at: i64,
+    send_before: i64,
+    status: MessageStatus,
+    due_shard: String,
+    scheduled_at: String,
+    expires_at: i64,
+}
+
+/// A message as the dispatcher and tools read it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredMessage {
+    pub message_id: String,
+    pub subject_id: String,
+    pub customer_phone: String,
+    #[serde(default)]
+    pub customer_name: Option<String>,
+    pub due_at: i64,
+    pub send_before: i64,
+    pub status: MessageStatus,
+    #[serde(default)]
+    pub claim_id: Option<String>,
+    #[serde(default)]
+    pub claimed_at: Option<String>,
+    #[serde(default)]
+    pub message_sid: Option<String>,
+    #[serde(default)]
+    pub skip_reason: Option<String>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// The key of a message.
+pub fn message_key(id: &MessageId) -> String {
+    format!("{}#{}", id.kind, id.subject_id)
+}
+
+/// The id in a key, if it is one.
+pub fn parse_key(key: &str) -> Option<MessageId> {
+    let (kind, subject_id) = key.split_once('#')?;
+    Some(MessageId {
+        kind: kind.parse().ok()?,
+        subject_id: subject_id.to_owned(),
+    })
+}
+
+fn epoch(at: DateTime<Utc>) -> i64 {
+    at.timestamp()
+}
+
+fn from_epoch(seconds: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(seconds, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// Reads one `due-index` entry. `None`: not a message key at all (nothing this code wrote).
+fn decode_due(item: &Item) -> Option<Result<DueMessage, Unsendable>> {
+    let id = parse_key(&string(item, "messageId")?)?;
+    let stored = match serde_dynamo::from_item::<_, StoredMessage>(item.clone()) {
+        Ok(stored) => stored,
+        Err(error) => {
+            return Some(Err(Unsendable {
+                id,
+                label: "unreadable_message",
+                detail: error.to_string(),
+            }));
+        }
+    };
+    Some(match PhoneNumber::parse(&stored.customer_phone) {
+        Ok(customer_phone) => Ok(DueMessage {
+            id,
+            customer_phone,
+            customer_name: stored.customer_name,
+            due_at: from_epoch(stored.due_at),
+            send_before: Some(from_epoch(stored.send_before)),
+        }),
+        Err(error) => Err(Unsendable {
+            id,
+            label: "invalid_phone",
+            detail: format!("customerPhone is not usable: {error}"),
+        }),
+    })
+}
+
+/// What the back office changed, and what only looked the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Written,
+    /// Nothing to do: the message exists already, or is no longer waiting.
+    Unchanged,
+}
+
+#[derive(Clone)]
+pub struct DynamoOutbox {
+    client: Client,
+    messages_table: String,
+    orders_table: String,
+    carts_table: String,
+    reviews_table: String,
+    kinds: KindsConfig,
+    clock: std::sync::Arc<dyn Clock>,
+}
+
+/// The tables a [`DynamoOutbox`] reads and writes.
+#[derive(Debug, Clone)]
+pub struct OutboxTables {
+    pub messages: String,
+    pub orders: String,
+    pub carts: String,
+    pub reviews: String,
+}
+
+impl DynamoOutbox {
+    pub fn new(client: Client, tables: OutboxTables, kinds: KindsConfig, clock: std::sync::Arc<dyn Clock>) -> Self {
+        Self {
+            client,
+            messages_table: tables.messages,
+            orders_table: tables.orders,
+            carts_table: tables.carts,
+            reviews_table: tables.reviews,
+            kinds,
+            clock,
+        }
+    }
+
+    fn subject_table(&self, kind: Kind) -> (&str, &'static str) {
+        match kind.subject() {
+            Subject::Order => (&self.orders_table, "orderId"),
+            Subject::Cart => (&self.carts_table, "cartId"),
+        }
+    }
+
+    /// Applies one step of a plan: idempotent, so a replayed record changes nothing.
+    pub async fn apply(&self, step: &Step) -> Result<Applied, StoreError> {
+        match step {
+            Step::Schedule(scheduled) => self.schedule(scheduled).await,
+            Step::Postpone {
+                id,
+                due_at,
+                send_before,
+            } => {
+                let result = self
+                    .client
+                    .update_item()
+                    .table_name(&self.messages_table)
+                    .key("messageId", s(message_key(id)))
+                    .update_expression("SET dueAt = :due, sendBefore = :before, expiresAt = :expires")
+                    .condition_expression("#st = :pending AND dueAt < :due")
+                    .expression_attribute_names("#st", "status")
+                    .expression_attribute_values(":pending", s(MessageStatus::Pending.as_str()))
+                    .expression_attribute_values(":due", n(epoch(*due_at)))
+                    .expression_attribute_values(":before", n(epoch(*send_before)))
+                    .expression_attribute_values(":expires", n(epoch(*send_before + KEPT_FOR)))
+                    .send()
+                    .await;
+                conditional(result.map(|_| ()), "UpdateItem", &self.messages_table)
+            }
+            Step::Drop { id, reason } => self.close_pending(id, reason, None).await,
+        }
+    }
+
+    /// Puts a message in line, unless one of its kind exists for its subject.
+    pub async fn schedule(&self, message: &Scheduled) -> Result<Applied, StoreError> {
+        let key = message_key(&message.id);
+        let item = NewMessageItem {
+            due_shard: shard_of(&key),
+            message_id: key,
+            kind: message.id.kind,
+            subject_type: message.id.kind.subject(),
+            subject_id: &message.id.subject_id,
+            customer_phone: message.customer_phone.as_str(),
+            customer_name: message.customer_name.as_deref(),
+            due_at: epoch(message.due_at),
+            send_before: epoch(message.send_before),
+            status: MessageStatus::Pending,
+            scheduled_at: rfc3339(self.clock.now()),
+            expires_at: epoch(message.send_before + KEPT_FOR),
+        };
+        let item: Item = serde_dynamo::to_item(&item).map_err(|e| StoreError {
+            operation: "PutItem",
+            table: self.messages_table.clone(),
+            message: format!("message {} cannot be encoded: {e}", message.id),
+            retryable: false,
+        })?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.messages_table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(messageId)")
+            .send()
+            .await;
+        conditional(result.map(|_| ()), "PutItem", &self.messages_table)
+    }
+
+    async fn close_pending(&self, id: &MessageId, reason: &str, detail: Option<&str>) -> Result<Applied, StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.messages_table)
+            .key("messageId", s(message_key(id)))
+            .update_expression("SET #st = :skipped, skipReason = :reason, closedAt = :now REMOVE dueShard")
+            .condition_expression("#st = :pending")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":pending", s(MessageStatus::Pending.as_str()))
+            .expression_attribute_values(":skipped", s(MessageStatus::Skipped.as_str()))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":now", s(rfc3339(self.clock.now())));
+        if let Some(detail) = detail {
+            update = update
+                .update_expression(
+                    "SET #st = :skipped, skipReason = :reason, closedAt = :now, lastError = :detail REMOVE dueShard",
+                )
+                .expression_attribute_values(":detail", s(detail));
+        }
+        conditional(update.send().await.map(|_| ()), "UpdateItem", &self.messages_table)
+    }
+
+    /// One message as stored, for tests and tools.
+    pub async fn message(&self, id: &MessageId) -> Result<Option<StoredMessage>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.messages_table)
+            .key("messageId", s(message_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", &self.messages_table, e))?;
+        match output.item.filter(|item| !item.is_empty()) {
+            None => Ok(None),
+            Some(item) => serde_dynamo::from_item(item).map(Some).map_err(|e| StoreError {
+                operation: "GetItem",
+                table: self.messages_table.clone(),
+                message: format!("message {id} cannot be read: {e}"),
+                retryable: false,
+            }),
+        }
+    }
+
+    async fn has_review(&self, order_id: &str) -> Result<bool, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.reviews_table)
+            .key("orderId", s(order_id))
+            .projection_expression("orderId")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", &self.reviews_table, e))?;
+        Ok(output.item.is_some_and(|item| !item.is_empty()))
+    }
+
+    /// Why a claim's subject check failed, read on the subject itself.
+    async fn why_ineligible(&self, message: &DueMessage) -> Result<&'static str, StoreError> {
+        let kind = message.id.kind;
+        let (table, key) = self.subject_table(kind);
+        let subject = self
+            .client
+            .get_item()
+            .table_name(table)
+            .key(key, s(&message.id.subject_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", table, e))?
+            .item;
+        let has_review = needs_no_review(kind) && self.has_review(&message.id.subject_id).await?;
+        Ok(why_not(kind, subject.as_ref(), has_review, self.clock.now()).unwrap_or("ineligible"))
+    }
+
+    async fn update_claimed(
+        &self,
+        id: &MessageId,
+        claim: &Claim,
+        expression: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<(), StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.messages_table)
+            .key("messageId", s(message_key(id)))
+            .update_expression(expression)
+            .condition_expression("claimId = :claimId")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":claimId", s(&claim.claim_id));
+        for (name, value) in values {
+            update = update.expression_attribute_values(name, value);
+        }
+        update
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", &self.messages_table, e))?;
+        Ok(())
+    }
+
+    /// Every key in one `due-index` partition (`sending` or `reconcile`), with `claimedAt`.
+    async fn partition(&self, shard: &str) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut cursor = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.messages_table)
+                .index_name(DUE_INDEX)
+                .key_condition_expression("dueShard = :shard")
+                .expression_attribute_values(":shard", s(shard))
+                .set_exclusive_start_key(cursor)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", &self.messages_table, e))?;
+            items.extend(output.items.unwrap_or_default());
+            cursor = output.last_evaluated_key.filter(|key| !key.is_empty());
+            if cursor.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+}
+
+/// A conditional write's result: refused by its condition is [`Applied::Unchanged`].
+fn conditional<E, R>(
+    result: Result<(), SdkError<E, R>>,
+    operation: &'static str,
+    table: &str,
+) -> Result<Applied, StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(()) => Ok(Applied::Written),
+        Err(error) if is_condition_failure(&error) => Ok(Applied::Unchanged),
+        Err(error) => Err(store_error(operation, table, error)),
+    }
+}
+
+impl Outbox for DynamoOutbox {
+    type Cursor = Item;
+
+    async fn due_page(
+        &self,
+        shard: &str,
+        due_before: i64,
+        cursor: Option<Item>,
+        limit: i32,
+    ) -> Result<DuePage<Item>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.messages_table)
+            .index_name(DUE_INDEX)
+            .key_condition_expression("dueShard = :shard AND dueAt < :before")
+            .expression_attribute_values(":shard", s(shard))
+            .expression_attribute_values(":before", n(due_before))
+            .set_exclusive_start_key(cursor)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| store_error("Query", &self.messages_table, e))?;
+        let mut entries = Vec::new();
+        for item in output.items.unwrap_or_default() {
+            match decode_due(&item) {
+                Some(entry) => entries.push(entry),
+                None => tracing::error!(
+                    table = %self.messages_table,
+                    message_id = ?item.get("messageId"),
+                    "an entry of due-index is not a message: left alone"
+                ),
+            }
+        }
+        Ok(DuePage {
+            items_read: u64::try_from(output.scanned_count).unwrap_or_default(),
+            entries,
+            next: output.last_evaluated_key.filter(|key| !key.is_empty()),
+        })
+    }
+
+    async fn check(&self, message: &DueMessage) -> Result<Option<&'static str>, StoreError> {
+        Ok(self.kinds.enabled(message.id.kind).is_none().then_some("disabled"))
+    }
+
+    async fn claim(&self, message: &DueMessage, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        let kind = message.id.kind;
+        let take = Update::builder()
+            .table_name(&self.messages_table)
+            .key("messageId", s(message_key(&message.id)))
+            .update_expression(
+                "SET #st = :sending, dueShard = :sending, claimId = :claimId, claimedAt = :claimedAt ADD attempts :one",
+            )
+            .condition_expression("#st = :pending")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":sending", s(SENDING))
+            .expression_attribute_values(":pending", s(MessageStatus::Pending.as_str()))
+            .expression_attribute_values(":claimId", s(&claim.claim_id))
+            .expression_attribute_values(":claimedAt", s(rfc3339(claim.claimed_at)))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(|e| build_error(&self.messages_table, e))?;
+        let condition = subject_condition(kind, claim.claimed_at);
+        let (table, key) = self.subject_table(kind);
+        let mut check = ConditionCheck::builder()
+            .table_name(table)
+            .key(key, s(&message.id.subject_id))
+            .condition_expression(condition.expression);
+        for (name, value) in condition.names {
+            check = check.expression_attribute_names(name, value);
+        }
+        for (name, value) in condition.values {
+            check = check.expression_attribute_values(name, value);
+        }
+        let mut items = vec![
+            TransactWriteItem::builder().update(take).build(),
+            TransactWriteItem::builder()
+                .condition_check(check.build().map_err(|e| build_error(table, e))?)
+                .build(),
+        ];
+        if needs_no_review(kind) {
+            let no_review = ConditionCheck::builder()
+                .table_name(&self.reviews_table)
+                .key("orderId", s(&message.id.subject_id))
+                .condition_expression("attribute_not_exists(orderId)")
+                .build()
+                .map_err(|e| build_error(&self.reviews_table, e))?;
+            items.push(TransactWriteItem::builder().condition_check(no_review).build());
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let error = match result {
+            Ok(_) => return Ok(ClaimOutcome::Claimed),
+            Err(error) => error,
+        };
+        let reasons: Vec<Option<String>> = match error.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
+                .cancellation_reasons()
+                .iter()
+                .map(|reason| reason.code().map(str::to_owned))
+                .collect(),
+            _ => return Err(store_error("TransactWriteItems", &self.messages_table, error)),
+        };
+        let failed = |index: usize| {
+            reasons
+                .get(index)
+                .and_then(|code| code.as_deref())
+                .is_some_and(|code| code == "ConditionalCheckFailed")
+        };
+        if failed(0) {
+            return Ok(ClaimOutcome::TakenElsewhere);
+        }
+        if reasons.is_empty() || (1..reasons.len()).any(failed) {
+            // No reasons given (some emulators): the subject is read to tell which.
+            return match self.message(&message.id).await? {
+                Some(stored) if stored.status != MessageStatus::Pending => Ok(ClaimOutcome::TakenElsewhere),
+                _ => Ok(ClaimOutcome::Ineligible(self.why_ineligible(message).await?)),
+            };
+        }
+        // A conflict with another transaction, or throttling: the next run tries again.
+        Err(store_error("TransactWriteItems", &self.messages_table, error))
+    }
+
+    async fn settle(&self, message: &DueMessage, claim: &Claim, settlement: &Settlement) -> Result<(), StoreError> {
+        let id = &message.id;
+        match settlement {
+            Settlement::Sent { message_sid, sent_at } => {
+                self.update_claimed(
+                    id,
+                    claim,
+                    "SET #st = :sent, messageSid = :sid, sentAt = :at REMOVE dueShard, lastError",
+                    vec![
+                        (":sent", s(MessageStatus::Sent.as_str())),
+                        (":sid", s(message_sid)),
+                        (":at", s(rfc3339(*sent_at))),
+                    ],
+                )
+                .await
+            }
+            Settlement::Failed { code, reason } => {
+                self.update_claimed(
+                    id,
+                    claim,
+                    "SET #st = :failed, failureCode = :code, lastError = :reason REMOVE dueShard",
+                    vec![
+                        (":failed", s(MessageStatus::Failed.as_str())),
+                        (
+                            ":code",
+                            code.map_or_else(|| AttributeValue::Null(true), |c| n(i64::from(c))),
+                        ),
+                        (":reason", s(reason)),
+                    ],
+                )
+                .await
+            }
+            Settlement::Released { reason } => {
+                self.update_claimed(
+                    id,
+                    claim,
+                    "SET #st = :pending, dueShard = :shard, lastError = :reason REMOVE claimId, claimedAt",
+                    vec![
+                        (":pending", s(MessageStatus::Pending.as_str())),
+                        (":shard", s(shard_of(&message_key(id)))),
+                        (":reason", s(reason)),
+                    ],
+                )
+                .await
+            }
+            Settlement::Unknown { reason } => {
+                self.update_claimed(
+                    id,
+                    claim,
+                    "SET #st = :unknown, dueShard = :reconcile, lastError = :reason",
+                    vec![
+                        (":unknown", s(MessageStatus::Unknown.as_str())),
+                        (":reconcile", s(RECONCILE)),
+                        (":reason", s(reason)),
+                    ],
+                )
+                .await
+            }
+        }
+    }
+
+    async fn close(&self, id: &MessageId, closing: &Closing) -> Result<(), StoreError> {
+        let detail = match closing {
+            Closing::Invalid { detail, .. } => Some(detail.as_str()),
+            _ => None,
+        };
+        self.close_pending(id, closing.label(), detail).await.map(|_| ())
+    }
+
+    async fn in_flight(&self) -> Result<Vec<InFlightClaim>, StoreError> {
+        Ok(self
+            .partition(SENDING)
+            .await?
+            .iter()
+            .filter_map(|item| {
+                let id = parse_key(&string(item, "messageId")?)?;
+                let claimed_at = string(item, "claimedAt")
+                    .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
+                    .map(|at| at.with_timezone(&Utc));
+                Some(InFlightClaim { id, claimed_at })
+            })
+            .collect())
+    }
+
+    async fn park_stale_claim(&self, claim: &InFlightClaim, reason: &str) -> Result<(), StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.messages_table)
+            .key("messageId", s(message_key(&claim.id)))
+            .update_expression("SET #st = :unknown, dueShard = :reconcile, lastError = :reason")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":unknown", s(MessageStatus::Unknown.as_str()))
+            .expression_attribute_values(":reconcile", s(RECONCILE))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":sending", s(MessageStatus::Sending.as_str()));
+        update = match claim.claimed_at {
+            Some(at) => update
+                .condition_expression("#st = :sending AND claimedAt = :claimedAt")
+                .expression_attribute_values(":claimedAt", s(rfc3339(at))),
+            None => update.condition_expression("#st = :sending"),
+        };
+        conditional(update.send().await.map(|_| ()), "UpdateItem", &self.messages_table).map(|_| ())
+    }
+
+    async fn awaiting_reconciliation(&self) -> Result<u64, StoreError> {
+        let mut count = 0u64;
+        let mut cursor = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.messages_table)
+                .index_name(DUE_INDEX)
+                .key_condition_expression("dueShard = :reconcile")
+                .expression_attribute_values(":reconcile", s(RECONCILE))
+                .select(Select::Count)
+                .set_exclusive_start_key(cursor)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", &self.messages_table, e))?;
+            count += u64::try_from(output.count).unwrap_or_default();
+            cursor = output.last_evaluated_key.filter(|key| !key.is_empty());
+            if cursor.is_none() {
+                return Ok(count);
+            }
+        }
+    }
+}
+
+fn build_error(table: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError {
+        operation: "TransactWriteItems",
+        table: table.to_owned(),
+        message: format!("the claim cannot be built: {error}"),
+        retryable: false,
+    }
+}
