@@ -24,6 +24,7 @@ pub struct TableNames {
     pub carts: String,
     pub orders: String,
     pub reviews: String,
+    pub messages: String,
 }
 
 impl TableNames {
@@ -32,6 +33,7 @@ impl TableNames {
             carts: format!("{prefix}-carts"),
             orders: format!("{prefix}-orders"),
             reviews: format!("{prefix}-reviews"),
+            messages: format!("{prefix}-messages"),
         }
     }
 
@@ -41,16 +43,18 @@ impl TableNames {
             "CartsTable" => Some(&self.carts),
             "OrdersTable" => Some(&self.orders),
             "ReviewsTable" => Some(&self.reviews),
+            "MessagesTable" => Some(&self.messages),
             _ => None,
         }
     }
 
     /// `CARTS_TABLE=...` and friends, for a function's environment.
-    pub fn env_vars(&self) -> [(&'static str, &str); 3] {
+    pub fn env_vars(&self) -> [(&'static str, &str); 4] {
         [
             ("CARTS_TABLE", &self.carts),
             ("ORDERS_TABLE", &self.orders),
             ("REVIEWS_TABLE", &self.reviews),
+            ("MESSAGES_TABLE", &self.messages),
         ]
     }
 }
@@ -173,7 +177,7 @@ impl Stack {
 
     async fn create_tables(&self) -> Result<(), StackError> {
         let definitions = table_definitions(&default_template_path())?;
-        for logical_id in ["CartsTable", "OrdersTable", "ReviewsTable"] {
+        for logical_id in ["CartsTable", "OrdersTable", "ReviewsTable", "MessagesTable"] {
             let definition: &TableDefinition = definitions
                 .iter()
                 .find(|d| d.logical_id == logical_id)

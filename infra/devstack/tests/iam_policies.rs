@@ -34,6 +34,19 @@ use serde_norway::Value;
 /// derive-schedule (`jobs/derive_schedule/` through its `dynamo.rs`, `impl ScheduleStore for DynamoSchedule`):
 /// - `DynamoCarts::derive_expiry`: `.update_item()` on the carts table
 /// - `DynamoOrders::queue_for_review`: `.update_item()` on the orders table
+/// - `DynamoOutbox::apply` (`messages/outbox.rs`): `schedule`: `.put_item()`, `Postpone` and
+///   `Drop` (`close_pending`): `.update_item()`, on the messages table
+///
+/// send-messages (`jobs/send_messages/` through `impl Outbox for DynamoOutbox` in
+/// `messages/outbox.rs`, and `secrets.rs`):
+/// - `due_page`, `in_flight` (`partition`), `awaiting_reconciliation`: `.query()` on `due-index`
+/// - `claim`: `.transact_write_items()` of an `Update` of the message (`dynamodb:UpdateItem`)
+///   and `ConditionCheck`s (`dynamodb:ConditionCheckItem`) on the order or the cart, and on
+///   the reviews table for the review reminder
+/// - `claim` refused without reasons (`message`) and `why_ineligible`: `.get_item()` on the
+///   messages table and on the orders, carts and reviews tables
+/// - `settle` (`update_claimed`), `close` (`close_pending`), `park_stale_claim`: `.update_item()` on the messages table
+/// - `twilio_config` (`secrets.rs`): `.get_secret_value()` on `TwilioSecretArn`, at cold start
 ///
 /// (Reading the streams is the event source mapping's: SAM adds AWS's managed
 /// `AWSLambdaDynamoDBExecutionRole` to the role for that, outside `Policies`.)
@@ -46,6 +59,23 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
         &[
             ("dynamodb:UpdateItem", "!GetAtt CartsTable.Arn"),
             ("dynamodb:UpdateItem", "!GetAtt OrdersTable.Arn"),
+            ("dynamodb:PutItem", "!GetAtt MessagesTable.Arn"),
+            ("dynamodb:UpdateItem", "!GetAtt MessagesTable.Arn"),
+        ],
+    ),
+    (
+        "SendMessagesFunction",
+        &[
+            ("dynamodb:Query", "!Sub ${MessagesTable.Arn}/index/due-index"),
+            ("dynamodb:UpdateItem", "!GetAtt MessagesTable.Arn"),
+            ("dynamodb:GetItem", "!GetAtt MessagesTable.Arn"),
+            ("dynamodb:ConditionCheckItem", "!GetAtt OrdersTable.Arn"),
+            ("dynamodb:ConditionCheckItem", "!GetAtt CartsTable.Arn"),
+            ("dynamodb:ConditionCheckItem", "!GetAtt ReviewsTable.Arn"),
+            ("dynamodb:GetItem", "!GetAtt OrdersTable.Arn"),
+            ("dynamodb:GetItem", "!GetAtt CartsTable.Arn"),
+            ("dynamodb:GetItem", "!GetAtt ReviewsTable.Arn"),
+            ("secretsmanager:GetSecretValue", "!Ref TwilioSecretArn"),
         ],
     ),
     (
@@ -80,7 +110,8 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
 /// The tables each function may touch (and their indexes).
 const OWN_TABLES: &[(&str, &[&str])] = &[
     ("CleanExpiredCartsFunction", &["CartsTable"]),
-    ("DeriveScheduleFunction", &["CartsTable", "OrdersTable"]),
+    ("DeriveScheduleFunction", &["CartsTable", "OrdersTable", "MessagesTable"]),
+    ("SendMessagesFunction", &["MessagesTable", "OrdersTable", "CartsTable", "ReviewsTable"]),
     ("RequestReviewsFunction", &["OrdersTable", "ReviewsTable"]),
     ("RecordReviewReplyFunction", &["OrdersTable", "ReviewsTable"]),
 ];
@@ -290,7 +321,12 @@ fn an_extra_action_is_caught() {
     ]);
     let actual = grants(&function, &properties);
     assert!(actual.contains(&("dynamodb:Scan".to_string(), "!GetAtt CartsTable.Arn".to_string())));
-    let expected = ALLOWED[0].1.len();
+    let expected = ALLOWED
+        .iter()
+        .find(|(name, _)| *name == "CleanExpiredCartsFunction")
+        .unwrap()
+        .1
+        .len();
     assert_eq!(actual.len(), expected + 1);
 }
 
