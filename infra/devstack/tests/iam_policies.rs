@@ -110,8 +110,14 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
 /// The tables each function may touch (and their indexes).
 const OWN_TABLES: &[(&str, &[&str])] = &[
     ("CleanExpiredCartsFunction", &["CartsTable"]),
-    ("DeriveScheduleFunction", &["CartsTable", "OrdersTable", "MessagesTable"]),
-    ("SendMessagesFunction", &["MessagesTable", "OrdersTable", "CartsTable", "ReviewsTable"]),
+    (
+        "DeriveScheduleFunction",
+        &["CartsTable", "OrdersTable", "MessagesTable"],
+    ),
+    (
+        "SendMessagesFunction",
+        &["MessagesTable", "OrdersTable", "CartsTable", "ReviewsTable"],
+    ),
     ("RequestReviewsFunction", &["OrdersTable", "ReviewsTable"]),
     ("RecordReviewReplyFunction", &["OrdersTable", "ReviewsTable"]),
 ];

@@ -3,8 +3,10 @@
 //! or real AWS with `DYNAMODB_TARGET=aws`. Each test creates its own tables and deletes them.
 //! `scripts/test.sh` runs this binary once on dynoxide and once on moto.
 
+mod messages;
 mod replies;
 mod reviews;
+mod stream_events;
 mod streams;
 mod sweeper;
 

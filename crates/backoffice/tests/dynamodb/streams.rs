@@ -3,92 +3,25 @@
 //! GetShardIterator, GetRecords) are handed to the consumer as Lambda's DynamoDB event, and
 //! the jobs then find the items through their indexes.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use backoffice::jobs::clean_expired_carts::dynamo::DynamoCarts;
 use backoffice::jobs::clean_expired_carts::store::CartStore;
 use backoffice::jobs::derive_schedule::dynamo::DynamoSchedule;
-use backoffice::jobs::derive_schedule::{DeriveConfig, DeriveDeps, StreamBatch, process};
+use backoffice::jobs::derive_schedule::{DeriveConfig, DeriveDeps, process};
 use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::store::ReviewRequestStore;
+use backoffice::messages::kind::KindsConfig;
+use backoffice::messages::outbox::{DynamoOutbox, OutboxTables};
+use backoffice::runtime::clock::SystemClock;
 use backoffice::store::shard::all_shards;
 use devstack::stack::Stack;
-use serde_json::json;
+
+use crate::stream_events::stream_batch;
 
 fn s(text: &str) -> AttributeValue {
     AttributeValue::S(text.to_owned())
-}
-
-/// Every record of `table`'s stream from the start, as Lambda's event for that table.
-async fn stream_batch(stack: &Stack, table: &str) -> StreamBatch {
-    let mut loader = backoffice::aws::config_loader(&backoffice::aws::SdkSettings::default());
-    if let Some(endpoint) = &stack.endpoint {
-        loader = loader
-            .endpoint_url(endpoint)
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::for_tests())
-            .region(aws_sdk_dynamodb::config::Region::new("eu-west-3"));
-    }
-    let streams = aws_sdk_dynamodbstreams::Client::new(&loader.load().await);
-    let described = stack.client.describe_table().table_name(table).send().await.unwrap();
-    let stream_arn = described
-        .table
-        .and_then(|t| t.latest_stream_arn)
-        .expect("the template gives the table a stream");
-    let description = streams
-        .describe_stream()
-        .stream_arn(&stream_arn)
-        .send()
-        .await
-        .unwrap()
-        .stream_description
-        .unwrap();
-    let mut records = Vec::new();
-    for shard in description.shards() {
-        let mut iterator = streams
-            .get_shard_iterator()
-            .stream_arn(&stream_arn)
-            .shard_id(shard.shard_id().unwrap())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator;
-        // An open shard always hands back a next iterator: stop at the first empty page.
-        while let Some(current) = iterator {
-            let page = streams.get_records().shard_iterator(current).send().await.unwrap();
-            if page.records().is_empty() {
-                break;
-            }
-            for record in page.records() {
-                let change = record.dynamodb().unwrap();
-                let image = |image: Option<&HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
-                    serde_dynamo::Item::from(image.cloned().unwrap_or_default())
-                };
-                records.push(json!({
-                    "eventID": record.event_id(),
-                    "eventName": record.event_name().unwrap().as_str(),
-                    "eventVersion": "1.1",
-                    "eventSource": "aws:dynamodb",
-                    "awsRegion": "eu-west-3",
-                    "eventSourceARN": stream_arn,
-                    "dynamodb": {
-                        "ApproximateCreationDateTime": 1_795_000_000,
-                        "Keys": image(change.keys.as_ref()),
-                        "NewImage": image(change.new_image.as_ref()),
-                        "OldImage": image(change.old_image.as_ref()),
-                        "SequenceNumber": change.sequence_number(),
-                        "SizeBytes": change.size_bytes(),
-                        "StreamViewType": "NEW_AND_OLD_IMAGES"
-                    }
-                }));
-            }
-            iterator = page.next_shard_iterator;
-        }
-    }
-    serde_json::from_value(json!({ "Records": records })).unwrap()
 }
 
 fn consumer(stack: &Stack) -> DeriveDeps<DynamoSchedule> {
@@ -96,10 +29,23 @@ fn consumer(stack: &Stack) -> DeriveDeps<DynamoSchedule> {
         store: DynamoSchedule {
             carts: DynamoCarts::new(stack.client.clone(), stack.tables.carts.clone()),
             orders: DynamoOrders::new(stack.client.clone(), &stack.tables.orders, &stack.tables.reviews),
+            outbox: DynamoOutbox::new(
+                stack.client.clone(),
+                OutboxTables {
+                    messages: stack.tables.messages.clone(),
+                    orders: stack.tables.orders.clone(),
+                    carts: stack.tables.carts.clone(),
+                    reviews: stack.tables.reviews.clone(),
+                },
+                KindsConfig::all_disabled(),
+                std::sync::Arc::new(SystemClock),
+            ),
         },
         config: DeriveConfig {
             carts_table: stack.tables.carts.clone(),
             orders_table: stack.tables.orders.clone(),
+            messages_table: stack.tables.messages.clone(),
+            kinds: KindsConfig::all_disabled(),
         },
     }
 }

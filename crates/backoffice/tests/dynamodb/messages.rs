@@ -1,0 +1,453 @@
+//! Every message of an order's and a cart's life, end to end on a real DynamoDB API: the
+//! shop's app writes business attributes only, the tables' streams (read through the
+//! Streams API) feed derive-schedule as Lambda's event, send-messages sends through the
+//! real Twilio client to a wiremock stand-in, and the clock is moved by hand.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use backoffice::jobs::clean_expired_carts::dynamo::DynamoCarts;
+use backoffice::jobs::derive_schedule::dynamo::DynamoSchedule;
+use backoffice::jobs::derive_schedule::{BatchReport, DeriveConfig, DeriveDeps, process};
+use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
+use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
+use backoffice::jobs::send_messages::{self, OutboxTablesConfig, SendMessagesConfig, SendMessagesDeps};
+use backoffice::messages::engine::MessageId;
+use backoffice::messages::kind::{Kind, KindsConfig};
+use backoffice::messages::outbox::{DynamoOutbox, MessageStatus};
+use backoffice::messages::sender::KindMessenger;
+use backoffice::runtime::clock::Clock;
+use backoffice::runtime::job::Deadline;
+use backoffice::testing::{ManualClock, twilio_client};
+use backoffice::twilio::TwilioClient;
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use devstack::stack::Stack;
+use serde_json::json;
+use strum::IntoEnumIterator;
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::stream_events::{batch, stream_records};
+
+/// Each kind's template, so the stand-in tells the kinds apart.
+fn content_sid(kind: Kind) -> String {
+    format!("HX{:0>32}", kind as u8)
+}
+
+fn kinds() -> KindsConfig {
+    Kind::iter().fold(KindsConfig::defaults(), |kinds, kind| {
+        kinds.with(kind, |settings| {
+            settings.enabled = true;
+            settings.content_sid = Some(content_sid(kind));
+        })
+    })
+}
+
+fn s(text: &str) -> AttributeValue {
+    AttributeValue::S(text.to_owned())
+}
+
+fn text(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+async fn accepting_twilio() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/2010-04-01/Accounts/AC[0-9a-f]{32}/Messages\.json$"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"sid": "SM0123456789abcdef0123456789abcdef", "status": "queued"})),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+/// One shop: its tables, its stream consumer, its dispatcher, its review job, one clock.
+struct Shop {
+    stack: Stack,
+    twilio: MockServer,
+    clock: Arc<ManualClock>,
+    consumer: DeriveDeps<DynamoSchedule>,
+    dispatcher: SendMessagesDeps<DynamoOutbox, KindMessenger>,
+    reviews: ReviewDeps<DynamoOrders, TwilioClient>,
+    /// Stream records already handed to the consumer, by table and sequence number.
+    delivered: HashSet<String>,
+}
+
+impl Shop {
+    async fn open(label: &str) -> Self {
+        let stack = Stack::from_env(label).await.unwrap();
+        let twilio = accepting_twilio().await;
+        let client = || {
+            twilio_client(
+                &twilio.uri(),
+                "test-token",
+                &[
+                    ("TWILIO_WHATSAPP_FROM", "+14155238886"),
+                    ("REVIEW_TEMPLATE_SID", &content_sid(Kind::ReviewRequest)),
+                    ("TWILIO_MAX_MPS", "200"),
+                ],
+            )
+        };
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let tables = OutboxTablesConfig {
+            messages: stack.tables.messages.clone(),
+            orders: stack.tables.orders.clone(),
+            carts: stack.tables.carts.clone(),
+            reviews: stack.tables.reviews.clone(),
+        };
+        let outbox = DynamoOutbox::new(stack.client.clone(), (&tables).into(), kinds(), clock.clone());
+        let orders = DynamoOrders::new(stack.client.clone(), &stack.tables.orders, &stack.tables.reviews);
+        Self {
+            consumer: DeriveDeps {
+                store: DynamoSchedule {
+                    carts: DynamoCarts::new(stack.client.clone(), stack.tables.carts.clone()),
+                    orders: orders.clone(),
+                    outbox: outbox.clone(),
+                },
+                config: DeriveConfig {
+                    carts_table: stack.tables.carts.clone(),
+                    orders_table: stack.tables.orders.clone(),
+                    messages_table: stack.tables.messages.clone(),
+                    kinds: kinds(),
+                },
+            },
+            dispatcher: SendMessagesDeps {
+                outbox,
+                messenger: KindMessenger {
+                    twilio: client(),
+                    kinds: kinds(),
+                },
+                clock: clock.clone(),
+                config: SendMessagesConfig {
+                    tables,
+                    kinds: kinds(),
+                    page_size: 7,
+                    concurrency: 8,
+                    stop_margin: Duration::ZERO,
+                    stale_claim_after: Duration::from_secs(20 * 60),
+                },
+            },
+            reviews: ReviewDeps {
+                store: orders,
+                messenger: client(),
+                clock: clock.clone(),
+                config: ReviewJobConfig {
+                    orders_table: stack.tables.orders.clone(),
+                    reviews_table: stack.tables.reviews.clone(),
+                    shop_timezone: jiff::tz::TimeZone::get("Europe/Paris").unwrap(),
+                    delay_days: 7,
+                    max_age_days: 30,
+                    page_size: 10,
+                    concurrency: 4,
+                    stop_margin: Duration::ZERO,
+                    stale_claim_after: Duration::from_secs(20 * 60),
+                },
+            },
+            stack,
+            twilio,
+            clock,
+            delivered: HashSet::new(),
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Hands the records not delivered yet to the consumer, as Lambda would.
+    async fn deliver(&mut self) -> BatchReport {
+        let mut fresh = Vec::new();
+        for table in [self.stack.tables.carts.clone(), self.stack.tables.orders.clone()] {
+            for record in stream_records(&self.stack, &table).await {
+                // Sequence numbers are unique within a stream only.
+                let sequence = format!("{table}/{}", record["dynamodb"]["SequenceNumber"].as_str().unwrap());
+                if self.delivered.insert(sequence) {
+                    fresh.push(record);
+                }
+            }
+        }
+        let (report, failures) = process(&self.consumer, &batch(fresh)).await;
+        assert!(failures.batch_item_failures.is_empty(), "{report:?}");
+        report
+    }
+
+    /// Every record of both streams again: a replay.
+    async fn replay(&self, reverse: bool) -> BatchReport {
+        let mut records = stream_records(&self.stack, &self.stack.tables.orders).await;
+        records.extend(stream_records(&self.stack, &self.stack.tables.carts).await);
+        if reverse {
+            records.reverse();
+        }
+        process(&self.consumer, &batch(records)).await.0
+    }
+
+    async fn dispatch(&self, run_id: &str) -> send_messages::SendMessagesResponse {
+        send_messages::run(&self.dispatcher, &json!({}), Deadline::unbounded(), run_id)
+            .await
+            .unwrap()
+    }
+
+    fn advance(&self, by: TimeDelta) {
+        self.clock.advance(by);
+    }
+
+    /// The kinds Twilio received, with how many of each, by subject.
+    async fn received(&self) -> BTreeMap<(String, String), usize> {
+        let mut received = BTreeMap::new();
+        for request in self.twilio.received_requests().await.unwrap_or_default() {
+            let form: BTreeMap<String, String> = url::form_urlencoded::parse(&request.body).into_owned().collect();
+            let kind = Kind::iter()
+                .find(|kind| form.get("ContentSid") == Some(&content_sid(*kind)))
+                .map_or("plain text".to_owned(), |kind| kind.to_string());
+            let variables: serde_json::Value =
+                serde_json::from_str(form.get("ContentVariables").map_or("{}", |v| v)).unwrap();
+            let subject = variables["2"].as_str().unwrap_or_default().to_owned();
+            *received.entry((subject, kind)).or_default() += 1;
+        }
+        received
+    }
+
+    async fn message(&self, kind: Kind, subject_id: &str) -> Option<backoffice::messages::outbox::StoredMessage> {
+        let id = MessageId {
+            kind,
+            subject_id: subject_id.to_owned(),
+        };
+        self.dispatcher.outbox.message(&id).await.unwrap()
+    }
+
+    /// An order as the shop's app writes it: business attributes only.
+    async fn app_creates_order(&self, order_id: &str, phone: &str) {
+        self.stack
+            .client
+            .put_item()
+            .table_name(&self.stack.tables.orders)
+            .item("orderId", s(order_id))
+            .item("customerPhone", s(phone))
+            .item("customerName", s("Ana Lima"))
+            .item("status", s("pending"))
+            .item("paymentStatus", s("pending"))
+            .item("createdAt", s(&text(self.now())))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// The app's update of an order: `SET name = value, ...`.
+    async fn app_updates_order(&self, order_id: &str, changes: &[(&str, String)]) {
+        let mut update = self
+            .stack
+            .client
+            .update_item()
+            .table_name(&self.stack.tables.orders)
+            .key("orderId", s(order_id));
+        let mut sets = Vec::new();
+        for (i, (name, value)) in changes.iter().enumerate() {
+            sets.push(format!("#n{i} = :v{i}"));
+            update = update
+                .expression_attribute_names(format!("#n{i}"), *name)
+                .expression_attribute_values(format!(":v{i}"), s(value));
+        }
+        update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn app_creates_cart(&self, cart_id: &str, phone: &str) {
+        self.stack
+            .client
+            .put_item()
+            .table_name(&self.stack.tables.carts)
+            .item("cartId", s(cart_id))
+            .item("customerPhone", s(phone))
+            .item("createdAt", s(&text(self.now())))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn app_orders_cart(&self, cart_id: &str, order_id: &str) {
+        self.stack
+            .client
+            .update_item()
+            .table_name(&self.stack.tables.carts)
+            .key("cartId", s(cart_id))
+            .update_expression("SET orderId = :order")
+            .expression_attribute_values(":order", s(order_id))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+fn once(subject: &str, kinds: &[Kind]) -> BTreeMap<(String, String), usize> {
+    kinds
+        .iter()
+        .map(|kind| ((subject.to_owned(), kind.to_string()), 1))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_kind_goes_out_once_at_its_time_for_an_app_that_writes_business_attributes_only() {
+    let mut shop = Shop::open("life").await;
+    shop.app_creates_order("o-1", "+33612345601").await;
+    shop.app_creates_cart("c-1", "+33612345602").await;
+    let report = shop.deliver().await;
+    assert_eq!(
+        report.messages, 3,
+        "confirmation, payment reminder, cart reminder: {report:?}"
+    );
+
+    shop.advance(TimeDelta::minutes(1));
+    assert_eq!(shop.dispatch("t+1m").await.sent, 1, "the confirmation, within a minute");
+    shop.advance(TimeDelta::minutes(30));
+    assert_eq!(
+        shop.dispatch("t+31m").await.sent,
+        0,
+        "the cart is not idle for an hour yet"
+    );
+    shop.advance(TimeDelta::minutes(30));
+    assert_eq!(shop.dispatch("t+61m").await.sent, 1, "the abandoned cart");
+    shop.advance(TimeDelta::hours(23));
+    assert_eq!(shop.dispatch("t+24h").await.sent, 1, "the payment reminder");
+
+    shop.app_updates_order(
+        "o-1",
+        &[
+            ("paymentStatus", "paid".into()),
+            ("status", "ready_pickup".into()),
+            ("readyAt", text(shop.now())),
+        ],
+    )
+    .await;
+    shop.deliver().await;
+    shop.advance(TimeDelta::minutes(1));
+    assert_eq!(shop.dispatch("ready").await.sent, 1, "ready for pickup");
+    shop.advance(TimeDelta::hours(48));
+    assert_eq!(shop.dispatch("ready+48h").await.sent, 1, "the pickup reminder");
+
+    shop.app_updates_order(
+        "o-1",
+        &[("status", "completed".into()), ("completedAt", text(shop.now()))],
+    )
+    .await;
+    shop.deliver().await;
+    shop.advance(TimeDelta::hours(24) + TimeDelta::minutes(1));
+    assert_eq!(shop.dispatch("completed+24h").await.sent, 1, "the satisfaction check");
+    shop.advance(TimeDelta::days(7));
+    let requested = request_reviews::run(&shop.reviews, &json!({}), Deadline::unbounded(), "daily")
+        .await
+        .unwrap();
+    assert_eq!(requested.sent, 1, "the review request, from its daily run");
+    let report = shop.deliver().await;
+    assert_eq!(report.messages, 1, "the review reminder is scheduled: {report:?}");
+    shop.advance(TimeDelta::days(7) + TimeDelta::minutes(1));
+    assert_eq!(shop.dispatch("requested+7d").await.sent, 1, "the review reminder");
+
+    // Nothing more, however often it runs, and a replay of every record (duplicates,
+    // in order and reversed) schedules nothing new.
+    assert_eq!(shop.dispatch("again").await.total, 0);
+    for reverse in [false, true] {
+        let replayed = shop.replay(reverse).await;
+        assert_eq!(replayed.messages, 0, "{replayed:?}");
+    }
+    shop.advance(TimeDelta::days(30));
+    assert_eq!(shop.dispatch("much later").await.total, 0);
+
+    let mut expected = once(
+        "o-1",
+        &[
+            Kind::OrderConfirmation,
+            Kind::PaymentReminder,
+            Kind::ReadyForPickup,
+            Kind::PickupReminder,
+            Kind::SatisfactionCheck,
+            Kind::ReviewRequest,
+            Kind::ReviewReminder,
+        ],
+    );
+    // The cart's template variable {{2}} is the cart id.
+    expected.extend(once("c-1", &[Kind::AbandonedCart]));
+    assert_eq!(shop.received().await, expected);
+    shop.stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_cancelled_order_drops_its_waiting_messages_even_before_the_stream_says_so() {
+    let mut shop = Shop::open("cancel").await;
+    shop.app_creates_order("o-cancelled", "+33612345611").await;
+    shop.app_creates_order("o-cancelled-late", "+33612345612").await;
+    shop.deliver().await;
+    shop.advance(TimeDelta::minutes(1));
+    assert_eq!(shop.dispatch("confirmations").await.sent, 2);
+
+    shop.app_updates_order("o-cancelled", &[("status", "cancelled".into())])
+        .await;
+    let report = shop.deliver().await;
+    assert_eq!(report.messages, 1, "the payment reminder dropped: {report:?}");
+    let dropped = shop.message(Kind::PaymentReminder, "o-cancelled").await.unwrap();
+    assert_eq!(
+        (dropped.status, dropped.skip_reason.as_deref()),
+        (MessageStatus::Skipped, Some("cancelled"))
+    );
+
+    // Refunded after the stream was read: the claim's own check refuses it.
+    shop.app_updates_order("o-cancelled-late", &[("paymentStatus", "refunded".into())])
+        .await;
+    shop.advance(TimeDelta::hours(25));
+    let run = shop.dispatch("reminders").await;
+    assert_eq!((run.sent, run.report.skipped.get("refunded")), (0, Some(&1)), "{run:?}");
+    let refused = shop.message(Kind::PaymentReminder, "o-cancelled-late").await.unwrap();
+    assert_eq!(refused.skip_reason.as_deref(), Some("refunded"));
+    assert_eq!(shop.received().await.len(), 2, "the two confirmations only");
+    shop.stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_paid_order_gets_no_payment_reminder_and_a_cart_turned_into_an_order_no_cart_reminder() {
+    let mut shop = Shop::open("eligible").await;
+    shop.app_creates_order("o-paid", "+33612345621").await;
+    shop.app_creates_cart("c-ordered", "+33612345622").await;
+    shop.app_creates_cart("c-ordered-late", "+33612345623").await;
+    shop.deliver().await;
+    shop.app_updates_order("o-paid", &[("paymentStatus", "paid".into())])
+        .await;
+    shop.app_orders_cart("c-ordered", "o-paid").await;
+    let report = shop.deliver().await;
+    assert_eq!(report.messages, 1, "the converted cart's reminder dropped: {report:?}");
+    // Ordered after the stream was read: the claim's check refuses it.
+    shop.app_orders_cart("c-ordered-late", "o-other").await;
+    shop.advance(TimeDelta::minutes(61));
+    let run = shop.dispatch("idle an hour").await;
+    assert_eq!(run.sent, 1, "the order confirmation only: {run:?}");
+    assert_eq!(run.report.skipped, BTreeMap::from([("converted", 1)]), "{run:?}");
+    shop.advance(TimeDelta::hours(24));
+    let run = shop.dispatch("a day later").await;
+    assert_eq!((run.sent, run.report.skipped.get("paid")), (0, Some(&1)), "{run:?}");
+    let cart = shop.message(Kind::AbandonedCart, "c-ordered").await.unwrap();
+    assert_eq!(cart.skip_reason.as_deref(), Some("converted"));
+    shop.stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn concurrent_runs_send_each_due_message_once() {
+    let mut shop = Shop::open("concurrent").await;
+    for i in 0..24 {
+        shop.app_creates_order(&format!("o-{i:02}"), &format!("+336123456{i:02}"))
+            .await;
+    }
+    shop.deliver().await;
+    shop.advance(TimeDelta::minutes(1));
+    let (first, second) = tokio::join!(shop.dispatch("run-a"), shop.dispatch("run-b"));
+    assert_eq!(first.sent + second.sent, 24, "{first:?} {second:?}");
+    let received = shop.received().await;
+    assert_eq!(received.len(), 24);
+    assert!(received.values().all(|count| *count == 1), "{received:?}");
+    shop.stack.cleanup().await;
+}
