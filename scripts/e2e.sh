@@ -21,7 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --quiet -p devstack -p clean-expired-carts -p request-reviews
+cargo build --quiet -p devstack -p clean-expired-carts -p request-reviews -p derive-schedule -p send-messages
 target/debug/devstack serve --port "$DYNAMODB_PORT" --prefix e2e --seed-carts 20 --seed-orders 6 >"$work/devstack.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do grep -q '^ready$' "$work/devstack.log" && break; sleep 0.1; done
@@ -174,12 +174,36 @@ check "and alerts the shop (logged locally: no ALERT_TOPIC_ARN)" \
   grep -q 'negative review: no alert channel configured' "$work/watch.log"
 if grep -Eq '\+3362[0-9]{7}' "$work/watch.log"; then check "no phone number in clear in the reply logs" false; else check "no phone number in clear in the reply logs" true; fi
 
+# derive-schedule and send-messages: a cart as the shop's app writes it, left two hours
+# ago; the stream record Lambda would deliver for it schedules its reminder, and the
+# dispatcher's next run sends it, once.
+python3 - "$endpoint" "$carts_table" "$work/stream.json" <<'PY'
+import datetime, json, sys, boto3
+endpoint, table, event_file = sys.argv[1:4]
+created = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=2)
+image = {"cartId": {"S": "cart-e2e-idle"}, "customerPhone": {"S": "+33620000009"},
+         "createdAt": {"S": created.isoformat()}}
+boto3.client("dynamodb", endpoint_url=endpoint, region_name="eu-west-3",
+             aws_access_key_id="local", aws_secret_access_key="local").put_item(TableName=table, Item=image)
+event = json.load(open("events/dynamodb-stream.json"))
+record = event["Records"][0]
+record["eventSourceARN"] = record["eventSourceARN"].replace("shop-carts", table)
+record["dynamodb"]["NewImage"] = image
+json.dump(event, open(event_file, "w"))
+PY
+derived=$(invoke derive-schedule "$work/stream.json")
+check "derive-schedule applies the stream record with no batch item failure" grep -q '"batchItemFailures":\[\]' <<<"$derived"
+sent=$(invoke send-messages events/scheduler.json)
+check "send-messages sends the idle cart's reminder" test "$(json_field sent <<<"$sent")" = 1
+again=$(invoke send-messages events/eventbridge-scheduled.json)
+check "a duplicate delivery sends nothing" test "$(json_field total <<<"$again")" = 0
+
 # A function whose settings are wrong answers the invocation with an error naming the
 # variable (reported through the Runtime API's /runtime/init/error), instead of exiting
 # and leaving the invoker waiting: a second emulator with no table names at all.
 BAD_INVOKE_PORT=$((INVOKE_PORT + 1))
 printf 'AWS_ACCESS_KEY_ID=local\nAWS_SECRET_ACCESS_KEY=local\nAWS_REGION=eu-west-3\n' >"$work/missing.env"
-for function_and_variable in clean-expired-carts:CARTS_TABLE request-reviews:ORDERS_TABLE record-review-reply:ORDERS_TABLE; do
+for function_and_variable in clean-expired-carts:CARTS_TABLE request-reviews:ORDERS_TABLE record-review-reply:ORDERS_TABLE send-messages:MESSAGES_TABLE; do
   function=${function_and_variable%%:*}
   variable=${function_and_variable##*:}
   # One emulator per function: cargo lambda watch stops its scheduler after an init error.

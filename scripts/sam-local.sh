@@ -187,7 +187,9 @@ common = {
 json.dump({
     "Parameters": {"AWS_ENDPOINT_URL_DYNAMODB": "$dynamodb"},
     "CleanExpiredCartsFunction": {"CARTS_TABLE": "$(stack_var CARTS_TABLE)"},
-    "DeriveScheduleFunction": {"CARTS_TABLE": "$(stack_var CARTS_TABLE)", "ORDERS_TABLE": "$(stack_var ORDERS_TABLE)"},
+    "DeriveScheduleFunction": {"CARTS_TABLE": "$(stack_var CARTS_TABLE)", "ORDERS_TABLE": "$(stack_var ORDERS_TABLE)",
+                               "MESSAGES_TABLE": "$(stack_var MESSAGES_TABLE)"},
+    "SendMessagesFunction": {**common, "CARTS_TABLE": "$(stack_var CARTS_TABLE)", "MESSAGES_TABLE": "$(stack_var MESSAGES_TABLE)"},
     "RequestReviewsFunction": {**common, "REVIEW_TEMPLATE_SID": "$(stack_var REVIEW_TEMPLATE_SID)"},
     "RecordReviewReplyFunction": {**common, "AWS_ENDPOINT_URL_SNS": "$moto", "ALERT_TOPIC_ARN": "$topic_arn"},
 }, open(sys.argv[1], "w"), indent=2)
@@ -218,13 +220,14 @@ check "the run summary is logged" grep -q '"run summary"' "$work/CleanExpiredCar
 check "and Lambda's REPORT line" grep -q 'REPORT RequestId' "$work/CleanExpiredCartsFunction.log"
 
 step "DeriveScheduleFunction (a DynamoDB Streams event)"
-# A cart as the shop's app writes it (no expiryShard, no expiresAt), and the stream
-# record Lambda would deliver for it.
+# A cart as the shop's app writes it (no expiryShard, no expiresAt), left two hours ago,
+# and the stream record Lambda would deliver for it.
 python3 - "$dynamodb" "$(stack_var CARTS_TABLE)" "$work/stream.json" <<'PY'
-import json, sys, boto3
+import datetime, json, sys, boto3
 endpoint, table, event_file = sys.argv[1:4]
+created = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=2)
 image = {"cartId": {"S": "cart-sam-local"}, "customerPhone": {"S": "+33612340000"},
-         "createdAt": {"S": "2026-11-01T10:00:00Z"}}
+         "createdAt": {"S": created.isoformat()}}
 boto3.client("dynamodb", endpoint_url=endpoint).put_item(TableName=table, Item=image)
 event = json.load(open("events/dynamodb-stream.json"))
 record = event["Records"][0]
@@ -236,8 +239,16 @@ derived=$(invoke DeriveScheduleFunction "$work/stream.json")
 check "the stream record is applied with no batch item failure" \
   python3 -c 'import json,sys; sys.exit(json.loads(sys.argv[1])["batchItemFailures"] != [])' "$derived"
 check "the cart gets its derived attributes" grep -q '"derived":1' "$work/DeriveScheduleFunction.log"
+check "and its abandoned-cart reminder is scheduled" grep -q '"messages":1' "$work/DeriveScheduleFunction.log"
 again=$(invoke DeriveScheduleFunction "$work/stream.json")
 check "the same record again writes nothing" grep -q '"superseded":1' "$work/DeriveScheduleFunction.log"
+
+step "SendMessagesFunction"
+sent=$(invoke SendMessagesFunction events/scheduler.json)
+check "the scheduled run sends the cart's reminder through the Twilio stand-in" \
+  test "$(json_field sent <<<"$sent")" = 1
+again=$(invoke SendMessagesFunction events/eventbridge-scheduled.json)
+check "a duplicate delivery sends nothing" test "$(json_field total <<<"$again")" = 0
 
 step "RequestReviewsFunction"
 reviews=$(invoke RequestReviewsFunction events/scheduler.json)
