@@ -2,7 +2,10 @@
 //! and the helpers the integration and end-to-end tests share.
 
 pub mod embedded;
+pub mod life;
+pub mod replies;
 pub mod seed;
 pub mod stack;
+pub mod streams;
 pub mod template;
 pub mod twilio_standin;

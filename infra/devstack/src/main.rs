@@ -2,7 +2,8 @@
 //!
 //! - `devstack demo`: embedded DynamoDB, tables from template.yaml, a Twilio stand-in,
 //!   seed carts and orders, run both jobs, print their results and the messages sent,
-//!   then play two customers' signed replies through the webhook's handler.
+//!   walk one order through its life (every message, through the tables' streams), then
+//!   play three customers' signed replies through the webhook's handler.
 //! - `devstack serve [--host 127.0.0.1] [--port 8000] [--prefix shop] [--seed-carts N]
 //!   [--seed-orders N]`: the same stack as servers for `cargo lambda watch`, `sam local
 //!   invoke` and the AWS CLI; prints the environment to use.
@@ -20,20 +21,18 @@ use std::time::Duration;
 use backoffice::domain::phone::PhoneNumber;
 use backoffice::jobs::clean_expired_carts::dynamo::DynamoCarts;
 use backoffice::jobs::clean_expired_carts::{self, SweeperConfig, SweeperDeps};
-use backoffice::jobs::record_review_reply::alerts::AlertError;
-use backoffice::jobs::record_review_reply::dynamo::DynamoReplies;
-use backoffice::jobs::record_review_reply::{
-    self, NegativeReview, NegativeReviewAlerts, ReplyConfig, ReplyDeps, SignatureValidator, signed_twilio_post,
-};
+use backoffice::jobs::record_review_reply::{SignatureValidator, signed_twilio_post};
 use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
 use backoffice::runtime::clock::SystemClock;
 use backoffice::runtime::job::Deadline;
 use backoffice::twilio::{AuthToken, TwilioClient, TwilioConfig};
 use chrono::Utc;
+use devstack::life::order_life;
+use devstack::replies::{play_replies, reply_params};
 use devstack::seed::{count_items, seed_carts, seed_demo_orders, seed_malformed_carts};
 use devstack::stack::{Stack, client_for};
-use devstack::twilio_standin::{LOCAL_AUTH_TOKEN, LOCAL_WHATSAPP_FROM, TwilioStandIn};
+use devstack::twilio_standin::{LOCAL_AUTH_TOKEN, TwilioStandIn};
 
 type Failure = Box<dyn std::error::Error>;
 
@@ -118,70 +117,24 @@ async fn demo() -> Result<(), Failure> {
     let again = request_reviews::run(&reviews, &serde_json::json!({}), Deadline::unbounded(), "demo-again").await?;
     println!("a second run the same day sends {} message(s)", again.sent);
 
-    demo_replies(&stack, &env).await
-}
+    demo_replies(&stack, &env).await?;
 
-/// Prints each negative-review alert instead of publishing it.
-struct PrintedAlerts;
-
-impl NegativeReviewAlerts for PrintedAlerts {
-    async fn alert(&self, review: &NegativeReview) -> Result<(), AlertError> {
-        println!(
-            "  ALERT to the shop: order {} rated {}/5 by {}: {:?}",
-            review.order_id, review.rating, review.masked_phone, review.comment
-        );
-        Ok(())
-    }
-}
-
-/// Two customers answer their review requests: Twilio's signed POSTs go through
-/// record-review-reply's handler, which records the ratings and alerts on the bad one.
-/// The form Twilio POSTs for a customer's WhatsApp message to the stand-in's sender.
-fn reply_params(from: &str, message_sid: &str, body: &str) -> Vec<(String, String)> {
-    [
-        ("From", format!("whatsapp:{from}")),
-        ("To", format!("whatsapp:{LOCAL_WHATSAPP_FROM}")),
-        ("MessageSid", message_sid.to_owned()),
-        ("Body", body.to_owned()),
-    ]
-    .into_iter()
-    .map(|(name, value)| (name.to_owned(), value))
-    .collect()
+    // A stack of its own, so that only this order's changes are on the streams.
+    let life = Stack::embedded("life", 0).await?;
+    order_life(&life, &twilio, &function_env(&life, &twilio)).await
 }
 
 async fn demo_replies(stack: &Stack, env: &HashMap<String, String>) -> Result<(), Failure> {
-    const WEBHOOK_URL: &str = "https://demo.lambda-url.eu-west-3.on.aws/";
-    let mut env = env.clone();
-    env.insert("REPLY_WEBHOOK_URL".into(), WEBHOOK_URL.into());
-    let validator = SignatureValidator::new(TwilioConfig::from_env(&env)?.auth_token);
-    let deps = ReplyDeps {
-        store: DynamoReplies::new(stack.client.clone(), &stack.tables.orders, &stack.tables.reviews),
-        alerts: PrintedAlerts,
-        validator: validator.clone(),
-        clock: Arc::new(SystemClock),
-        config: ReplyConfig::from_env(&env)?,
-    };
     println!("\ncustomers reply on WhatsApp (signed webhook POSTs to record-review-reply):");
-    for (i, body) in ["5 parfait, merci", "1 - arrivé froid"].into_iter().enumerate() {
-        let from = format!("+3362{i:07}");
-        let params = reply_params(&from, &format!("SM{:032x}", i + 1), body);
-        let request = signed_twilio_post(&validator, WEBHOOK_URL, &params).ok_or("the demo's webhook URL")?;
-        let masked = PhoneNumber::parse(&from)?.masked().to_string();
-        println!("  from {masked}: {body:?}");
-        let response = record_review_reply::respond(&deps, &request).await?;
-        println!("  answered {} {}", response.status_code, response.body);
-    }
-    let forged = signed_twilio_post(
-        &SignatureValidator::new(AuthToken::new("not-the-account-token")),
-        WEBHOOK_URL,
-        &[("From".to_owned(), "whatsapp:+33620000002".to_owned())],
+    play_replies(
+        stack,
+        env,
+        &[
+            ("+33620000000", "5 parfait, merci"),
+            ("+33620000001", "1 - arrivé froid"),
+        ],
     )
-    .ok_or("the demo's webhook URL")?;
-    let refused = record_review_reply::respond(&deps, &forged).await?;
-    println!(
-        "  a request signed with another token is answered {} {}",
-        refused.status_code, refused.body
-    );
+    .await?;
     println!(
         "reviews in the table: {}",
         count_items(&stack.client, &stack.tables.reviews).await?

@@ -6,7 +6,6 @@
 mod messages;
 mod replies;
 mod reviews;
-mod stream_events;
 mod streams;
 mod sweeper;
 

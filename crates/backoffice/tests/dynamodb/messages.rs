@@ -3,7 +3,7 @@
 //! Streams API) feed derive-schedule as Lambda's event, send-messages sends through the
 //! real Twilio client to a wiremock stand-in, and the clock is moved by hand.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ use strum::IntoEnumIterator;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::stream_events::{batch, stream_records};
+use devstack::streams::{StreamTap, batch, stream_records};
 
 /// Each kind's template, so the stand-in tells the kinds apart.
 fn content_sid(kind: Kind) -> String {
@@ -74,8 +74,8 @@ struct Shop {
     consumer: DeriveDeps<DynamoSchedule>,
     dispatcher: SendMessagesDeps<DynamoOutbox, KindMessenger>,
     reviews: ReviewDeps<DynamoOrders, TwilioClient>,
-    /// Stream records already handed to the consumer, by table and sequence number.
-    delivered: HashSet<String>,
+    /// Hands each stream record to the consumer once.
+    tap: StreamTap,
 }
 
 impl Shop {
@@ -151,7 +151,7 @@ impl Shop {
             stack,
             twilio,
             clock,
-            delivered: HashSet::new(),
+            tap: StreamTap::default(),
         }
     }
 
@@ -161,25 +161,17 @@ impl Shop {
 
     /// Hands the records not delivered yet to the consumer, as Lambda would.
     async fn deliver(&mut self) -> BatchReport {
-        let mut fresh = Vec::new();
-        for table in [self.stack.tables.carts.clone(), self.stack.tables.orders.clone()] {
-            for record in stream_records(&self.stack, &table).await {
-                // Sequence numbers are unique within a stream only.
-                let sequence = format!("{table}/{}", record["dynamodb"]["SequenceNumber"].as_str().unwrap());
-                if self.delivered.insert(sequence) {
-                    fresh.push(record);
-                }
-            }
-        }
-        let (report, failures) = process(&self.consumer, &batch(fresh)).await;
+        let tables = [self.stack.tables.carts.as_str(), self.stack.tables.orders.as_str()];
+        let fresh = self.tap.fresh(&self.stack, &tables).await.unwrap();
+        let (report, failures) = process(&self.consumer, &fresh).await;
         assert!(failures.batch_item_failures.is_empty(), "{report:?}");
         report
     }
 
     /// Every record of both streams again: a replay.
     async fn replay(&self, reverse: bool) -> BatchReport {
-        let mut records = stream_records(&self.stack, &self.stack.tables.orders).await;
-        records.extend(stream_records(&self.stack, &self.stack.tables.carts).await);
+        let mut records = stream_records(&self.stack, &self.stack.tables.orders).await.unwrap();
+        records.extend(stream_records(&self.stack, &self.stack.tables.carts).await.unwrap());
         if reverse {
             records.reverse();
         }

@@ -18,7 +18,7 @@ use backoffice::runtime::clock::SystemClock;
 use backoffice::store::shard::all_shards;
 use devstack::stack::Stack;
 
-use crate::stream_events::stream_batch;
+use devstack::streams::stream_batch;
 
 fn s(text: &str) -> AttributeValue {
     AttributeValue::S(text.to_owned())
@@ -96,8 +96,8 @@ async fn items_written_with_business_attributes_only_reach_the_jobs_indexes() {
         .unwrap();
 
     let deps = consumer(&stack);
-    let carts = stream_batch(&stack, &stack.tables.carts).await;
-    let orders = stream_batch(&stack, &stack.tables.orders).await;
+    let carts = stream_batch(&stack, &stack.tables.carts).await.unwrap();
+    let orders = stream_batch(&stack, &stack.tables.orders).await.unwrap();
     let (cart_report, cart_failures) = process(&deps, &carts).await;
     let (order_report, order_failures) = process(&deps, &orders).await;
     assert!(cart_failures.batch_item_failures.is_empty() && order_failures.batch_item_failures.is_empty());
@@ -135,8 +135,8 @@ async fn items_written_with_business_attributes_only_reach_the_jobs_indexes() {
     // The consumer's own writes come back on the stream, and a replay of everything
     // (duplicates, old images included) writes nothing more.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let (replayed_carts, _) = process(&deps, &stream_batch(&stack, &stack.tables.carts).await).await;
-    let (replayed_orders, _) = process(&deps, &stream_batch(&stack, &stack.tables.orders).await).await;
+    let (replayed_carts, _) = process(&deps, &stream_batch(&stack, &stack.tables.carts).await.unwrap()).await;
+    let (replayed_orders, _) = process(&deps, &stream_batch(&stack, &stack.tables.orders).await.unwrap()).await;
     assert_eq!(
         (replayed_carts.derived, replayed_orders.derived),
         (0, 0),
