@@ -15,6 +15,7 @@ use lexopt::{Arg, Parser};
 pub const USAGE: &str = "\
 usage:
   bench run [--carts N] [--expired-pct P] [--scale K] [--large-carts N] [--orders N] [--mps N]
+            [--lifecycle-orders N]
             [--init-starts N] [--ceiling-keys N] [--function NAME=PATH]... [--bootstrap NAME=PATH]...
             [--bootstrap-target T] [--opt-level L] [--host-profile P] [--emulator E] [--build-s S]
             [--out FILE]
@@ -44,8 +45,11 @@ pub struct RunOptions {
     pub large_carts: usize,
     /// Orders due for a review request.
     pub orders: usize,
-    /// The review job's message rate.
+    /// The review job's and the dispatcher's message rate.
     pub mps: u32,
+    /// Orders created at the start of the lifecycle bench (twice as many 12 hours later,
+    /// half as many carts).
+    pub lifecycle_orders: usize,
     /// Cold starts timed per function.
     pub init_starts: usize,
     /// Keys deleted at each concurrency of the emulator's ceiling.
@@ -72,6 +76,7 @@ impl Default for RunOptions {
             large_carts: 0,
             orders: 2_000,
             mps: 80,
+            lifecycle_orders: 600,
             init_starts: 20,
             ceiling_keys: 10_000,
             out: PathBuf::from("bench/results.json"),
@@ -147,6 +152,7 @@ fn run_options(parser: &mut Parser) -> Result<RunOptions, Failure> {
             "scale" => o.scale = number(parser, name)?,
             "large-carts" => o.large_carts = number(parser, name)?,
             "orders" => o.orders = number(parser, name)?,
+            "lifecycle-orders" => o.lifecycle_orders = number(parser, name)?,
             "mps" => o.mps = number(parser, name)?,
             "init-starts" => o.init_starts = number(parser, name)?,
             "ceiling-keys" => o.ceiling_keys = number(parser, name)?,

@@ -11,12 +11,13 @@
 //!   bench/results.json), as docs/benchmarks.md shows it.
 //!
 //! The options and their defaults: [`cli`]. The binary's modules: [`run`] (the whole
-//! benchmark), [`sweep`], [`reviews`], [`functions`] (init, invocations and the webhook
+//! benchmark), [`sweep`], [`reviews`], [`lifecycle`], [`functions`] (init, invocations and the webhook
 //! flood, on the Lambda Runtime API stand-in of [`runtime_api`]); the typed results and
 //! their table are the library's ([`bench::results`]).
 
 mod cli;
 mod functions;
+mod lifecycle;
 mod reviews;
 mod run;
 mod runtime_api;

@@ -38,6 +38,9 @@ pub struct Results {
     /// `--build-s`: how long scripts/bench.sh's release builds took.
     pub build_s: Option<f64>,
     pub init: Init,
+    /// `null` in results written before it was measured.
+    #[serde(default)]
+    pub lifecycle: Option<Lifecycle>,
     pub machine: Machine,
     pub measured_binaries: MeasuredBinaries,
     pub reviews: Reviews,
@@ -131,6 +134,28 @@ pub struct Reviews {
     pub standin_delay_ms: u64,
     pub whole_run_mps: Float,
     pub whole_run_s: Float,
+}
+
+/// Every kind of message: derive-schedule on the streams, send-messages on what is due.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lifecycle {
+    pub achieved_mps: Float,
+    pub configured_mps: u32,
+    /// derive-schedule's HTTP requests by DynamoDB operation, over every stream record.
+    pub consumer_requests: BTreeMap<String, u64>,
+    pub delayed_items_read: u64,
+    pub delayed_sent: u64,
+    /// send-messages' HTTP requests by DynamoDB operation, both runs.
+    pub dispatcher_requests: BTreeMap<String, u64>,
+    pub items_read_per_delayed_sent: Float,
+    /// Messages the consumer scheduled: the table the delayed run reads a part of.
+    pub messages_in_table: u64,
+    pub mixed_kinds: Vec<String>,
+    pub mixed_run_s: Float,
+    pub mixed_sent: u64,
+    pub rate_ratio: Float,
+    pub requests_per_stream_record: Float,
+    pub stream_records: usize,
 }
 
 /// Peak RSS of one record-review-reply process under the many-parameter flood.
@@ -278,6 +303,39 @@ pub fn results_table(results: &Results) -> String {
             "≤ 4 (the event's own copies, nothing per parameter)",
         ),
     ];
+    let mut rows = rows;
+    match &results.lifecycle {
+        Some(lifecycle) => rows.extend([
+            (
+                "lifecycle.requests_per_stream_record",
+                format!(
+                    "{:.3} ({} records)",
+                    lifecycle.requests_per_stream_record, lifecycle.stream_records
+                ),
+                "(one write per derived attribute set or message)",
+            ),
+            (
+                "lifecycle.items_read_per_delayed_sent",
+                format!(
+                    "{:.3} ({} sent, {} messages in the table)",
+                    lifecycle.items_read_per_delayed_sent, lifecycle.delayed_sent, lifecycle.messages_in_table
+                ),
+                "≤ 1.05",
+            ),
+            (
+                "lifecycle.rate_ratio (kinds mixed)",
+                format!(
+                    "{:.3} ({} / {:.2} mps, {})",
+                    lifecycle.rate_ratio,
+                    lifecycle.configured_mps,
+                    lifecycle.achieved_mps,
+                    lifecycle.mixed_kinds.join(", ")
+                ),
+                "0.95 – 1.02",
+            ),
+        ]),
+        None => rows.push(("lifecycle.*", "not measured yet: run make bench".into(), "")),
+    }
     let mut table = String::from("| metric | value | target |\n|---|---|---|\n");
     for (metric, value, target) in rows {
         table.push_str(&format!("| {metric} | {value} | {target} |\n"));

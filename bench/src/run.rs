@@ -12,6 +12,7 @@ use devstack::embedded::EmbeddedDynamo;
 
 use crate::cli::RunOptions;
 use crate::functions::{cold_and_warm_invocations, function_env, median, time_to_first_poll, webhook_flood_rss};
+use crate::lifecycle::bench_lifecycle;
 use crate::reviews::bench_reviews;
 use crate::sweep::{Stack, measure_sweeps};
 
@@ -43,6 +44,24 @@ pub async fn run_all(options: &RunOptions) -> Result<(), Failure> {
         format!(
             "reviews: {} sent at {:.2}/s (configured {mps})",
             reviews.sent, reviews.achieved_mps
+        ),
+    );
+
+    // ---- Every kind of message, through the streams, against the same stand-in. ----
+    let lifecycle = bench_lifecycle(
+        &endpoint,
+        options.lifecycle_orders,
+        options.lifecycle_orders * 2,
+        options.lifecycle_orders / 2,
+        mps,
+        now,
+    )
+    .await?;
+    log(
+        started,
+        format!(
+            "lifecycle: {:.3} requests per stream record, {:.3} items read per delayed message, {:.2}/s mixed (configured {mps})",
+            lifecycle.requests_per_stream_record, lifecycle.items_read_per_delayed_sent, lifecycle.achieved_mps
         ),
     );
 
@@ -90,6 +109,7 @@ pub async fn run_all(options: &RunOptions) -> Result<(), Failure> {
     let results = Results {
         sweep,
         reviews,
+        lifecycle: Some(lifecycle),
         webhook,
         binary: Binary {
             bootstrap_bytes: bootstrap_bytes.values().copied().max(),

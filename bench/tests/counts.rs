@@ -108,6 +108,14 @@ fn the_committed_results_meet_the_count_and_size_targets() {
     let webhook = results.webhook.as_ref().expect("webhook: measured by `make bench`");
     let flood = webhook.flood_extra_rss_per_body_byte.0;
     assert!(flood <= 4.0, "webhook.flood_extra_rss_per_body_byte {flood} > 4");
+    // The dispatcher reads what is due, not the messages table.
+    let lifecycle = results.lifecycle.as_ref().expect("lifecycle: measured by `make bench`");
+    let per_sent = lifecycle.items_read_per_delayed_sent.0;
+    assert!(
+        per_sent <= MAX_ITEMS_READ_PER_DELETED,
+        "lifecycle.items_read_per_delayed_sent {per_sent}"
+    );
+    assert!(lifecycle.delayed_sent > 0 && lifecycle.messages_in_table > 2 * lifecycle.delayed_sent);
     let by_function = &results.binary.bootstrap_bytes_by_function;
     assert!(by_function.len() >= 3, "one bootstrap per function: {by_function:?}");
     for (function, &bytes) in by_function {

@@ -18,22 +18,26 @@ pub struct StreamError {
     message: String,
 }
 
-/// Every record of `table`'s stream from the start, in Lambda's event shape.
-pub async fn stream_records(stack: &Stack, table: &str) -> Result<Vec<serde_json::Value>, StreamError> {
+/// Every record of `table`'s stream from the start, in Lambda's event shape. `endpoint`:
+/// the emulator's, or `None` for AWS.
+pub async fn stream_records(
+    client: &aws_sdk_dynamodb::Client,
+    endpoint: Option<&str>,
+    table: &str,
+) -> Result<Vec<serde_json::Value>, StreamError> {
     let fail = |message: String| StreamError {
         table: table.to_owned(),
         message,
     };
     let mut loader = backoffice::aws::config_loader(&backoffice::aws::SdkSettings::default());
-    if let Some(endpoint) = &stack.endpoint {
+    if let Some(endpoint) = endpoint {
         loader = loader
             .endpoint_url(endpoint)
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::for_tests())
             .region(aws_sdk_dynamodb::config::Region::new("eu-west-3"));
     }
     let streams = aws_sdk_dynamodbstreams::Client::new(&loader.load().await);
-    let described = stack
-        .client
+    let described = client
         .describe_table()
         .table_name(table)
         .send()
@@ -107,7 +111,9 @@ pub async fn stream_records(stack: &Stack, table: &str) -> Result<Vec<serde_json
 
 /// Every record of `table`'s stream from the start, as Lambda's event for that table.
 pub async fn stream_batch(stack: &Stack, table: &str) -> Result<StreamBatch, StreamError> {
-    Ok(batch(stream_records(stack, table).await?))
+    Ok(batch(
+        stream_records(&stack.client, stack.endpoint.as_deref(), table).await?,
+    ))
 }
 
 /// Records as one Lambda event (a record that is not one is kept, for the consumer to skip).
@@ -124,9 +130,19 @@ pub struct StreamTap {
 impl StreamTap {
     /// The records of `tables`' streams not delivered yet, as one event.
     pub async fn fresh(&mut self, stack: &Stack, tables: &[&str]) -> Result<StreamBatch, StreamError> {
+        self.fresh_at(&stack.client, stack.endpoint.as_deref(), tables).await
+    }
+
+    /// [`StreamTap::fresh`] on any endpoint.
+    pub async fn fresh_at(
+        &mut self,
+        client: &aws_sdk_dynamodb::Client,
+        endpoint: Option<&str>,
+        tables: &[&str],
+    ) -> Result<StreamBatch, StreamError> {
         let mut fresh = Vec::new();
         for table in tables {
-            for record in stream_records(stack, table).await? {
+            for record in stream_records(client, endpoint, table).await? {
                 // Sequence numbers are unique within a stream only.
                 let sequence = format!(
                     "{table}/{}",

@@ -170,8 +170,22 @@ impl Shop {
 
     /// Every record of both streams again: a replay.
     async fn replay(&self, reverse: bool) -> BatchReport {
-        let mut records = stream_records(&self.stack, &self.stack.tables.orders).await.unwrap();
-        records.extend(stream_records(&self.stack, &self.stack.tables.carts).await.unwrap());
+        let mut records = stream_records(
+            &self.stack.client,
+            self.stack.endpoint.as_deref(),
+            &self.stack.tables.orders,
+        )
+        .await
+        .unwrap();
+        records.extend(
+            stream_records(
+                &self.stack.client,
+                self.stack.endpoint.as_deref(),
+                &self.stack.tables.carts,
+            )
+            .await
+            .unwrap(),
+        );
         if reverse {
             records.reverse();
         }
