@@ -175,22 +175,19 @@ check "and alerts the shop (logged locally: no ALERT_TOPIC_ARN)" \
 if grep -Eq '\+3362[0-9]{7}' "$work/watch.log"; then check "no phone number in clear in the reply logs" false; else check "no phone number in clear in the reply logs" true; fi
 
 # derive-schedule and send-messages: a cart as the shop's app writes it, left two hours
-# ago; the stream record Lambda would deliver for it schedules its reminder, and the
-# dispatcher's next run sends it, once.
-python3 - "$endpoint" "$carts_table" "$work/stream.json" <<'PY'
-import datetime, json, sys, boto3
-endpoint, table, event_file = sys.argv[1:4]
+# ago; its record, read from the table's stream, goes to derive-schedule as Lambda's event,
+# which schedules its reminder; the dispatcher's next run sends it, once.
+python3 - "$endpoint" "$carts_table" <<'PY'
+import datetime, sys, boto3
+endpoint, table = sys.argv[1:3]
 created = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=2)
-image = {"cartId": {"S": "cart-e2e-idle"}, "customerPhone": {"S": "+33620000009"},
-         "createdAt": {"S": created.isoformat()}}
 boto3.client("dynamodb", endpoint_url=endpoint, region_name="eu-west-3",
-             aws_access_key_id="local", aws_secret_access_key="local").put_item(TableName=table, Item=image)
-event = json.load(open("events/dynamodb-stream.json"))
-record = event["Records"][0]
-record["eventSourceARN"] = record["eventSourceARN"].replace("shop-carts", table)
-record["dynamodb"]["NewImage"] = image
-json.dump(event, open(event_file, "w"))
+             aws_access_key_id="local", aws_secret_access_key="local").put_item(TableName=table, Item={
+    "cartId": {"S": "cart-e2e-idle"}, "customerPhone": {"S": "+33620000009"},
+    "createdAt": {"S": created.isoformat()}})
 PY
+target/debug/devstack stream-event --endpoint "$endpoint" --table "$carts_table" --key cart-e2e-idle >"$work/stream.json"
+check "the cart's record is read from the stream" grep -q '"eventName": "INSERT"' "$work/stream.json"
 derived=$(invoke derive-schedule "$work/stream.json")
 check "derive-schedule applies the stream record with no batch item failure" grep -q '"batchItemFailures":\[\]' <<<"$derived"
 sent=$(invoke send-messages events/scheduler.json)

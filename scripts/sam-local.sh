@@ -221,20 +221,17 @@ check "and Lambda's REPORT line" grep -q 'REPORT RequestId' "$work/CleanExpiredC
 
 step "DeriveScheduleFunction (a DynamoDB Streams event)"
 # A cart as the shop's app writes it (no expiryShard, no expiresAt), left two hours ago,
-# and the stream record Lambda would deliver for it.
-python3 - "$dynamodb" "$(stack_var CARTS_TABLE)" "$work/stream.json" <<'PY'
-import datetime, json, sys, boto3
-endpoint, table, event_file = sys.argv[1:4]
+# and its record as Lambda would deliver it, read from the table's stream.
+python3 - "$dynamodb" "$(stack_var CARTS_TABLE)" <<'PY'
+import datetime, sys, boto3
+endpoint, table = sys.argv[1:3]
 created = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=2)
-image = {"cartId": {"S": "cart-sam-local"}, "customerPhone": {"S": "+33612340000"},
-         "createdAt": {"S": created.isoformat()}}
-boto3.client("dynamodb", endpoint_url=endpoint).put_item(TableName=table, Item=image)
-event = json.load(open("events/dynamodb-stream.json"))
-record = event["Records"][0]
-record["eventSourceARN"] = record["eventSourceARN"].replace("shop-carts", table)
-record["dynamodb"]["NewImage"] = image
-json.dump(event, open(event_file, "w"))
+boto3.client("dynamodb", endpoint_url=endpoint).put_item(TableName=table, Item={
+    "cartId": {"S": "cart-sam-local"}, "customerPhone": {"S": "+33612340000"},
+    "createdAt": {"S": created.isoformat()}})
 PY
+target/debug/devstack stream-event --endpoint "$dynamodb" --table "$(stack_var CARTS_TABLE)" --key cart-sam-local \
+  >"$work/stream.json"
 derived=$(invoke DeriveScheduleFunction "$work/stream.json")
 check "the stream record is applied with no batch item failure" \
   python3 -c 'import json,sys; sys.exit(json.loads(sys.argv[1])["batchItemFailures"] != [])' "$derived"

@@ -20,7 +20,7 @@ use backoffice::runtime::clock::FixedClock;
 use backoffice::runtime::job::Deadline;
 use backoffice::twilio::{TwilioClient, TwilioConfig};
 use bench::results::{Float, Lifecycle};
-use bench::{Failure, RequestCounter, counted_client, create_table, local_sdk_config};
+use bench::{Failure, RequestCounter, counted_client, create_table_with_stream, local_sdk_config};
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use devstack::streams::StreamTap;
 use devstack::twilio_standin::{LOCAL_ACCOUNT_SID, LOCAL_AUTH_TOKEN, LOCAL_WHATSAPP_FROM, TwilioStandIn};
@@ -55,7 +55,7 @@ pub async fn bench_lifecycle(
         ("MessagesTable", "bench-l-messages"),
     ];
     for (logical_id, name) in names {
-        create_table(&admin, logical_id, name).await?;
+        create_table_with_stream(&admin, logical_id, name).await?;
     }
     let [
         (_, carts_table),

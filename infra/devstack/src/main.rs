@@ -11,6 +11,9 @@
 //! - `devstack webhook-event --url URL --from PHONE --sid SID --body TEXT`: a Function URL
 //!   event of Twilio's POST of that reply, signed for `URL` with the stand-in's auth token
 //!   (for `sam local invoke -e`).
+//! - `devstack stream-event --endpoint URL --table NAME [--key VALUE]`: Lambda's DynamoDB
+//!   Streams event of the table's stream records (those of the item `VALUE` only), read
+//!   through the Streams API (for `cargo lambda invoke` and `sam local invoke -e`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -32,6 +35,7 @@ use devstack::life::order_life;
 use devstack::replies::{play_replies, reply_params};
 use devstack::seed::{count_items, seed_carts, seed_demo_orders, seed_malformed_carts};
 use devstack::stack::{Stack, client_for};
+use devstack::streams::stream_records;
 use devstack::twilio_standin::{LOCAL_AUTH_TOKEN, TwilioStandIn};
 
 type Failure = Box<dyn std::error::Error>;
@@ -195,6 +199,31 @@ async fn count(args: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The Lambda event of `--table`'s stream records (from the start), only those whose key
+/// is `--key` if given: what the event source mapping would hand derive-schedule.
+async fn stream_event(args: &[String]) -> Result<(), Failure> {
+    let endpoint = flag(args, "--endpoint").ok_or("--endpoint URL is required")?;
+    let table = flag(args, "--table").ok_or("--table NAME is required")?;
+    let key = flag(args, "--key");
+    let client = client_for(Some(&endpoint)).await;
+    let records: Vec<serde_json::Value> = stream_records(&client, Some(&endpoint), &table)
+        .await?
+        .into_iter()
+        .filter(|record| {
+            key.as_ref().is_none_or(|key| {
+                record["dynamodb"]["Keys"]
+                    .as_object()
+                    .is_some_and(|keys| keys.values().any(|value| value["S"].as_str() == Some(key.as_str())))
+            })
+        })
+        .collect();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({ "Records": records }))?
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -203,7 +232,10 @@ async fn main() -> ExitCode {
         Some("serve") => serve(&args).await,
         Some("count") => count(&args).await,
         Some("webhook-event") => webhook_event(&args),
-        Some(other) => Err(format!("unknown command {other:?}: use demo, serve, count or webhook-event").into()),
+        Some("stream-event") => stream_event(&args).await,
+        Some(other) => {
+            Err(format!("unknown command {other:?}: use demo, serve, count, webhook-event or stream-event").into())
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -34,8 +34,8 @@ use serde_norway::Value;
 /// derive-schedule (`jobs/derive_schedule/` through its `dynamo.rs`, `impl ScheduleStore for DynamoSchedule`):
 /// - `DynamoCarts::derive_expiry`: `.update_item()` on the carts table
 /// - `DynamoOrders::queue_for_review`: `.update_item()` on the orders table
-/// - `DynamoOutbox::apply` (`messages/outbox.rs`): `schedule`: `.put_item()`, `Postpone` and
-///   `Drop` (`close_pending`): `.update_item()`, on the messages table
+/// - `DynamoOutbox::apply` (`messages/outbox.rs`): `Schedule` and `Postpone` (`put`):
+///   `.put_item()`, `Drop` (`close_pending`): `.update_item()`, on the messages table
 ///
 /// send-messages (`jobs/send_messages/` through `impl Outbox for DynamoOutbox` in
 /// `messages/outbox.rs`, and `secrets.rs`):

@@ -102,3 +102,108 @@ pub fn why_not(kind: Kind, subject: Option<&Item>, has_review: bool, now: DateTi
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(status: &str, payment: &str) -> Item {
+        Item::from([
+            ("orderId".to_owned(), s("o-1")),
+            ("status".to_owned(), s(status)),
+            ("paymentStatus".to_owned(), s(payment)),
+        ])
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn each_kind_names_why_its_order_no_longer_qualifies() {
+        let now = at("2026-12-01T10:00:00Z");
+        let why = |kind, item: &Item, reviewed| why_not(kind, Some(item), reviewed, now);
+        assert_eq!(why(Kind::OrderConfirmation, &order("pending", "pending"), false), None);
+        assert_eq!(why(Kind::PaymentReminder, &order("pending", "pending"), false), None);
+        assert_eq!(
+            why(Kind::PaymentReminder, &order("confirmed", "paid"), false),
+            Some("paid")
+        );
+        assert_eq!(
+            why(Kind::PaymentReminder, &order("completed", "pending"), false),
+            Some("collected")
+        );
+        assert_eq!(why(Kind::PickupReminder, &order("ready_pickup", "paid"), false), None);
+        assert_eq!(
+            why(Kind::PickupReminder, &order("completed", "paid"), false),
+            Some("collected")
+        );
+        assert_eq!(
+            why(Kind::ReadyForPickup, &order("confirmed", "paid"), false),
+            Some("not_ready")
+        );
+        assert_eq!(
+            why(Kind::SatisfactionCheck, &order("ready_pickup", "paid"), false),
+            Some("not_completed")
+        );
+        assert_eq!(
+            why(Kind::ReviewReminder, &order("completed", "paid"), true),
+            Some("has_review")
+        );
+        assert_eq!(why(Kind::ReviewReminder, &order("completed", "paid"), false), None);
+        for kind in [Kind::OrderConfirmation, Kind::PickupReminder, Kind::ReviewReminder] {
+            assert_eq!(why(kind, &order("cancelled", "paid"), false), Some("cancelled"));
+            assert_eq!(why(kind, &order("completed", "refunded"), false), Some("refunded"));
+        }
+        assert_eq!(why_not(Kind::OrderConfirmation, None, false, now), Some("deleted"));
+    }
+
+    #[test]
+    fn a_cart_qualifies_until_it_is_ordered_or_expires() {
+        let now = at("2026-12-01T10:00:00Z");
+        let cart = |expires_at: i64, ordered: bool| {
+            let mut cart = Item::from([("cartId".to_owned(), s("c-1")), ("expiresAt".to_owned(), n(expires_at))]);
+            if ordered {
+                cart.insert("orderId".into(), s("o-1"));
+            }
+            cart
+        };
+        let why = |item: &Item| why_not(Kind::AbandonedCart, Some(item), false, now);
+        assert_eq!(why(&cart(now.timestamp() + 60, false)), None);
+        assert_eq!(why(&cart(now.timestamp() + 60, true)), Some("converted"));
+        assert_eq!(why(&cart(now.timestamp(), false)), Some("expired"));
+        assert_eq!(why_not(Kind::AbandonedCart, None, false, now), Some("deleted"));
+    }
+
+    #[test]
+    fn every_condition_binds_exactly_the_placeholders_it_uses() {
+        use strum::IntoEnumIterator;
+        let now = at("2026-12-01T10:00:00Z");
+        for kind in Kind::iter() {
+            let condition = subject_condition(kind, now);
+            for (placeholder, _) in &condition.values {
+                assert!(
+                    condition.expression.contains(placeholder),
+                    "{kind}: {placeholder} unused"
+                );
+            }
+            for (placeholder, _) in &condition.names {
+                assert!(
+                    condition.expression.contains(placeholder),
+                    "{kind}: {placeholder} unused"
+                );
+            }
+            let bound = |word: &str| {
+                condition.values.iter().any(|(p, _)| *p == word) || condition.names.iter().any(|(p, _)| *p == word)
+            };
+            for word in condition
+                .expression
+                .split(|c: char| !(c.is_alphanumeric() || c == ':' || c == '#' || c == '_'))
+            {
+                if word.starts_with(':') || word.starts_with('#') {
+                    assert!(bound(word), "{kind}: {word} is not bound");
+                }
+            }
+        }
+    }
+}

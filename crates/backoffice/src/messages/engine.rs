@@ -385,7 +385,7 @@ async fn park_stale_claims<O: Outbox>(
         if claim.claimed_at.is_none_or(|at| at < cutoff) {
             tracing::warn!(
                 function = options.function,
-                message = %claim.id,
+                message_id = %claim.id,
                 claimed_at = ?claim.claimed_at,
                 "a run died between claim and outcome: parked for reconciliation, not resent"
             );
@@ -406,7 +406,7 @@ async fn close<O: Outbox>(outbox: &O, options: &DispatchOptions, id: &MessageId,
     if !options.dry_run
         && let Err(error) = outbox.close(id, &closing).await
     {
-        tracing::warn!(function = options.function, message = %id, %error, "could not close the message");
+        tracing::warn!(function = options.function, message_id = %id, %error, "could not close the message");
         return Outcome::StoreError;
     }
     Outcome::Skipped(closing.label())
@@ -427,7 +427,7 @@ async fn handle_entry<O: Outbox, M: Messenger>(
     let message = match entry {
         Ok(message) => message,
         Err(unsendable) => {
-            tracing::warn!(function = options.function, message = %unsendable.id, reason = %unsendable.detail, "skipping message");
+            tracing::warn!(function = options.function, message_id = %unsendable.id, reason = %unsendable.detail, "skipping message");
             let closing = Closing::Invalid {
                 label: unsendable.label,
                 detail: unsendable.detail,
@@ -444,7 +444,7 @@ async fn handle_entry<O: Outbox, M: Messenger>(
         Ok(None) => {}
         Ok(Some(reason)) => return close(outbox, options, &message.id, Closing::Ineligible(reason)).await,
         Err(error) => {
-            tracing::warn!(function = options.function, message = %message.id, %error, "could not check the message");
+            tracing::warn!(function = options.function, message_id = %message.id, %error, "could not check the message");
             return Outcome::StoreError;
         }
     }
@@ -462,7 +462,7 @@ async fn handle_entry<O: Outbox, M: Messenger>(
             return close(outbox, options, &message.id, Closing::Ineligible(reason)).await;
         }
         Err(error) => {
-            tracing::warn!(function = options.function, message = %message.id, %error, "could not claim the message");
+            tracing::warn!(function = options.function, message_id = %message.id, %error, "could not claim the message");
             return Outcome::StoreError;
         }
     }
@@ -472,7 +472,7 @@ async fn handle_entry<O: Outbox, M: Messenger>(
     if let Err(error) = outbox.settle(&message, &claim, &settlement).await {
         // The claim stays held; the next run parks it for reconciliation, so this message
         // is never sent twice.
-        tracing::error!(function = options.function, message = %message.id, ?settlement, %error, "could not record the outcome");
+        tracing::error!(function = options.function, message_id = %message.id, ?settlement, %error, "could not record the outcome");
         return Outcome::StoreError;
     }
     outcome
@@ -489,7 +489,7 @@ fn settlement_for(
     let id = &message.id;
     match sent {
         Ok(sent) => {
-            tracing::info!(function, message = %id, kind = %id.kind, %to, message_sid = %sent.sid, "message sent");
+            tracing::info!(function, message_id = %id, kind = %id.kind, %to, message_sid = %sent.sid, "message sent");
             (
                 Settlement::Sent {
                     message_sid: sent.sid,
@@ -499,7 +499,7 @@ fn settlement_for(
             )
         }
         Err(error) if error.may_have_been_delivered() => {
-            tracing::warn!(function, message = %id, %to, %error, "outcome unknown: parked for reconciliation");
+            tracing::warn!(function, message_id = %id, %to, %error, "outcome unknown: parked for reconciliation");
             (
                 Settlement::Unknown {
                     reason: error.to_string(),
@@ -508,7 +508,7 @@ fn settlement_for(
             )
         }
         Err(error) if error.is_configuration_error() => {
-            tracing::error!(function, message = %id, %error, "Twilio configuration error: stopping the run");
+            tracing::error!(function, message_id = %id, %error, "Twilio configuration error: stopping the run");
             halted.store(true, Ordering::Relaxed);
             (
                 Settlement::Released {
@@ -518,7 +518,7 @@ fn settlement_for(
             )
         }
         Err(error) if error.is_retryable() => {
-            tracing::warn!(function, message = %id, %to, %error, "not sent, released for the next run");
+            tracing::warn!(function, message_id = %id, %to, %error, "not sent, released for the next run");
             (
                 Settlement::Released {
                     reason: error.to_string(),
@@ -531,7 +531,7 @@ fn settlement_for(
                 Some(code) => format!("twilio_{code}"),
                 None => "rejected".to_string(),
             };
-            tracing::warn!(function, message = %id, %to, %error, "Twilio refused the message for good");
+            tracing::warn!(function, message_id = %id, %to, %error, "Twilio refused the message for good");
             (
                 Settlement::Failed {
                     code: error.twilio_code(),

@@ -150,6 +150,15 @@ fn decode_due(item: &Item) -> Option<Result<DueMessage, Unsendable>> {
     })
 }
 
+/// Where a put may land.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// Only where no message of its kind exists for its subject.
+    New,
+    /// There too, or over a waiting message due earlier.
+    LaterThanWaiting,
+}
+
 /// What the back office changed, and what only looked the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -202,33 +211,17 @@ impl DynamoOutbox {
     pub async fn apply(&self, step: &Step) -> Result<Applied, StoreError> {
         match step {
             Step::Schedule(scheduled) => self.schedule(scheduled).await,
-            Step::Postpone {
-                id,
-                due_at,
-                send_before,
-            } => {
-                let result = self
-                    .client
-                    .update_item()
-                    .table_name(&self.messages_table)
-                    .key("messageId", s(message_key(id)))
-                    .update_expression("SET dueAt = :due, sendBefore = :before, expiresAt = :expires")
-                    .condition_expression("#st = :pending AND dueAt < :due")
-                    .expression_attribute_names("#st", "status")
-                    .expression_attribute_values(":pending", s(MessageStatus::Pending.as_str()))
-                    .expression_attribute_values(":due", n(epoch(*due_at)))
-                    .expression_attribute_values(":before", n(epoch(*send_before)))
-                    .expression_attribute_values(":expires", n(epoch(*send_before + KEPT_FOR)))
-                    .send()
-                    .await;
-                conditional(result.map(|_| ()), "UpdateItem", &self.messages_table)
-            }
+            Step::Postpone(scheduled) => self.put(scheduled, Placement::LaterThanWaiting).await,
             Step::Drop { id, reason } => self.close_pending(id, reason, None).await,
         }
     }
 
     /// Puts a message in line, unless one of its kind exists for its subject.
     pub async fn schedule(&self, message: &Scheduled) -> Result<Applied, StoreError> {
+        self.put(message, Placement::New).await
+    }
+
+    async fn put(&self, message: &Scheduled, placement: Placement) -> Result<Applied, StoreError> {
         let key = message_key(&message.id);
         let item = NewMessageItem {
             due_shard: shard_of(&key),
@@ -250,15 +243,21 @@ impl DynamoOutbox {
             message: format!("message {} cannot be encoded: {e}", message.id),
             retryable: false,
         })?;
-        let result = self
+        let put = self
             .client
             .put_item()
             .table_name(&self.messages_table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(messageId)")
-            .send()
-            .await;
-        conditional(result.map(|_| ()), "PutItem", &self.messages_table)
+            .set_item(Some(item));
+        let put = match placement {
+            Placement::New => put.condition_expression("attribute_not_exists(messageId)"),
+            // A waiting message holds nothing but what the put writes: replacing it loses nothing.
+            Placement::LaterThanWaiting => put
+                .condition_expression("attribute_not_exists(messageId) OR (#st = :pending AND dueAt < :due)")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":pending", s(MessageStatus::Pending.as_str()))
+                .expression_attribute_values(":due", n(epoch(message.due_at))),
+        };
+        conditional(put.send().await.map(|_| ()), "PutItem", &self.messages_table)
     }
 
     async fn close_pending(&self, id: &MessageId, reason: &str, detail: Option<&str>) -> Result<Applied, StoreError> {

@@ -30,12 +30,9 @@ pub struct Scheduled {
 pub enum Step {
     /// Puts the message in line unless it exists.
     Schedule(Scheduled),
-    /// Moves a waiting message's due time later (a cart touched again is idle again).
-    Postpone {
-        id: MessageId,
-        due_at: DateTime<Utc>,
-        send_before: DateTime<Utc>,
-    },
+    /// Moves a waiting message's due time later (a cart touched again is idle again), or
+    /// puts it in line if there is none (a cart from before the streams, touched now).
+    Postpone(Scheduled),
     /// Closes a waiting message: its subject will never qualify again.
     Drop { id: MessageId, reason: &'static str },
 }
@@ -212,29 +209,23 @@ pub fn plan_cart(
         // Idle long enough only after it expires: no reminder.
         return Ok(Vec::new());
     }
-    match old {
-        Some(old) if old.contains_key("customerPhone") && !old.contains_key("orderId") => {
-            if last_touched(old) == Some(touched) {
-                Ok(Vec::new())
-            } else {
-                Ok(vec![Step::Postpone {
-                    id,
-                    due_at,
-                    send_before,
-                }])
-            }
-        }
-        _ => {
-            let (customer_phone, customer_name) = customer(new)?;
-            Ok(vec![Step::Schedule(Scheduled {
-                id,
-                customer_phone,
-                customer_name,
-                due_at,
-                send_before,
-            })])
-        }
+    let was_waiting = old.is_some_and(|old| old.contains_key("customerPhone") && !old.contains_key("orderId"));
+    if was_waiting && old.and_then(last_touched) == Some(touched) {
+        return Ok(Vec::new());
     }
+    let (customer_phone, customer_name) = customer(new)?;
+    let scheduled = Scheduled {
+        id,
+        customer_phone,
+        customer_name,
+        due_at,
+        send_before,
+    };
+    Ok(vec![if was_waiting {
+        Step::Postpone(scheduled)
+    } else {
+        Step::Schedule(scheduled)
+    }])
 }
 
 #[cfg(test)]
@@ -435,7 +426,7 @@ mod tests {
         let mut touched = new.clone();
         touched.insert("updatedAt".into(), s("2026-12-01T10:30:00Z"));
         let steps = plan_cart(Some(&new), &touched, at("2026-12-01T10:30:01Z"), &kinds).unwrap();
-        assert!(matches!(&steps[..], [Step::Postpone { due_at, .. }] if *due_at == at("2026-12-01T11:30:00Z")));
+        assert!(matches!(&steps[..], [Step::Postpone(s)] if s.due_at == at("2026-12-01T11:30:00Z")));
 
         let mut ordered = touched.clone();
         ordered.insert("orderId".into(), s("o-1"));

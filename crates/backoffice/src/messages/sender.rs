@@ -41,3 +41,47 @@ impl Messenger for KindMessenger {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::domain::phone::PhoneNumber;
+    use crate::messages::engine::MessageId;
+    use crate::messages::kind::Kind;
+
+    fn message(kind: Kind, name: Option<&str>) -> DueMessage {
+        DueMessage {
+            id: MessageId {
+                kind,
+                subject_id: "o-7".into(),
+            },
+            customer_phone: PhoneNumber::parse("+33612345678").unwrap(),
+            customer_name: name.map(str::to_owned),
+            due_at: Utc::now(),
+            send_before: None,
+        }
+    }
+
+    #[test]
+    fn a_kind_with_a_template_sends_it_with_the_first_name_and_the_id() {
+        let kinds = KindsConfig::defaults().with(Kind::PaymentReminder, |s| s.content_sid = Some("HX1".into()));
+        assert_eq!(
+            content_of(&message(Kind::PaymentReminder, Some("Ana Lima")), &kinds),
+            MessageContent::Template {
+                content_sid: "HX1".into(),
+                variables: BTreeMap::from([("1".into(), "Ana".into()), ("2".into(), "o-7".into())]),
+            }
+        );
+    }
+
+    #[test]
+    fn a_kind_without_a_template_sends_its_plain_text() {
+        let content = content_of(&message(Kind::ReadyForPickup, None), &KindsConfig::defaults());
+        assert_eq!(
+            content,
+            MessageContent::Body("Hello client, your order o-7 is ready for pickup.".into())
+        );
+    }
+}

@@ -26,7 +26,7 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use devstack::stack::Stack;
 use serde_json::json;
 use strum::IntoEnumIterator;
-use wiremock::matchers::{method, path_regex};
+use wiremock::matchers::{body_string_contains, method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use devstack::streams::{StreamTap, batch, stream_records};
@@ -80,8 +80,11 @@ struct Shop {
 
 impl Shop {
     async fn open(label: &str) -> Self {
+        Self::with_twilio(label, accepting_twilio().await).await
+    }
+
+    async fn with_twilio(label: &str, twilio: MockServer) -> Self {
         let stack = Stack::from_env(label).await.unwrap();
-        let twilio = accepting_twilio().await;
         let client = || {
             twilio_client(
                 &twilio.uri(),
@@ -90,6 +93,7 @@ impl Shop {
                     ("TWILIO_WHATSAPP_FROM", "+14155238886"),
                     ("REVIEW_TEMPLATE_SID", &content_sid(Kind::ReviewRequest)),
                     ("TWILIO_MAX_MPS", "200"),
+                    ("TWILIO_TIMEOUT_MS", "500"),
                 ],
             )
         };
@@ -442,6 +446,31 @@ async fn a_paid_order_gets_no_payment_reminder_and_a_cart_turned_into_an_order_n
 }
 
 #[tokio::test]
+async fn a_cart_touched_again_is_reminded_an_hour_after_its_last_touch() {
+    let mut shop = Shop::open("touched").await;
+    shop.app_creates_cart("c-touched", "+33612345641").await;
+    shop.deliver().await;
+    shop.advance(TimeDelta::minutes(50));
+    shop.stack
+        .client
+        .update_item()
+        .table_name(&shop.stack.tables.carts)
+        .key("cartId", s("c-touched"))
+        .update_expression("SET updatedAt = :now")
+        .expression_attribute_values(":now", s(&text(shop.now())))
+        .send()
+        .await
+        .unwrap();
+    let report = shop.deliver().await;
+    assert_eq!(report.messages, 1, "postponed: {report:?}");
+    shop.advance(TimeDelta::minutes(15));
+    assert_eq!(shop.dispatch("an hour after creation").await.total, 0);
+    shop.advance(TimeDelta::minutes(50));
+    assert_eq!(shop.dispatch("an hour after the touch").await.sent, 1);
+    shop.stack.cleanup().await;
+}
+
+#[tokio::test]
 async fn concurrent_runs_send_each_due_message_once() {
     let mut shop = Shop::open("concurrent").await;
     for i in 0..24 {
@@ -456,4 +485,93 @@ async fn concurrent_runs_send_each_due_message_once() {
     assert_eq!(received.len(), 24);
     assert!(received.values().all(|count| *count == 1), "{received:?}");
     shop.stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn twilio_faults_release_park_or_fail_a_message_and_only_the_released_one_goes_again() {
+    let twilio = MockServer::start().await;
+    let to = |phone: &str| body_string_contains(format!("To=whatsapp%3A%2B{}", &phone[1..]));
+    Mock::given(method("POST"))
+        .and(to("+33612345631"))
+        .respond_with(
+            ResponseTemplate::new(500).set_body_json(json!({"code": 20500, "message": "down", "status": 500})),
+        )
+        // Every attempt of the first run; the next run is accepted.
+        .up_to_n_times(3)
+        .with_priority(1)
+        .mount(&twilio)
+        .await;
+    Mock::given(method("POST"))
+        .and(to("+33612345632"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"sid": "SM0123456789abcdef0123456789abcdef", "status": "queued"}))
+                .set_delay(Duration::from_secs(2)),
+        )
+        .with_priority(1)
+        .mount(&twilio)
+        .await;
+    Mock::given(method("POST"))
+        .and(to("+33612345633"))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(json!({"code": 21211, "message": "invalid", "status": 400})),
+        )
+        .with_priority(1)
+        .mount(&twilio)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"sid": "SM0123456789abcdef0123456789abcdef", "status": "queued"})),
+        )
+        .with_priority(5)
+        .mount(&twilio)
+        .await;
+    let mut shop = Shop::with_twilio("faults", twilio).await;
+    for (order, phone) in [
+        ("o-down", "+33612345631"),
+        ("o-timeout", "+33612345632"),
+        ("o-invalid", "+33612345633"),
+        ("o-ok", "+33612345634"),
+    ] {
+        shop.app_creates_order(order, phone).await;
+    }
+    shop.deliver().await;
+    shop.advance(TimeDelta::minutes(1));
+    let first = shop.dispatch("first").await;
+    let report = &first.report;
+    assert_eq!(
+        (
+            first.sent,
+            first.failed,
+            report.released,
+            report.unknown,
+            report.awaiting_reconciliation
+        ),
+        (1, 1, 1, 1, 1),
+        "{first:?}"
+    );
+    assert_eq!(report.failed_reasons.get("twilio_21211"), Some(&1));
+    assert_eq!(
+        shop_status(&shop, "o-down").await,
+        MessageStatus::Pending,
+        "released: back in line"
+    );
+    assert_eq!(
+        shop_status(&shop, "o-timeout").await,
+        MessageStatus::Unknown,
+        "parked, never resent by itself"
+    );
+    assert_eq!(shop_status(&shop, "o-invalid").await, MessageStatus::Failed);
+
+    shop.advance(TimeDelta::minutes(1));
+    let second = shop.dispatch("second").await;
+    assert_eq!((second.sent, second.total), (1, 1), "only the released one: {second:?}");
+    assert_eq!(second.report.awaiting_reconciliation, 1);
+    assert_eq!(shop_status(&shop, "o-down").await, MessageStatus::Sent);
+    shop.stack.cleanup().await;
+}
+
+async fn shop_status(shop: &Shop, order: &str) -> MessageStatus {
+    shop.message(Kind::OrderConfirmation, order).await.unwrap().status
 }
