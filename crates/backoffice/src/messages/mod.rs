@@ -6,4 +6,5 @@ pub mod engine;
 pub mod kind;
 pub mod outbox;
 pub mod plan;
+pub mod run;
 pub mod sender;

@@ -14,7 +14,7 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Select, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem, Update};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +28,7 @@ use crate::domain::phone::PhoneNumber;
 use crate::runtime::clock::Clock;
 use crate::store::StoreError;
 use crate::store::dynamo::{Item, is_condition_failure, n, rfc3339, s, store_error, string};
+use crate::store::partition::Partition;
 use crate::store::shard::shard_of;
 
 /// The GSI the dispatcher reads; defined in template.yaml.
@@ -363,27 +364,14 @@ impl DynamoOutbox {
         Ok(())
     }
 
-    /// Every key in one `due-index` partition (`sending` or `reconcile`), with `claimedAt`.
-    async fn partition(&self, shard: &str) -> Result<Vec<Item>, StoreError> {
-        let mut items = Vec::new();
-        let mut cursor = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.messages_table)
-                .index_name(DUE_INDEX)
-                .key_condition_expression("dueShard = :shard")
-                .expression_attribute_values(":shard", s(shard))
-                .set_exclusive_start_key(cursor)
-                .send()
-                .await
-                .map_err(|e| store_error("Query", &self.messages_table, e))?;
-            items.extend(output.items.unwrap_or_default());
-            cursor = output.last_evaluated_key.filter(|key| !key.is_empty());
-            if cursor.is_none() {
-                return Ok(items);
-            }
+    /// One partition of `due-index` (`sending` or `reconcile`).
+    fn partition<'a>(&'a self, value: &'a str) -> Partition<'a> {
+        Partition {
+            client: &self.client,
+            table: &self.messages_table,
+            index: DUE_INDEX,
+            hash_key: "dueShard",
+            value,
         }
     }
 }
@@ -604,6 +592,7 @@ impl Outbox for DynamoOutbox {
     async fn in_flight(&self) -> Result<Vec<InFlightClaim>, StoreError> {
         Ok(self
             .partition(SENDING)
+            .items()
             .await?
             .iter()
             .filter_map(|item| {
@@ -638,27 +627,7 @@ impl Outbox for DynamoOutbox {
     }
 
     async fn awaiting_reconciliation(&self) -> Result<u64, StoreError> {
-        let mut count = 0u64;
-        let mut cursor = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.messages_table)
-                .index_name(DUE_INDEX)
-                .key_condition_expression("dueShard = :reconcile")
-                .expression_attribute_values(":reconcile", s(RECONCILE))
-                .select(Select::Count)
-                .set_exclusive_start_key(cursor)
-                .send()
-                .await
-                .map_err(|e| store_error("Query", &self.messages_table, e))?;
-            count += u64::try_from(output.count).unwrap_or_default();
-            cursor = output.last_evaluated_key.filter(|key| !key.is_empty());
-            if cursor.is_none() {
-                return Ok(count);
-            }
-        }
+        self.partition(RECONCILE).count().await
     }
 }
 

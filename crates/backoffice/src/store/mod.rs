@@ -2,6 +2,7 @@
 //! helpers ([`dynamo`]), and the sharding of the sparse indexes ([`shard`]).
 
 pub mod dynamo;
+pub mod partition;
 pub mod shard;
 pub mod walk;
 

@@ -4,7 +4,7 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, Select};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
 
 use super::store::{
@@ -12,7 +12,8 @@ use super::store::{
     ReviewRequestStore, SENDING_PARTITION, Settlement, decode_pending_entry,
 };
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, is_condition_failure, n, rfc3339, s, store_error};
+use crate::store::dynamo::{Item, is_condition_failure, n, rfc3339, s, store_error, string};
+use crate::store::partition::Partition;
 use crate::store::shard::shard_of;
 
 #[derive(Debug, Clone)]
@@ -41,6 +42,17 @@ impl DynamoOrders {
             table: self.orders_table.clone(),
             message: format!("order {order_id} cannot be encoded: {error}"),
             retryable: false,
+        }
+    }
+
+    /// One partition of `review-pending-index` (`sending` or `reconcile`).
+    fn partition<'a>(&'a self, value: &'a str) -> Partition<'a> {
+        Partition {
+            client: &self.client,
+            table: &self.orders_table,
+            index: REVIEW_PENDING_INDEX,
+            hash_key: "reviewPendingShard",
+            value,
         }
     }
 
@@ -263,38 +275,17 @@ impl ReviewRequestStore for DynamoOrders {
     }
 
     async fn in_flight(&self) -> Result<Vec<InFlightClaim>, StoreError> {
-        let mut claims = Vec::new();
-        let mut cursor = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.orders_table)
-                .index_name(REVIEW_PENDING_INDEX)
-                .key_condition_expression("reviewPendingShard = :sending")
-                .expression_attribute_values(":sending", s(SENDING_PARTITION))
-                .set_exclusive_start_key(cursor)
-                .send()
-                .await
-                .map_err(|e| store_error("Query", &self.orders_table, e))?;
-            for item in output.items.unwrap_or_default() {
-                let Some(AttributeValue::S(order_id)) = item.get("orderId") else {
-                    continue;
-                };
-                let claimed_at = match item.get("reviewClaimedAt") {
-                    Some(AttributeValue::S(at)) => DateTime::parse_from_rfc3339(at).ok().map(|t| t.with_timezone(&Utc)),
-                    _ => None,
-                };
-                claims.push(InFlightClaim {
-                    order_id: order_id.clone(),
-                    claimed_at,
-                });
-            }
-            cursor = output.last_evaluated_key.filter(|key| !key.is_empty());
-            if cursor.is_none() {
-                return Ok(claims);
-            }
-        }
+        let items = self.partition(SENDING_PARTITION).items().await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let order_id = string(item, "orderId")?;
+                let claimed_at = string(item, "reviewClaimedAt")
+                    .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
+                    .map(|at| at.with_timezone(&Utc));
+                Some(InFlightClaim { order_id, claimed_at })
+            })
+            .collect())
     }
 
     async fn park_stale_claim(&self, claim: &InFlightClaim, reason: &str) -> Result<(), StoreError> {
@@ -324,26 +315,6 @@ impl ReviewRequestStore for DynamoOrders {
     }
 
     async fn awaiting_reconciliation(&self) -> Result<u64, StoreError> {
-        let mut count = 0u64;
-        let mut cursor = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.orders_table)
-                .index_name(REVIEW_PENDING_INDEX)
-                .key_condition_expression("reviewPendingShard = :reconcile")
-                .expression_attribute_values(":reconcile", s(RECONCILE_PARTITION))
-                .select(Select::Count)
-                .set_exclusive_start_key(cursor)
-                .send()
-                .await
-                .map_err(|e| store_error("Query", &self.orders_table, e))?;
-            count += u64::try_from(output.count).unwrap_or_default();
-            cursor = output.last_evaluated_key.filter(|key| !key.is_empty());
-            if cursor.is_none() {
-                return Ok(count);
-            }
-        }
+        self.partition(RECONCILE_PARTITION).count().await
     }
 }

@@ -74,6 +74,7 @@ mod tests {
             due_before: "2026-11-17T09:00:00Z".into(),
             duration_ms: 987,
             report,
+            function: FUNCTION_NAME,
         }
     }
 

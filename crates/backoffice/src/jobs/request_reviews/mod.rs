@@ -22,17 +22,16 @@ mod writers;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
-use serde::Serialize;
 use serde_json::Value;
 use store::ReviewRequestStore;
 
 use crate::messages::engine::{DispatchOptions, DispatchReport, dispatch};
+use crate::messages::run::{DispatchResponse, finish_dispatch};
 use crate::runtime::clock::Clock;
-use crate::runtime::job::{Deadline, JobError, begin_run, end_run, read_payload, report_of};
-use crate::runtime::trigger::{JobPayload, PayloadError, TriggerSource};
-use crate::store::StoreError;
+use crate::runtime::job::{Deadline, JobError, begin_run, read_payload};
+use crate::runtime::trigger::{JobPayload, PayloadError};
 
 pub use config::ReviewJobConfig;
 pub use messenger::{ReviewMessenger, review_variables};
@@ -44,22 +43,8 @@ pub use window::{ReviewWindow, review_window};
 
 pub const FUNCTION_NAME: &str = "request-reviews";
 
-/// The function's answer: the contract's fields first, then the details.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReviewResponse {
-    pub success: bool,
-    pub sent: u64,
-    pub failed: u64,
-    pub total: u64,
-    pub timestamp: String,
-    pub dry_run: bool,
-    pub trigger: TriggerSource,
-    pub due_before: String,
-    pub duration_ms: u64,
-    #[serde(flatten)]
-    pub report: ReviewReport,
-}
+/// The function's answer.
+pub type ReviewResponse = DispatchResponse;
 
 /// What `main.rs` builds once per cold start.
 pub struct ReviewDeps<S, M> {
@@ -121,48 +106,15 @@ pub async fn run<S: ReviewRequestStore, M: ReviewMessenger>(
         &options,
     )
     .await;
-    let (report, abort) = report_of(outcome);
-    let response = ReviewResponse {
-        success: abort.is_none() && report.store_errors == 0,
-        sent: report.sent,
-        failed: report.failed,
-        total: report.total(),
-        timestamp: deps.clock.now().to_rfc3339_opts(SecondsFormat::Secs, true),
-        dry_run: request.dry_run,
-        trigger: request.source,
-        due_before: window.due_before.to_rfc3339_opts(SecondsFormat::Secs, true),
-        duration_ms: started.elapsed().as_millis() as u64,
-        report,
-    };
-    let store_errors = response.report.store_errors;
-    end_run(response, abort, store_errors, log_summary, metrics::metrics)
-}
-
-fn log_summary(response: &ReviewResponse, abort: Option<&StoreError>) {
-    let report = &response.report;
-    tracing::info!(
-        function = FUNCTION_NAME,
-        success = response.success,
-        trigger = ?response.trigger,
-        dry_run = response.dry_run,
-        due_before = %response.due_before,
-        sent = report.sent,
-        failed = report.failed,
-        failed_reasons = serde_json::to_string(&report.failed_reasons).unwrap_or_default(),
-        released = report.released,
-        unknown = report.unknown,
-        skipped = serde_json::to_string(&report.skipped).unwrap_or_default(),
-        would_send = report.would_send,
-        total = response.total,
-        stale_claims_parked = report.stale_claims_parked,
-        awaiting_reconciliation = report.awaiting_reconciliation,
-        store_errors = report.store_errors,
-        items_read = report.items_read,
-        more = report.more,
-        duration_ms = response.duration_ms,
-        error = abort.map(|e| e.to_string()),
-        "run summary"
-    );
+    finish_dispatch(
+        FUNCTION_NAME,
+        &request,
+        outcome,
+        window.due_before,
+        deps.clock.now(),
+        started,
+        metrics::metrics,
+    )
 }
 
 #[cfg(test)]
