@@ -8,16 +8,16 @@ use chrono::{DateTime, Utc};
 use super::dynamo::{DynamoOrders, pending_attributes};
 use super::store::{Order, OrderStatus};
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, is_condition_failure, rfc3339, s, store_error};
+use crate::store::dynamo::{Item, is_condition_failure, rfc3339, s, store_error, string};
 
 impl DynamoOrders {
-    /// Creates an order (refuses to overwrite one). A completed order is put in line for
-    /// its review request.
+    /// Creates an order with its business attributes (refuses to overwrite one). A
+    /// completed order is then put in line for its review request by the stream consumer's
+    /// own write ([`DynamoOrders::queue_for_review`]), so that tools without the stream see
+    /// it in line at once.
     pub async fn put_new(&self, order: &Order) -> Result<(), StoreError> {
-        let mut item: Item = serde_dynamo::to_item(order).map_err(|e| self.encode_error(&order.order_id, e))?;
-        if let (OrderStatus::Completed, Some(completed_at)) = (order.status, order.completed_at) {
-            item.extend(pending_attributes(&order.order_id, completed_at));
-        }
+        let item: Item = serde_dynamo::to_item(order).map_err(|e| self.encode_error(&order.order_id, e))?;
+        let stored_completed_at = string(&item, "completedAt");
         self.client
             .put_item()
             .table_name(&self.orders_table)
@@ -26,6 +26,11 @@ impl DynamoOrders {
             .send()
             .await
             .map_err(|e| store_error("PutItem", &self.orders_table, e))?;
+        if let (OrderStatus::Completed, Some(completed_at), Some(stored)) =
+            (order.status, order.completed_at, stored_completed_at)
+        {
+            self.queue_for_review(&order.order_id, &stored, completed_at).await?;
+        }
         Ok(())
     }
 
