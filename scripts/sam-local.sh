@@ -179,6 +179,7 @@ import json, sys
 common = {
     "ORDERS_TABLE": "$(stack_var ORDERS_TABLE)",
     "REVIEWS_TABLE": "$(stack_var REVIEWS_TABLE)",
+    "CONSENT_TABLE": "$(stack_var CONSENT_TABLE)",
     "TWILIO_SECRET_ARN": "$secret_arn",
     "TWILIO_WHATSAPP_FROM": "$(stack_var TWILIO_WHATSAPP_FROM)",
     "TWILIO_API_BASE_URL": "$(stack_var TWILIO_API_BASE_URL)",

@@ -40,6 +40,7 @@ pub fn function_env(endpoint: &str) -> Vec<(String, String)> {
         ("ORDERS_TABLE", "bench-r-orders".into()),
         ("REVIEWS_TABLE", "bench-r-reviews".into()),
         ("MESSAGES_TABLE", "bench-l-messages".into()),
+        ("CONSENT_TABLE", "bench-l-consent".into()),
         ("TWILIO_ACCOUNT_SID", LOCAL_ACCOUNT_SID.into()),
         ("TWILIO_AUTH_TOKEN", LOCAL_AUTH_TOKEN.into()),
         ("TWILIO_WHATSAPP_FROM", LOCAL_WHATSAPP_FROM.into()),

@@ -53,6 +53,7 @@ pub async fn bench_lifecycle(
         ("OrdersTable", "bench-l-orders"),
         ("ReviewsTable", "bench-l-reviews"),
         ("MessagesTable", "bench-l-messages"),
+        ("ConsentTable", "bench-l-consent"),
     ];
     for (logical_id, name) in names {
         create_table_with_stream(&admin, logical_id, name).await?;
@@ -62,6 +63,7 @@ pub async fn bench_lifecycle(
         (_, orders_table),
         (_, reviews_table),
         (_, messages_table),
+        (_, consent_table),
     ] = names;
     let twilio = TwilioStandIn::start_with_delay(TWILIO_STANDIN_DELAY).await?;
     let env: HashMap<String, String> = [
@@ -69,6 +71,7 @@ pub async fn bench_lifecycle(
         ("ORDERS_TABLE", orders_table.to_owned()),
         ("REVIEWS_TABLE", reviews_table.to_owned()),
         ("MESSAGES_TABLE", messages_table.to_owned()),
+        ("CONSENT_TABLE", consent_table.to_owned()),
         ("TWILIO_ACCOUNT_SID", LOCAL_ACCOUNT_SID.to_owned()),
         ("TWILIO_AUTH_TOKEN", LOCAL_AUTH_TOKEN.to_owned()),
         ("TWILIO_API_BASE_URL", twilio.uri()),

@@ -31,7 +31,7 @@ async fn deps() -> Result<DeriveDeps<DynamoSchedule>, Error> {
     Ok(DeriveDeps {
         store: DynamoSchedule {
             carts: DynamoCarts::new(client.clone(), config.carts_table.clone()),
-            // The reviews table is never touched by this function: it only schedules.
+            // The reviews and consent tables are never touched by this function: it only schedules.
             orders: DynamoOrders::new(client.clone(), config.orders_table.clone(), String::new()),
             outbox: DynamoOutbox::new(
                 client,
@@ -40,6 +40,7 @@ async fn deps() -> Result<DeriveDeps<DynamoSchedule>, Error> {
                     orders: config.orders_table.clone(),
                     carts: config.carts_table.clone(),
                     reviews: String::new(),
+                    consent: String::new(),
                 },
                 config.kinds.clone(),
                 Arc::new(SystemClock),

@@ -52,6 +52,7 @@ async fn deps() -> Result<ReplyDeps<DynamoReplies, ShopAlerts>, Error> {
             dynamodb_client(&sdk_config),
             &config.orders_table,
             &config.reviews_table,
+            &config.consent_table,
         ),
         alerts,
         validator,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use backoffice::aws::{SdkSettings, dynamodb_client, load_sdk_config};
 use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
+use backoffice::messages::consent::DynamoConsents;
 use backoffice::runtime::clock::SystemClock;
 use backoffice::runtime::config::ProcessEnv;
 use backoffice::runtime::init;
@@ -34,7 +35,8 @@ async fn deps() -> Result<ReviewDeps<DynamoOrders, TwilioClient>, Error> {
             dynamodb_client(&sdk_config),
             &config.orders_table,
             &config.reviews_table,
-        ),
+        )
+        .with_consents(DynamoConsents::new(dynamodb_client(&sdk_config), &config.consent_table)),
         messenger: twilio,
         clock: Arc::new(SystemClock),
         config,

@@ -80,7 +80,12 @@ pub async fn play_replies_at(
     env.insert("REPLY_WEBHOOK_URL".into(), DEMO_WEBHOOK_URL.into());
     let validator = SignatureValidator::new(TwilioConfig::from_env(&env)?.auth_token);
     let deps = ReplyDeps {
-        store: DynamoReplies::new(stack.client.clone(), &stack.tables.orders, &stack.tables.reviews),
+        store: DynamoReplies::new(
+            stack.client.clone(),
+            &stack.tables.orders,
+            &stack.tables.reviews,
+            &stack.tables.consent,
+        ),
         alerts: PrintedAlerts,
         validator: validator.clone(),
         clock,

@@ -25,6 +25,7 @@ pub struct TableNames {
     pub orders: String,
     pub reviews: String,
     pub messages: String,
+    pub consent: String,
 }
 
 impl TableNames {
@@ -34,6 +35,7 @@ impl TableNames {
             orders: format!("{prefix}-orders"),
             reviews: format!("{prefix}-reviews"),
             messages: format!("{prefix}-messages"),
+            consent: format!("{prefix}-consent"),
         }
     }
 
@@ -44,17 +46,19 @@ impl TableNames {
             "OrdersTable" => Some(&self.orders),
             "ReviewsTable" => Some(&self.reviews),
             "MessagesTable" => Some(&self.messages),
+            "ConsentTable" => Some(&self.consent),
             _ => None,
         }
     }
 
     /// `CARTS_TABLE=...` and friends, for a function's environment.
-    pub fn env_vars(&self) -> [(&'static str, &str); 4] {
+    pub fn env_vars(&self) -> [(&'static str, &str); 5] {
         [
             ("CARTS_TABLE", &self.carts),
             ("ORDERS_TABLE", &self.orders),
             ("REVIEWS_TABLE", &self.reviews),
             ("MESSAGES_TABLE", &self.messages),
+            ("CONSENT_TABLE", &self.consent),
         ]
     }
 }
@@ -177,7 +181,13 @@ impl Stack {
 
     async fn create_tables(&self) -> Result<(), StackError> {
         let definitions = table_definitions(&default_template_path())?;
-        for logical_id in ["CartsTable", "OrdersTable", "ReviewsTable", "MessagesTable"] {
+        for logical_id in [
+            "CartsTable",
+            "OrdersTable",
+            "ReviewsTable",
+            "MessagesTable",
+            "ConsentTable",
+        ] {
             let definition: &TableDefinition = definitions
                 .iter()
                 .find(|d| d.logical_id == logical_id)

@@ -21,6 +21,8 @@ use serde_norway::Value;
 /// - `pending_page`, `in_flight`, `awaiting_reconciliation`: `.query()` on `review-pending-index`
 /// - `claim`, `settle` (`update_claimed`), `close`, `park_stale_claim`: `.update_item()` on the orders table
 /// - `has_review`: `.get_item()` on the reviews table (never on the orders table)
+/// - `consent` (`DynamoConsents::get`): `.get_item()`, and `record_twilio_opt_out`
+///   (`DynamoConsents::record`): `.update_item()`, on the consent table
 /// - `twilio_config` (`secrets.rs`): `.get_secret_value()` on `TwilioSecretArn`, at cold start
 ///
 /// record-review-reply (`jobs/record_review_reply/` through its `dynamo.rs`,
@@ -28,6 +30,7 @@ use serde_norway::Value;
 /// - `requested_orders`: `.query()` on `review-reply-index`
 /// - `review`: `.get_item()`, `put_review`/`correct_review`: `.put_item()` (conditional),
 ///   `claim_alert` and `release_alert`: `.update_item()`, all on the reviews table (never on the orders table)
+/// - `record_consent` (`DynamoConsents::record`): `.update_item()` on the consent table
 /// - `ShopAlerts::alert`: `.publish()` on `NegativeReviewTopic`
 /// - `twilio_config` (`secrets.rs`): `.get_secret_value()` on `TwilioSecretArn`, at cold start
 ///
@@ -46,6 +49,8 @@ use serde_norway::Value;
 /// - `claim` refused without reasons (`message`) and `why_ineligible`: `.get_item()` on the
 ///   messages table and on the orders, carts and reviews tables
 /// - `settle` (`update_claimed`), `close` (`close_pending`), `park_stale_claim`: `.update_item()` on the messages table
+/// - the claim's consent `ConditionCheck`, `why_ineligible`'s `.get_item()` and
+///   `record_opt_out`'s `.update_item()` on the consent table
 /// - `twilio_config` (`secrets.rs`): `.get_secret_value()` on `TwilioSecretArn`, at cold start
 ///
 /// (Reading the streams is the event source mapping's: SAM adds AWS's managed
@@ -75,6 +80,9 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
             ("dynamodb:GetItem", "!GetAtt OrdersTable.Arn"),
             ("dynamodb:GetItem", "!GetAtt CartsTable.Arn"),
             ("dynamodb:GetItem", "!GetAtt ReviewsTable.Arn"),
+            ("dynamodb:ConditionCheckItem", "!GetAtt ConsentTable.Arn"),
+            ("dynamodb:GetItem", "!GetAtt ConsentTable.Arn"),
+            ("dynamodb:UpdateItem", "!GetAtt ConsentTable.Arn"),
             ("secretsmanager:GetSecretValue", "!Ref TwilioSecretArn"),
         ],
     ),
@@ -91,6 +99,8 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
             ("dynamodb:Query", "!Sub ${OrdersTable.Arn}/index/review-pending-index"),
             ("dynamodb:UpdateItem", "!GetAtt OrdersTable.Arn"),
             ("dynamodb:GetItem", "!GetAtt ReviewsTable.Arn"),
+            ("dynamodb:GetItem", "!GetAtt ConsentTable.Arn"),
+            ("dynamodb:UpdateItem", "!GetAtt ConsentTable.Arn"),
             ("secretsmanager:GetSecretValue", "!Ref TwilioSecretArn"),
         ],
     ),
@@ -101,6 +111,7 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
             ("dynamodb:GetItem", "!GetAtt ReviewsTable.Arn"),
             ("dynamodb:PutItem", "!GetAtt ReviewsTable.Arn"),
             ("dynamodb:UpdateItem", "!GetAtt ReviewsTable.Arn"),
+            ("dynamodb:UpdateItem", "!GetAtt ConsentTable.Arn"),
             ("sns:Publish", "!Ref NegativeReviewTopic"),
             ("secretsmanager:GetSecretValue", "!Ref TwilioSecretArn"),
         ],
@@ -116,10 +127,22 @@ const OWN_TABLES: &[(&str, &[&str])] = &[
     ),
     (
         "SendMessagesFunction",
-        &["MessagesTable", "OrdersTable", "CartsTable", "ReviewsTable"],
+        &[
+            "MessagesTable",
+            "OrdersTable",
+            "CartsTable",
+            "ReviewsTable",
+            "ConsentTable",
+        ],
     ),
-    ("RequestReviewsFunction", &["OrdersTable", "ReviewsTable"]),
-    ("RecordReviewReplyFunction", &["OrdersTable", "ReviewsTable"]),
+    (
+        "RequestReviewsFunction",
+        &["OrdersTable", "ReviewsTable", "ConsentTable"],
+    ),
+    (
+        "RecordReviewReplyFunction",
+        &["OrdersTable", "ReviewsTable", "ConsentTable"],
+    ),
 ];
 
 fn template() -> Value {

@@ -59,6 +59,8 @@ pub enum RequestStatus {
     Invalid,
     /// No longer `completed` (cancelled after completion).
     NotCompleted,
+    /// The customer opted out of marketing messages (or of every message).
+    OptedOut,
 }
 
 impl RequestStatus {

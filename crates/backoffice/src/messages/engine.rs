@@ -50,6 +50,9 @@ pub struct DueMessage {
     pub due_at: DateTime<Utc>,
     /// Too late to send after this: closed as `too_old` instead.
     pub send_before: Option<DateTime<Utc>>,
+    /// When the change that made it happened: a customer who opted out after this does
+    /// not get it, even if they opted back in since.
+    pub since: DateTime<Utc>,
 }
 
 /// A due entry that cannot become a message, and why (missing phone, unreadable time...).
@@ -170,7 +173,18 @@ pub trait Outbox: Send + Sync {
 
     /// Messages waiting for reconciliation.
     fn awaiting_reconciliation(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Records that the customer opted out, as Twilio said when it refused `message`
+    /// (error 21610): no later message goes to them until they opt back in.
+    fn record_opt_out(
+        &self,
+        message: &DueMessage,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
+
+/// Twilio's "the recipient has opted out" refusal.
+pub const TWILIO_OPTED_OUT: u32 = 21610;
 
 /// Sends one message. Twilio in production; a fake in unit tests.
 pub trait Messenger: Send + Sync {
@@ -473,6 +487,15 @@ async fn handle_entry<O: Outbox, M: Messenger>(
         // The claim stays held; the next run parks it for reconciliation, so this message
         // is never sent twice.
         tracing::error!(function = options.function, message_id = %message.id, ?settlement, %error, "could not record the outcome");
+        return Outcome::StoreError;
+    }
+    if let Settlement::Failed {
+        code: Some(TWILIO_OPTED_OUT),
+        ..
+    } = settlement
+        && let Err(error) = outbox.record_opt_out(&message, clock.now()).await
+    {
+        tracing::warn!(function = options.function, message_id = %message.id, %error, "could not record Twilio's opt-out");
         return Outcome::StoreError;
     }
     outcome

@@ -18,12 +18,14 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem,
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::consent::DynamoConsents;
 use super::eligibility::{needs_no_review, subject_condition, why_not};
 use super::engine::{
     Claim, ClaimOutcome, Closing, DueMessage, DuePage, InFlightClaim, MessageId, Outbox, Settlement, Unsendable,
 };
-use super::kind::{Kind, KindsConfig, Subject};
+use super::kind::{Category, Kind, KindsConfig, Subject};
 use super::plan::{Scheduled, Step};
+use crate::domain::consent::{ConsentChange, ConsentSource, OptOut};
 use crate::domain::phone::PhoneNumber;
 use crate::runtime::clock::Clock;
 use crate::store::StoreError;
@@ -98,6 +100,8 @@ pub struct StoredMessage {
     pub skip_reason: Option<String>,
     #[serde(default)]
     pub last_error: Option<String>,
+    #[serde(default)]
+    pub scheduled_at: Option<String>,
 }
 
 /// The key of a message.
@@ -142,6 +146,11 @@ fn decode_due(item: &Item) -> Option<Result<DueMessage, Unsendable>> {
             customer_name: stored.customer_name,
             due_at: from_epoch(stored.due_at),
             send_before: Some(from_epoch(stored.send_before)),
+            since: stored
+                .scheduled_at
+                .as_deref()
+                .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+                .map_or_else(|| from_epoch(stored.due_at), |at| at.with_timezone(&Utc)),
         }),
         Err(error) => Err(Unsendable {
             id,
@@ -175,6 +184,7 @@ pub struct DynamoOutbox {
     orders_table: String,
     carts_table: String,
     reviews_table: String,
+    consents: DynamoConsents,
     kinds: KindsConfig,
     clock: std::sync::Arc<dyn Clock>,
 }
@@ -186,11 +196,13 @@ pub struct OutboxTables {
     pub orders: String,
     pub carts: String,
     pub reviews: String,
+    pub consent: String,
 }
 
 impl DynamoOutbox {
     pub fn new(client: Client, tables: OutboxTables, kinds: KindsConfig, clock: std::sync::Arc<dyn Clock>) -> Self {
         Self {
+            consents: DynamoConsents::new(client.clone(), tables.consent),
             client,
             messages_table: tables.messages,
             orders_table: tables.orders,
@@ -335,7 +347,20 @@ impl DynamoOutbox {
             .map_err(|e| store_error("GetItem", table, e))?
             .item;
         let has_review = needs_no_review(kind) && self.has_review(&message.id.subject_id).await?;
-        Ok(why_not(kind, subject.as_ref(), has_review, self.clock.now()).unwrap_or("ineligible"))
+        if let Some(reason) = why_not(kind, subject.as_ref(), has_review, self.clock.now()) {
+            return Ok(reason);
+        }
+        let consent = self.consents.get(&message.customer_phone).await?;
+        Ok(consent
+            .refuses(self.is_marketing(kind), message.since)
+            .unwrap_or("ineligible"))
+    }
+
+    /// Whether `kind` is a marketing message (the review request always is).
+    fn is_marketing(&self, kind: Kind) -> bool {
+        self.kinds.get(kind).map_or(kind == Kind::ReviewRequest, |settings| {
+            settings.category == Category::Marketing
+        })
     }
 
     async fn update_claimed(
@@ -467,11 +492,15 @@ impl Outbox for DynamoOutbox {
         for (name, value) in condition.values {
             check = check.expression_attribute_values(name, value);
         }
+        let consent = self
+            .consents
+            .check(&message.customer_phone, self.is_marketing(kind), message.since)?;
         let mut items = vec![
             TransactWriteItem::builder().update(take).build(),
             TransactWriteItem::builder()
                 .condition_check(check.build().map_err(|e| build_error(table, e))?)
                 .build(),
+            TransactWriteItem::builder().condition_check(consent).build(),
         ];
         if needs_no_review(kind) {
             let no_review = ConditionCheck::builder()
@@ -628,6 +657,19 @@ impl Outbox for DynamoOutbox {
 
     async fn awaiting_reconciliation(&self) -> Result<u64, StoreError> {
         self.partition(RECONCILE).count().await
+    }
+
+    async fn record_opt_out(&self, message: &DueMessage, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.consents
+            .record(
+                &message.customer_phone,
+                ConsentChange::OptOut(OptOut::All),
+                ConsentSource::Twilio,
+                at,
+                None,
+            )
+            .await
+            .map(|_| ())
     }
 }
 

@@ -61,6 +61,7 @@ mod tests {
             customer_name: name.map(str::to_owned),
             due_at: Utc::now(),
             send_before: None,
+            since: Utc::now(),
         }
     }
 

@@ -103,6 +103,7 @@ impl Shop {
             orders: stack.tables.orders.clone(),
             carts: stack.tables.carts.clone(),
             reviews: stack.tables.reviews.clone(),
+            consent: stack.tables.consent.clone(),
         };
         let outbox = DynamoOutbox::new(stack.client.clone(), (&tables).into(), kinds(), clock.clone());
         let orders = DynamoOrders::new(stack.client.clone(), &stack.tables.orders, &stack.tables.reviews);
@@ -143,6 +144,7 @@ impl Shop {
                 config: ReviewJobConfig {
                     orders_table: stack.tables.orders.clone(),
                     reviews_table: stack.tables.reviews.clone(),
+                    consent_table: stack.tables.consent.clone(),
                     shop_timezone: jiff::tz::TimeZone::get("Europe/Paris").unwrap(),
                     delay_days: 7,
                     max_age_days: 30,

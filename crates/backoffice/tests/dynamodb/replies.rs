@@ -60,9 +60,15 @@ async fn fixture(label: &str) -> Fixture {
     let env: HashMap<String, String> = env_of(&[
         ("ORDERS_TABLE", stack.tables.orders.as_str()),
         ("REVIEWS_TABLE", stack.tables.reviews.as_str()),
+        ("CONSENT_TABLE", stack.tables.consent.as_str()),
     ]);
     let deps = ReplyDeps {
-        store: DynamoReplies::new(stack.client.clone(), &stack.tables.orders, &stack.tables.reviews),
+        store: DynamoReplies::new(
+            stack.client.clone(),
+            &stack.tables.orders,
+            &stack.tables.reviews,
+            &stack.tables.consent,
+        ),
         alerts: Alerts::default(),
         validator: SignatureValidator::new(AuthToken::new(TOKEN)),
         clock: Arc::new(FixedClock(now())),
@@ -284,6 +290,7 @@ async fn a_reply_to_a_request_sent_by_the_review_job_is_recorded() {
         ("TWILIO_WHATSAPP_FROM", "+14155238886"),
         ("ORDERS_TABLE", &f.stack.tables.orders),
         ("REVIEWS_TABLE", &f.stack.tables.reviews),
+        ("CONSENT_TABLE", &f.stack.tables.consent),
     ]);
     devstack::seed::put_completed_order(&f.orders, "ord-flow", CUSTOMER, Some("Ana"), now() - TimeDelta::days(7))
         .await

@@ -81,6 +81,7 @@ fn deps(f: &Fixture, twilio: TwilioClient, now: DateTime<Utc>) -> ReviewDeps<Dyn
         config: ReviewJobConfig {
             orders_table: f.stack.tables.orders.clone(),
             reviews_table: f.stack.tables.reviews.clone(),
+            consent_table: f.stack.tables.consent.clone(),
             shop_timezone: jiff::tz::TimeZone::get("Europe/Paris").unwrap(),
             delay_days: 7,
             max_age_days: 30,

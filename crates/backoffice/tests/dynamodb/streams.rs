@@ -36,6 +36,7 @@ fn consumer(stack: &Stack) -> DeriveDeps<DynamoSchedule> {
                     orders: stack.tables.orders.clone(),
                     carts: stack.tables.carts.clone(),
                     reviews: stack.tables.reviews.clone(),
+                    consent: stack.tables.consent.clone(),
                 },
                 KindsConfig::all_disabled(),
                 std::sync::Arc::new(SystemClock),

@@ -7,6 +7,8 @@ use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var};
 pub struct ReplyConfig {
     pub orders_table: String,
     pub reviews_table: String,
+    /// Where opt-outs and opt-ins are recorded.
+    pub consent_table: String,
     /// The exact URL configured in Twilio's console (scheme, host, port, path, query).
     /// `None`: the Function URL the request was routed through (`requestContext.domainName`
     /// + path + query, set by Lambda), never the caller's `Host` header.
@@ -30,7 +32,7 @@ fn invalid(name: &'static str, value: impl Into<String>, reason: &str) -> Config
 }
 
 impl ReplyConfig {
-    /// `ORDERS_TABLE`, `REVIEWS_TABLE` (required), `REPLY_WEBHOOK_URL` (unset),
+    /// `ORDERS_TABLE`, `REVIEWS_TABLE`, `CONSENT_TABLE` (required), `REPLY_WEBHOOK_URL` (unset),
     /// `REPLY_WINDOW_DAYS` (14), `ALERT_COOLDOWN_HOURS` (24), `ALERT_TOPIC_ARN` (unset:
     /// alerts are logged only),
     /// `ADMIN_WHATSAPP_TO` and `ADMIN_ALERT_TEMPLATE_SID` (both or neither).
@@ -89,6 +91,7 @@ impl ReplyConfig {
         Ok(Self {
             orders_table: required_var(env, "ORDERS_TABLE")?,
             reviews_table: required_var(env, "REVIEWS_TABLE")?,
+            consent_table: required_var(env, "CONSENT_TABLE")?,
             webhook_url,
             window_days,
             alert_cooldown_hours,

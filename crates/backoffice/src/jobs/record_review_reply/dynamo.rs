@@ -11,7 +11,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use chrono::{DateTime, Utc};
 
 use super::{NewReview, ReplyStore, RequestedOrder, StoredReview, WriteOutcome};
+use crate::domain::consent::{ConsentChange, ConsentSource};
 use crate::domain::phone::PhoneNumber;
+use crate::messages::consent::DynamoConsents;
 use crate::store::StoreError;
 use crate::store::dynamo::{Item, is_condition_failure, rfc3339, s, store_error, string};
 
@@ -23,15 +25,27 @@ pub struct DynamoReplies {
     client: Client,
     orders_table: String,
     reviews_table: String,
+    consents: DynamoConsents,
 }
 
 impl DynamoReplies {
-    pub fn new(client: Client, orders_table: impl Into<String>, reviews_table: impl Into<String>) -> Self {
+    pub fn new(
+        client: Client,
+        orders_table: impl Into<String>,
+        reviews_table: impl Into<String>,
+        consent_table: impl Into<String>,
+    ) -> Self {
         Self {
+            consents: DynamoConsents::new(client.clone(), consent_table),
             client,
             orders_table: orders_table.into(),
             reviews_table: reviews_table.into(),
         }
+    }
+
+    /// The consent table, for tests and tools.
+    pub fn consents(&self) -> &DynamoConsents {
+        &self.consents
     }
 
     /// The raw review item, for tests and tools.
@@ -97,6 +111,17 @@ pub fn decode_review(item: &Item) -> Option<StoredReview> {
 }
 
 impl ReplyStore for DynamoReplies {
+    async fn record_consent(
+        &self,
+        phone: &PhoneNumber,
+        change: ConsentChange,
+        source: ConsentSource,
+        at: DateTime<Utc>,
+        message_sid: &str,
+    ) -> Result<bool, StoreError> {
+        self.consents.record(phone, change, source, at, Some(message_sid)).await
+    }
+
     async fn requested_orders(
         &self,
         phone: &PhoneNumber,

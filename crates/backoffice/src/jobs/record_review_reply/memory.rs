@@ -10,6 +10,7 @@ use super::{
     NegativeReview, NegativeReviewAlerts, NewReview, ReplyStore, RequestedOrder, StoredReview, WriteOutcome,
     alerts::AlertError,
 };
+use crate::domain::consent::{ConsentChange, ConsentSource};
 use crate::domain::phone::PhoneNumber;
 use crate::store::StoreError;
 use crate::store::dynamo::rfc3339;
@@ -30,6 +31,8 @@ struct State {
     reviews: HashMap<String, MemoryReview>,
     writes: u64,
     queries: u64,
+    /// (customer, change, source), in the order they were recorded.
+    consents: Vec<(String, ConsentChange, ConsentSource)>,
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +41,11 @@ pub struct MemoryReplies {
 }
 
 impl MemoryReplies {
+    /// The consent changes recorded, in order.
+    pub fn consents(&self) -> Vec<(String, ConsentChange, ConsentSource)> {
+        self.state.lock().unwrap().consents.clone()
+    }
+
     /// An order whose review request went to `phone` at `requested_at` (what
     /// request-reviews' `settle(Sent)` leaves in `review-reply-index`).
     pub fn add_request(&self, phone: &str, order_id: &str, requested_at: DateTime<Utc>) {
@@ -93,6 +101,20 @@ impl MemoryReplies {
 }
 
 impl ReplyStore for MemoryReplies {
+    async fn record_consent(
+        &self,
+        phone: &PhoneNumber,
+        change: ConsentChange,
+        source: ConsentSource,
+        _at: DateTime<Utc>,
+        _message_sid: &str,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state.lock().unwrap();
+        state.writes += 1;
+        state.consents.push((phone.as_str().to_owned(), change, source));
+        Ok(true)
+    }
+
     async fn requested_orders(
         &self,
         phone: &PhoneNumber,

@@ -54,6 +54,8 @@ impl Summary {
                 self.outcome == Some(ReplyOutcome::RejectedSignature),
             ),
             count("RepliesNotARating", self.outcome == Some(ReplyOutcome::NotARating)),
+            count("OptOuts", self.outcome == Some(ReplyOutcome::OptedOut)),
+            count("OptIns", self.outcome == Some(ReplyOutcome::OptedIn)),
             count(
                 "NegativeReviewAlertFailures",
                 result.is_some_and(|r| r.alert == AlertStatus::Failed),

@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::alerts::{NEGATIVE_RATING_MAX, NegativeReview, NegativeReviewAlerts};
 use super::rating::{RatingSource, parse_reply};
 use super::{FUNCTION_NAME, IncomingReply, NewReview, ReplyDeps, ReplyStore, StoredReview, WriteOutcome, twiml};
+use crate::domain::consent::{ConsentChange, ConsentSource, OptOut, consent_change};
 use crate::store::StoreError;
 
 /// Orders read from the index per reply: a customer rarely has more than one or two
@@ -18,6 +19,9 @@ pub mod texts {
     pub const THANKS_NEGATIVE: &str = "Thank you for your feedback. We are sorry your order did not meet your expectations: the shop will get back to you.";
     pub const THANKS_CORRECTION: &str = "Thank you, your review has been updated.";
     pub const PROMPT: &str = "Sorry, we could not read a rating. Please reply with a number from 1 (poor) to 5 (excellent), followed by a comment if you like.";
+    pub const OPTED_OUT: &str = "You will not receive any more messages from us. Reply START to receive them again.";
+    pub const OPTED_OUT_MARKETING: &str = "You will not receive any more promotions from us; messages about your orders continue. Reply START to receive everything again.";
+    pub const OPTED_IN: &str = "Welcome back: you will receive our messages again. Reply STOP to stop them.";
     pub const ALREADY_REVIEWED: &str = "We already have your review for this order, thank you! To change it, reply \"correction\" followed by your new rating.";
 }
 
@@ -41,6 +45,10 @@ pub enum ReplyOutcome {
     NoPendingRequest,
     RejectedSignature,
     BadRequest,
+    /// A consent keyword or button: the customer opted out (of marketing, or of everything).
+    OptedOut,
+    /// A consent keyword or button: the customer opted back in.
+    OptedIn,
 }
 
 impl ReplyOutcome {
@@ -109,6 +117,23 @@ pub async fn record_reply<S: ReplyStore, A: NegativeReviewAlerts>(
     deps: &ReplyDeps<S, A>,
     reply: &IncomingReply,
 ) -> Result<ReplyResult, StoreError> {
+    // A consent keyword is never a review, whatever requests are pending.
+    if let Some(change) = consent_change(reply.button_payload.as_deref(), &reply.body) {
+        let source = if reply.button_payload.is_some() {
+            ConsentSource::Button
+        } else {
+            ConsentSource::Keyword
+        };
+        deps.store
+            .record_consent(&reply.from, change, source, deps.clock.now(), &reply.message_sid)
+            .await?;
+        let (outcome, answer) = match change {
+            ConsentChange::OptOut(OptOut::All) => (ReplyOutcome::OptedOut, texts::OPTED_OUT),
+            ConsentChange::OptOut(OptOut::Marketing) => (ReplyOutcome::OptedOut, texts::OPTED_OUT_MARKETING),
+            ConsentChange::OptIn => (ReplyOutcome::OptedIn, texts::OPTED_IN),
+        };
+        return Ok(ReplyResult::without_review(outcome, Some(answer)));
+    }
     let parsed = parse_reply(reply.button_payload.as_deref(), &reply.body);
     // A conflict means another reply for the same order landed between our read and
     // our write: look again once, then it is simply already reviewed.

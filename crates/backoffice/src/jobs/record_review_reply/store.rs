@@ -4,6 +4,7 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::consent::{ConsentChange, ConsentSource};
 use crate::domain::phone::PhoneNumber;
 use crate::store::StoreError;
 
@@ -25,8 +26,18 @@ pub enum WriteOutcome {
     Conflict,
 }
 
-/// What the reply function needs from the Orders and Reviews tables.
+/// What the reply function needs from the Orders, Reviews and Consent tables.
 pub trait ReplyStore: Send + Sync {
+    /// Records the customer's consent change, unless a later one is recorded. `true`: recorded.
+    fn record_consent(
+        &self,
+        phone: &PhoneNumber,
+        change: ConsentChange,
+        source: ConsentSource,
+        at: DateTime<Utc>,
+        message_sid: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Orders whose review request went to `phone` at or after `since`, newest first, at
     /// most `limit`.
     fn requested_orders(

@@ -24,7 +24,12 @@ fn now() -> DateTime<Utc> {
 }
 
 fn config() -> ReplyConfig {
-    ReplyConfig::from_env(&env(&[("ORDERS_TABLE", "orders"), ("REVIEWS_TABLE", "reviews")])).unwrap()
+    ReplyConfig::from_env(&env(&[
+        ("ORDERS_TABLE", "orders"),
+        ("REVIEWS_TABLE", "reviews"),
+        ("CONSENT_TABLE", "consent"),
+    ]))
+    .unwrap()
 }
 
 fn deps() -> ReplyDeps<MemoryReplies, RecordingAlerts> {
@@ -462,6 +467,7 @@ fn reads_its_settings() {
     let full = ReplyConfig::from_env(&env(&[
         ("ORDERS_TABLE", "o"),
         ("REVIEWS_TABLE", "r"),
+        ("CONSENT_TABLE", "c"),
         ("REPLY_WEBHOOK_URL", "https://hooks.example/reply"),
         ("REPLY_WINDOW_DAYS", "7"),
         ("ALERT_TOPIC_ARN", "arn:aws:sns:eu-west-3:123456789012:negative"),
@@ -477,14 +483,20 @@ fn reads_its_settings() {
         ("REPLY_WINDOW_DAYS", "0"),
         ("ADMIN_WHATSAPP_TO", "0612"),
     ] {
-        let error = ReplyConfig::from_env(&env(&[("ORDERS_TABLE", "o"), ("REVIEWS_TABLE", "r"), (name, value)]))
-            .unwrap_err()
-            .to_string();
+        let error = ReplyConfig::from_env(&env(&[
+            ("ORDERS_TABLE", "o"),
+            ("REVIEWS_TABLE", "r"),
+            ("CONSENT_TABLE", "c"),
+            (name, value),
+        ]))
+        .unwrap_err()
+        .to_string();
         assert!(error.contains(name), "{error}");
     }
     let half_admin = ReplyConfig::from_env(&env(&[
         ("ORDERS_TABLE", "o"),
         ("REVIEWS_TABLE", "r"),
+        ("CONSENT_TABLE", "c"),
         ("ADMIN_WHATSAPP_TO", "+33612345678"),
     ]));
     assert_eq!(half_admin, Err(ConfigError::Missing("ADMIN_ALERT_TEMPLATE_SID")));
@@ -739,6 +751,7 @@ fn reads_the_alert_cooldown() {
         ReplyConfig::from_env(&env(&[
             ("ORDERS_TABLE", "o"),
             ("REVIEWS_TABLE", "r"),
+            ("CONSENT_TABLE", "c"),
             ("ALERT_COOLDOWN_HOURS", value),
         ]))
     };

@@ -10,6 +10,7 @@ use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var};
 pub struct ReviewJobConfig {
     pub orders_table: String,
     pub reviews_table: String,
+    pub consent_table: String,
     pub shop_timezone: TimeZone,
     pub delay_days: u32,
     pub max_age_days: u32,
@@ -22,7 +23,7 @@ pub struct ReviewJobConfig {
 }
 
 impl ReviewJobConfig {
-    /// `ORDERS_TABLE`, `REVIEWS_TABLE` (required), `SHOP_TIMEZONE` (Europe/Paris),
+    /// `ORDERS_TABLE`, `REVIEWS_TABLE`, `CONSENT_TABLE` (required), `SHOP_TIMEZONE` (Europe/Paris),
     /// `REVIEW_DELAY_DAYS` (7), `REVIEW_MAX_AGE_DAYS` (30), `REVIEW_PAGE_SIZE` (200),
     /// `REVIEW_CONCURRENCY` (40), `STOP_MARGIN_MS` (60000), `STALE_CLAIM_MINUTES` (20).
     pub fn from_env(env: &impl EnvSource) -> Result<Self, ConfigError> {
@@ -35,6 +36,7 @@ impl ReviewJobConfig {
         let config = Self {
             orders_table: required_var(env, "ORDERS_TABLE")?,
             reviews_table: required_var(env, "REVIEWS_TABLE")?,
+            consent_table: required_var(env, "CONSENT_TABLE")?,
             shop_timezone,
             delay_days: parse_var(env, "REVIEW_DELAY_DAYS")?.unwrap_or(7),
             max_age_days: parse_var(env, "REVIEW_MAX_AGE_DAYS")?.unwrap_or(30),

@@ -11,6 +11,9 @@ use super::store::{
     Claim, ClaimOutcome, InFlightClaim, PendingPage, RECONCILE_PARTITION, REVIEW_PENDING_INDEX, RequestStatus,
     ReviewRequestStore, SENDING_PARTITION, Settlement, decode_pending_entry,
 };
+use crate::domain::consent::{ConsentChange, ConsentSource, OptOut};
+use crate::domain::phone::PhoneNumber;
+use crate::messages::consent::{Consent, DynamoConsents};
 use crate::store::StoreError;
 use crate::store::dynamo::{Item, is_condition_failure, n, rfc3339, s, store_error, string};
 use crate::store::partition::Partition;
@@ -21,6 +24,8 @@ pub struct DynamoOrders {
     pub(super) client: Client,
     pub(super) orders_table: String,
     pub(super) reviews_table: String,
+    /// Without it (tools and tests that write orders), every customer reads as consenting.
+    consents: Option<DynamoConsents>,
 }
 
 impl DynamoOrders {
@@ -29,6 +34,15 @@ impl DynamoOrders {
             client,
             orders_table: orders_table.into(),
             reviews_table: reviews_table.into(),
+            consents: None,
+        }
+    }
+
+    /// The orders of a function that sends: consent is read from this table.
+    pub fn with_consents(self, consents: DynamoConsents) -> Self {
+        Self {
+            consents: Some(consents),
+            ..self
         }
     }
 
@@ -316,5 +330,27 @@ impl ReviewRequestStore for DynamoOrders {
 
     async fn awaiting_reconciliation(&self) -> Result<u64, StoreError> {
         self.partition(RECONCILE_PARTITION).count().await
+    }
+
+    async fn consent(&self, phone: &PhoneNumber) -> Result<Consent, StoreError> {
+        match &self.consents {
+            Some(consents) => consents.get(phone).await,
+            None => Ok(Consent::default()),
+        }
+    }
+
+    async fn record_twilio_opt_out(&self, phone: &PhoneNumber, at: DateTime<Utc>) -> Result<(), StoreError> {
+        if let Some(consents) = &self.consents {
+            consents
+                .record(
+                    phone,
+                    ConsentChange::OptOut(OptOut::All),
+                    ConsentSource::Twilio,
+                    at,
+                    None,
+                )
+                .await?;
+        }
+        Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! An in-memory review-request store for unit tests, with the same conditional
 //! semantics as the DynamoDB one.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -11,7 +11,11 @@ use super::store::{
     Claim, ClaimOutcome, InFlightClaim, PendingPage, RECONCILE_PARTITION, RequestStatus, ReviewRequestStore,
     SENDING_PARTITION, Settlement, decode_pending_entry,
 };
+use crate::domain::consent::OptOut;
+use crate::domain::phone::PhoneNumber;
+use crate::messages::consent::Consent;
 use crate::store::StoreError;
+use crate::store::dynamo::rfc3339;
 use crate::store::shard::shard_of;
 
 /// One order as the review job sees it.
@@ -51,9 +55,15 @@ impl StoredOrder {
 pub struct InMemoryOrders {
     orders: Mutex<BTreeMap<String, StoredOrder>>,
     reviews: Mutex<HashSet<String>>,
+    consents: Mutex<HashMap<String, Consent>>,
 }
 
 impl InMemoryOrders {
+    /// Sets a customer's consent.
+    pub fn set_consent(&self, phone: &str, consent: Consent) {
+        self.consents.lock().unwrap().insert(phone.into(), consent);
+    }
+
     pub fn insert(&self, order_id: &str, order: StoredOrder) {
         self.orders.lock().unwrap().insert(order_id.into(), order);
     }
@@ -233,5 +243,28 @@ impl ReviewRequestStore for InMemoryOrders {
             .values()
             .filter(|o| o.partition.as_deref() == Some(RECONCILE_PARTITION))
             .count() as u64)
+    }
+
+    async fn consent(&self, phone: &PhoneNumber) -> Result<Consent, StoreError> {
+        Ok(self
+            .consents
+            .lock()
+            .unwrap()
+            .get(phone.as_str())
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn record_twilio_opt_out(&self, phone: &PhoneNumber, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let at = rfc3339(at);
+        self.set_consent(
+            phone.as_str(),
+            Consent {
+                opt_out: Some(OptOut::All),
+                opt_out_all_at: Some(at.clone()),
+                opt_out_marketing_at: Some(at),
+            },
+        );
+        Ok(())
     }
 }

@@ -34,6 +34,7 @@ fn due_message(order: DueOrder) -> DueMessage {
         customer_name: order.customer_name,
         due_at: order.completed_at,
         send_before: None,
+        since: order.completed_at,
     }
 }
 
@@ -58,6 +59,7 @@ fn closed_status(closing: &Closing) -> RequestStatus {
     match closing {
         Closing::TooOld => RequestStatus::Expired,
         Closing::Ineligible("has_review") => RequestStatus::Reviewed,
+        Closing::Ineligible("opted_out" | "opted_out_since") => RequestStatus::OptedOut,
         Closing::Ineligible(_) => RequestStatus::NotCompleted,
         Closing::Invalid { label, .. } if *label == SkipReason::NotCompleted(String::new()).label() => {
             RequestStatus::NotCompleted
@@ -70,6 +72,9 @@ fn closed_reason(closing: &Closing) -> String {
     match closing {
         Closing::TooOld => "completed too long ago".into(),
         Closing::Ineligible("has_review") => "already reviewed".into(),
+        Closing::Ineligible(reason @ ("opted_out" | "opted_out_since")) => {
+            format!("the customer {reason}").replace('_', " ")
+        }
         Closing::Ineligible(_) => "no longer completed".into(),
         Closing::Invalid { detail, .. } => detail.clone(),
     }
@@ -159,6 +164,10 @@ impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
 
     async fn awaiting_reconciliation(&self) -> Result<u64, StoreError> {
         self.0.awaiting_reconciliation().await
+    }
+
+    async fn record_opt_out(&self, message: &DueMessage, at: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
+        self.0.record_twilio_opt_out(&message.customer_phone, at).await
     }
 }
 

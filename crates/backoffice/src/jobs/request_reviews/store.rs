@@ -20,6 +20,8 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::phone::PhoneNumber;
+use crate::messages::consent::Consent;
 use crate::store::StoreError;
 use crate::store::walk::IndexPage;
 
@@ -126,4 +128,14 @@ pub trait ReviewRequestStore: Send + Sync {
 
     /// Requests waiting for reconciliation.
     fn awaiting_reconciliation(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The customer's consent ([`crate::messages::consent`]).
+    fn consent(&self, phone: &PhoneNumber) -> impl Future<Output = Result<Consent, StoreError>> + Send;
+
+    /// Records Twilio's word that the customer opted out of every message (error 21610).
+    fn record_twilio_opt_out(
+        &self,
+        phone: &PhoneNumber,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -123,6 +123,7 @@ fn config() -> ReviewJobConfig {
     ReviewJobConfig {
         orders_table: "orders".into(),
         reviews_table: "reviews".into(),
+        consent_table: "shop-consent".into(),
         shop_timezone: paris(),
         delay_days: 7,
         max_age_days: 30,
@@ -426,11 +427,13 @@ fn config_refuses_bad_values_by_name() {
     let env = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     };
-    let base = [("ORDERS_TABLE", "o"), ("REVIEWS_TABLE", "r")];
+    let base = [("ORDERS_TABLE", "o"), ("REVIEWS_TABLE", "r"), ("CONSENT_TABLE", "c")];
     assert_eq!(ReviewJobConfig::from_env(&env(&base)).unwrap().shop_timezone, paris());
-    let bad_zone = ReviewJobConfig::from_env(&env(&[base[0], base[1], ("SHOP_TIMEZONE", "Paris")])).unwrap_err();
+    let bad_zone =
+        ReviewJobConfig::from_env(&env(&[base[0], base[1], base[2], ("SHOP_TIMEZONE", "Paris")])).unwrap_err();
     assert!(bad_zone.to_string().contains("SHOP_TIMEZONE"), "{bad_zone}");
-    let bad_age = ReviewJobConfig::from_env(&env(&[base[0], base[1], ("REVIEW_MAX_AGE_DAYS", "3")])).unwrap_err();
+    let bad_age =
+        ReviewJobConfig::from_env(&env(&[base[0], base[1], base[2], ("REVIEW_MAX_AGE_DAYS", "3")])).unwrap_err();
     assert!(bad_age.to_string().contains("REVIEW_MAX_AGE_DAYS"), "{bad_age}");
 }
 

@@ -24,6 +24,7 @@ pub struct OutboxTablesConfig {
     pub orders: String,
     pub carts: String,
     pub reviews: String,
+    pub consent: String,
 }
 
 impl From<&OutboxTablesConfig> for OutboxTables {
@@ -33,18 +34,21 @@ impl From<&OutboxTablesConfig> for OutboxTables {
             orders: tables.orders.clone(),
             carts: tables.carts.clone(),
             reviews: tables.reviews.clone(),
+            consent: tables.consent.clone(),
         }
     }
 }
 
 impl OutboxTablesConfig {
-    /// `MESSAGES_TABLE`, `ORDERS_TABLE`, `CARTS_TABLE`, `REVIEWS_TABLE` (all required).
+    /// `MESSAGES_TABLE`, `ORDERS_TABLE`, `CARTS_TABLE`, `REVIEWS_TABLE`, `CONSENT_TABLE` (all
+    /// required).
     pub fn from_env(env: &impl EnvSource) -> Result<Self, ConfigError> {
         Ok(Self {
             messages: required_var(env, "MESSAGES_TABLE")?,
             orders: required_var(env, "ORDERS_TABLE")?,
             carts: required_var(env, "CARTS_TABLE")?,
             reviews: required_var(env, "REVIEWS_TABLE")?,
+            consent: required_var(env, "CONSENT_TABLE")?,
         })
     }
 }

@@ -1,0 +1,212 @@
+//! The consent table: one item per customer phone, the one module that maps it.
+//!
+//! | attribute | |
+//! |---|---|
+//! | `phone` | key: E.164 |
+//! | `optOut` | `all` or `marketing` while the customer is opted out; removed by an opt-in |
+//! | `optOutAllAt`, `optOutMarketingAt` | RFC 3339: the last opt-out of every message, and of marketing (an opt-out of everything is one of marketing too); kept after an opt-in |
+//! | `changedAt`, `source`, `messageSid` | the last change: when, how (`keyword`, `button`, `twilio`), by which reply |
+//!
+//! A message goes out only if its customer is not opted out of its category now, and did
+//! not opt out after the change that made the message: a customer who opts out and back
+//! in does not get the old order's reminders (a new order starts fresh).
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::ConditionCheck;
+use chrono::{DateTime, Utc};
+
+use crate::domain::consent::{ConsentChange, ConsentSource, OptOut};
+use crate::domain::phone::PhoneNumber;
+use crate::store::StoreError;
+use crate::store::dynamo::{Item, is_condition_failure, rfc3339, s, store_error, string};
+
+#[derive(Debug, Clone)]
+pub struct DynamoConsents {
+    client: Client,
+    table: String,
+}
+
+/// A customer's consent as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Consent {
+    pub opt_out: Option<OptOut>,
+    pub opt_out_all_at: Option<String>,
+    pub opt_out_marketing_at: Option<String>,
+}
+
+impl Consent {
+    fn from_item(item: &Item) -> Self {
+        Self {
+            opt_out: string(item, "optOut").and_then(|v| v.parse().ok()),
+            opt_out_all_at: string(item, "optOutAllAt"),
+            opt_out_marketing_at: string(item, "optOutMarketingAt"),
+        }
+    }
+
+    /// Why a message of this category, made by a change at `since`, may not go: `None`
+    /// when it may.
+    pub fn refuses(&self, marketing: bool, since: DateTime<Utc>) -> Option<&'static str> {
+        let since = rfc3339(since);
+        let (now_blocked, last_opt_out) = if marketing {
+            (self.opt_out.is_some(), &self.opt_out_marketing_at)
+        } else {
+            (self.opt_out == Some(OptOut::All), &self.opt_out_all_at)
+        };
+        if now_blocked {
+            Some("opted_out")
+        } else if last_opt_out.as_ref().is_some_and(|at| *at >= since) {
+            Some("opted_out_since")
+        } else {
+            None
+        }
+    }
+}
+
+impl DynamoConsents {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Records a change, unless a later one is already recorded (replies can arrive out of
+    /// order). `true`: recorded.
+    pub async fn record(
+        &self,
+        phone: &PhoneNumber,
+        change: ConsentChange,
+        source: ConsentSource,
+        at: DateTime<Utc>,
+        message_sid: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut sets = vec!["changedAt = :at", "#source = :source"];
+        let mut remove = "";
+        let mut values = vec![(":at", s(rfc3339(at))), (":source", s(source.as_str()))];
+        match change {
+            ConsentChange::OptOut(OptOut::All) => {
+                sets.extend(["optOut = :all", "optOutAllAt = :at", "optOutMarketingAt = :at"]);
+                values.push((":all", s(OptOut::All.as_str())));
+            }
+            ConsentChange::OptOut(OptOut::Marketing) => {
+                // An opt-out of everything stays one: "stop promo" after "stop" narrows nothing.
+                sets.extend(["optOut = if_not_exists(optOut, :marketing)", "optOutMarketingAt = :at"]);
+                values.push((":marketing", s(OptOut::Marketing.as_str())));
+            }
+            ConsentChange::OptIn => remove = " REMOVE optOut",
+        }
+        if let Some(sid) = message_sid {
+            sets.push("messageSid = :sid");
+            values.push((":sid", s(sid)));
+        }
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("phone", s(phone.as_str()))
+            .update_expression(format!("SET {}{remove}", sets.join(", ")))
+            .condition_expression("attribute_not_exists(changedAt) OR changedAt <= :at")
+            .expression_attribute_names("#source", "source");
+        for (name, value) in values {
+            update = update.expression_attribute_values(name, value);
+        }
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(error) if is_condition_failure(&error) => Ok(false),
+            Err(error) => Err(store_error("UpdateItem", &self.table, error)),
+        }
+    }
+
+    /// The customer's consent (default: never opted out).
+    pub async fn get(&self, phone: &PhoneNumber) -> Result<Consent, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("phone", s(phone.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", &self.table, e))?;
+        Ok(output.item.as_ref().map(Consent::from_item).unwrap_or_default())
+    }
+
+    /// The claim's check that the customer still accepts a message of this category, made
+    /// by a change at `since`: the same rule as [`Consent::refuses`].
+    pub fn check(
+        &self,
+        phone: &PhoneNumber,
+        marketing: bool,
+        since: DateTime<Utc>,
+    ) -> Result<ConditionCheck, StoreError> {
+        let (expression, blocked) = if marketing {
+            (
+                "attribute_not_exists(optOut) AND (attribute_not_exists(optOutMarketingAt) OR optOutMarketingAt < :since)",
+                None,
+            )
+        } else {
+            (
+                "(attribute_not_exists(optOut) OR optOut <> :all) AND (attribute_not_exists(optOutAllAt) OR optOutAllAt < :since)",
+                Some(OptOut::All),
+            )
+        };
+        let mut check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("phone", s(phone.as_str()))
+            .condition_expression(expression)
+            .expression_attribute_values(":since", s(rfc3339(since)));
+        if let Some(all) = blocked {
+            check = check.expression_attribute_values(":all", s(all.as_str()));
+        }
+        check.build().map_err(|e| StoreError {
+            operation: "TransactWriteItems",
+            table: self.table.clone(),
+            message: format!("the consent check cannot be built: {e}"),
+            retryable: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn consent_refuses_by_category_and_by_the_time_of_the_last_opt_out() {
+        let never = Consent::default();
+        assert_eq!(never.refuses(true, at("2026-12-01T10:00:00Z")), None);
+        let marketing_only = Consent {
+            opt_out: Some(OptOut::Marketing),
+            opt_out_all_at: None,
+            opt_out_marketing_at: Some("2026-12-01T09:00:00Z".into()),
+        };
+        assert_eq!(
+            marketing_only.refuses(true, at("2026-12-01T10:00:00Z")),
+            Some("opted_out")
+        );
+        assert_eq!(marketing_only.refuses(false, at("2026-12-01T08:00:00Z")), None);
+        let back_in = Consent {
+            opt_out: None,
+            opt_out_all_at: Some("2026-12-01T09:00:00Z".into()),
+            opt_out_marketing_at: Some("2026-12-01T09:00:00Z".into()),
+        };
+        assert_eq!(
+            back_in.refuses(false, at("2026-12-01T08:00:00Z")),
+            Some("opted_out_since"),
+            "an old order's message"
+        );
+        assert_eq!(
+            back_in.refuses(true, at("2026-12-01T10:00:00Z")),
+            None,
+            "a new order starts fresh"
+        );
+    }
+}
