@@ -8,12 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use backoffice::domain::consent::{ConsentChange, ConsentSource, OptOut};
+use backoffice::domain::phone::PhoneNumber;
 use backoffice::jobs::clean_expired_carts::dynamo::DynamoCarts;
 use backoffice::jobs::derive_schedule::dynamo::DynamoSchedule;
 use backoffice::jobs::derive_schedule::{BatchReport, DeriveConfig, DeriveDeps, process};
 use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
 use backoffice::jobs::send_messages::{self, OutboxTablesConfig, SendMessagesConfig, SendMessagesDeps};
+use backoffice::messages::consent::DynamoConsents;
 use backoffice::messages::engine::MessageId;
 use backoffice::messages::kind::{Kind, KindsConfig};
 use backoffice::messages::outbox::{DynamoOutbox, MessageStatus};
@@ -138,7 +141,7 @@ impl Shop {
                 },
             },
             reviews: ReviewDeps {
-                store: orders,
+                store: orders.with_consents(DynamoConsents::new(stack.client.clone(), &stack.tables.consent)),
                 messenger: client(),
                 clock: clock.clone(),
                 config: ReviewJobConfig {
@@ -576,4 +579,128 @@ async fn twilio_faults_release_park_or_fail_a_message_and_only_the_released_one_
 
 async fn shop_status(shop: &Shop, order: &str) -> MessageStatus {
     shop.message(Kind::OrderConfirmation, order).await.unwrap().status
+}
+
+async fn consent(shop: &Shop, phone: &str, change: ConsentChange) {
+    let consents = DynamoConsents::new(shop.stack.client.clone(), &shop.stack.tables.consent);
+    let phone = PhoneNumber::parse(phone).unwrap();
+    assert!(
+        consents
+            .record(&phone, change, ConsentSource::Keyword, shop.now(), Some("SMx"))
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn consent_is_checked_at_every_claim_and_a_customer_back_in_gets_only_new_orders_messages() {
+    let mut shop = Shop::open("consent").await;
+    // Marketing only: the order's utility messages go, the cart reminder does not.
+    shop.app_creates_order("o-marketing-off", "+33612345651").await;
+    shop.app_creates_cart("c-marketing-off", "+33612345651").await;
+    // Everything: nothing goes.
+    shop.app_creates_order("o-all-off", "+33612345652").await;
+    shop.deliver().await;
+    consent(&shop, "+33612345651", ConsentChange::OptOut(OptOut::Marketing)).await;
+    consent(&shop, "+33612345652", ConsentChange::OptOut(OptOut::All)).await;
+    shop.advance(TimeDelta::minutes(61));
+    let run = shop.dispatch("after the opt-outs").await;
+    assert_eq!(run.sent, 1, "o-marketing-off's confirmation: {run:?}");
+    assert_eq!(run.report.skipped, BTreeMap::from([("opted_out", 2)]), "{run:?}");
+    let cart = shop.message(Kind::AbandonedCart, "c-marketing-off").await.unwrap();
+    assert_eq!(
+        (cart.status, cart.skip_reason.as_deref()),
+        (MessageStatus::Skipped, Some("opted_out"))
+    );
+
+    // Back in: the old order's reminder stays off, a new order gets everything.
+    shop.advance(TimeDelta::minutes(1));
+    consent(&shop, "+33612345652", ConsentChange::OptIn).await;
+    shop.advance(TimeDelta::minutes(1));
+    shop.app_creates_order("o-after", "+33612345652").await;
+    shop.deliver().await;
+    shop.advance(TimeDelta::hours(23));
+    let run = shop.dispatch("a day later").await;
+    assert_eq!(
+        run.report.skipped.get("opted_out_since"),
+        Some(&1),
+        "o-all-off's payment reminder: {run:?}"
+    );
+    let received = shop.received().await;
+    assert!(received.contains_key(&("o-after".to_owned(), Kind::OrderConfirmation.to_string())));
+    assert!(
+        !received
+            .keys()
+            .any(|(subject, _)| subject == "o-all-off" || subject == "c-marketing-off")
+    );
+    shop.stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn twilio_s_opt_out_refusal_is_recorded_and_stops_the_next_message() {
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(json!({"code": 21610, "message": "unsubscribed", "status": 400})),
+        )
+        .mount(&twilio)
+        .await;
+    let mut shop = Shop::with_twilio("twilio-opt-out", twilio).await;
+    shop.app_creates_order("o-unsubscribed", "+33612345661").await;
+    shop.deliver().await;
+    shop.advance(TimeDelta::minutes(1));
+    let run = shop.dispatch("confirmation").await;
+    assert_eq!(run.report.failed_reasons.get("twilio_21610"), Some(&1), "{run:?}");
+    let consents = DynamoConsents::new(shop.stack.client.clone(), &shop.stack.tables.consent);
+    let stored = consents
+        .get(&PhoneNumber::parse("+33612345661").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stored.opt_out, Some(OptOut::All));
+    shop.advance(TimeDelta::hours(24));
+    let run = shop.dispatch("reminder").await;
+    assert_eq!(
+        (run.sent, run.report.skipped.get("opted_out")),
+        (0, Some(&1)),
+        "{run:?}"
+    );
+    shop.stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_customer_who_opted_out_gets_no_review_request() {
+    let mut shop = Shop::open("review-consent").await;
+    for (order, phone) in [("o-reviewed-ok", "+33612345671"), ("o-review-off", "+33612345672")] {
+        shop.app_creates_order(order, phone).await;
+        shop.app_updates_order(
+            order,
+            &[
+                ("status", "completed".into()),
+                ("paymentStatus", "paid".into()),
+                ("completedAt", text(shop.now())),
+            ],
+        )
+        .await;
+    }
+    shop.deliver().await;
+    consent(&shop, "+33612345672", ConsentChange::OptOut(OptOut::Marketing)).await;
+    shop.advance(TimeDelta::days(8));
+    let run = request_reviews::run(&shop.reviews, &json!({}), Deadline::unbounded(), "daily")
+        .await
+        .unwrap();
+    assert_eq!(
+        (run.sent, run.report.skipped.get("opted_out")),
+        (1, Some(&1)),
+        "{run:?}"
+    );
+    let orders = DynamoOrders::new(
+        shop.stack.client.clone(),
+        &shop.stack.tables.orders,
+        &shop.stack.tables.reviews,
+    );
+    assert_eq!(
+        orders.request_status("o-review-off").await.unwrap().as_deref(),
+        Some("opted_out")
+    );
+    shop.stack.cleanup().await;
 }

@@ -762,3 +762,49 @@ fn reads_the_alert_cooldown() {
         assert!(error.contains("ALERT_COOLDOWN_HOURS"), "{error}");
     }
 }
+
+#[tokio::test]
+async fn an_opt_out_word_is_recorded_confirmed_and_never_taken_for_a_review() {
+    use crate::domain::consent::{ConsentChange, ConsentSource, OptOut};
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+
+    let response = text_reply(&deps, "SM101", " Arrêt ! ").await;
+    assert_eq!(response.status_code, 200);
+    assert_eq!(response.body, twiml::message(texts::OPTED_OUT));
+    assert_eq!(
+        deps.store.review_count(),
+        0,
+        "a pending request does not make STOP a review"
+    );
+
+    let mut button = reply(CUSTOMER, "SM102", "No promotions");
+    button.push(("ButtonPayload", "stop_marketing".into()));
+    assert_eq!(
+        send(&deps, &button).await.body,
+        twiml::message(texts::OPTED_OUT_MARKETING)
+    );
+    assert_eq!(
+        text_reply(&deps, "SM103", "start").await.body,
+        twiml::message(texts::OPTED_IN)
+    );
+    assert_eq!(
+        deps.store.consents(),
+        vec![
+            (
+                CUSTOMER.to_owned(),
+                ConsentChange::OptOut(OptOut::All),
+                ConsentSource::Keyword
+            ),
+            (
+                CUSTOMER.to_owned(),
+                ConsentChange::OptOut(OptOut::Marketing),
+                ConsentSource::Button
+            ),
+            (CUSTOMER.to_owned(), ConsentChange::OptIn, ConsentSource::Keyword),
+        ]
+    );
+    // The rating that follows is a review as before.
+    text_reply(&deps, "SM104", "5").await;
+    assert_eq!(deps.store.review_of("ord-1").unwrap().review.rating, 5);
+}

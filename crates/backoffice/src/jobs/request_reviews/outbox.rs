@@ -108,8 +108,13 @@ impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
         })
     }
 
+    /// A review, or the customer's consent (a review request is a marketing message).
     async fn check(&self, message: &DueMessage) -> Result<Option<&'static str>, StoreError> {
-        Ok(self.0.has_review(&message.id.subject_id).await?.then_some("has_review"))
+        if self.0.has_review(&message.id.subject_id).await? {
+            return Ok(Some("has_review"));
+        }
+        let consent = self.0.consent(&message.customer_phone).await?;
+        Ok(consent.refuses(true, message.since))
     }
 
     async fn claim(&self, message: &DueMessage, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
