@@ -185,13 +185,16 @@ common = {
     "TWILIO_API_BASE_URL": "$(stack_var TWILIO_API_BASE_URL)",
     "AWS_ENDPOINT_URL_SECRETS_MANAGER": "$moto",
 }
+# The checks must not depend on the time of day they run at.
+no_quiet_hours = {"QUIET_HOURS_START": "00:00", "QUIET_HOURS_END": "00:00"}
 json.dump({
     "Parameters": {"AWS_ENDPOINT_URL_DYNAMODB": "$dynamodb"},
     "CleanExpiredCartsFunction": {"CARTS_TABLE": "$(stack_var CARTS_TABLE)"},
     "DeriveScheduleFunction": {"CARTS_TABLE": "$(stack_var CARTS_TABLE)", "ORDERS_TABLE": "$(stack_var ORDERS_TABLE)",
-                               "MESSAGES_TABLE": "$(stack_var MESSAGES_TABLE)"},
-    "SendMessagesFunction": {**common, "CARTS_TABLE": "$(stack_var CARTS_TABLE)", "MESSAGES_TABLE": "$(stack_var MESSAGES_TABLE)"},
-    "RequestReviewsFunction": {**common, "REVIEW_TEMPLATE_SID": "$(stack_var REVIEW_TEMPLATE_SID)"},
+                               "MESSAGES_TABLE": "$(stack_var MESSAGES_TABLE)", **no_quiet_hours},
+    "SendMessagesFunction": {**common, "CARTS_TABLE": "$(stack_var CARTS_TABLE)", "MESSAGES_TABLE": "$(stack_var MESSAGES_TABLE)",
+                             **no_quiet_hours},
+    "RequestReviewsFunction": {**common, "REVIEW_TEMPLATE_SID": "$(stack_var REVIEW_TEMPLATE_SID)", **no_quiet_hours},
     "RecordReviewReplyFunction": {**common, "AWS_ENDPOINT_URL_SNS": "$moto", "ALERT_TOPIC_ARN": "$topic_arn"},
 }, open(sys.argv[1], "w"), indent=2)
 PY

@@ -41,6 +41,8 @@ pub fn function_env(endpoint: &str) -> Vec<(String, String)> {
         ("REVIEWS_TABLE", "bench-r-reviews".into()),
         ("MESSAGES_TABLE", "bench-l-messages".into()),
         ("CONSENT_TABLE", "bench-l-consent".into()),
+        ("QUIET_HOURS_START", "00:00".into()),
+        ("QUIET_HOURS_END", "00:00".into()),
         ("TWILIO_ACCOUNT_SID", LOCAL_ACCOUNT_SID.into()),
         ("TWILIO_AUTH_TOKEN", LOCAL_AUTH_TOKEN.into()),
         ("TWILIO_WHATSAPP_FROM", LOCAL_WHATSAPP_FROM.into()),

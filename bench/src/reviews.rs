@@ -62,6 +62,8 @@ pub async fn bench_reviews(endpoint: &str, orders: usize, mps: u32, now: DateTim
         ("TWILIO_WHATSAPP_FROM", LOCAL_WHATSAPP_FROM.to_string()),
         ("REVIEW_TEMPLATE_SID", LOCAL_TEMPLATE_SID.to_string()),
         ("TWILIO_MAX_MPS", mps.to_string()),
+        ("QUIET_HOURS_START", "00:00".to_string()),
+        ("QUIET_HOURS_END", "00:00".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -19,6 +19,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::kind::Kind;
+use super::quiet::QuietHours;
 use crate::domain::phone::PhoneNumber;
 use crate::runtime::clock::Clock;
 use crate::runtime::job::{Aborted, Deadline};
@@ -195,6 +196,8 @@ pub trait Messenger: Send + Sync {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct KindCounts {
+    /// Due in quiet hours: left in line for the opening.
+    pub held: u64,
     pub sent: u64,
     pub failed: u64,
     pub released: u64,
@@ -222,6 +225,8 @@ pub struct DispatchReport {
     pub skipped: BTreeMap<&'static str, u64>,
     /// A dry run's count of the messages it would send.
     pub would_send: u64,
+    /// Due in quiet hours: left in line, untouched, for the opening.
+    pub held: u64,
     /// Claims left by a run that died, parked for reconciliation by this run.
     pub stale_claims_parked: u64,
     /// Messages waiting for a person to reconcile, after this run.
@@ -238,7 +243,13 @@ pub struct DispatchReport {
 impl DispatchReport {
     /// Due messages this run looked at.
     pub fn total(&self) -> u64 {
-        self.sent + self.failed + self.released + self.unknown + self.would_send + self.skipped.values().sum::<u64>()
+        self.sent
+            + self.failed
+            + self.released
+            + self.unknown
+            + self.would_send
+            + self.held
+            + self.skipped.values().sum::<u64>()
     }
 
     fn count(&mut self, kind: Kind, outcome: Outcome) {
@@ -266,6 +277,10 @@ impl DispatchReport {
                 *counts.skipped.entry(reason).or_default() += 1;
             }
             Outcome::WouldSend => self.would_send += 1,
+            Outcome::Held => {
+                self.held += 1;
+                counts.held += 1;
+            }
             Outcome::NotStarted => self.more = true,
             Outcome::StoreError => self.store_errors += 1,
         }
@@ -285,6 +300,8 @@ pub struct DispatchOptions {
     pub stale_claim_after: Duration,
     /// The function name in log lines.
     pub function: &'static str,
+    /// No message of a kind it holds goes out in them.
+    pub quiet: QuietHours,
 }
 
 /// A run that could not read or update the store. `report` holds what was done before.
@@ -298,6 +315,7 @@ enum Outcome {
     Unknown,
     Skipped(&'static str),
     WouldSend,
+    Held,
     NotStarted,
     StoreError,
 }
@@ -453,6 +471,9 @@ async fn handle_entry<O: Outbox, M: Messenger>(
         || message.send_before.is_some_and(|before| clock.now() >= before);
     if too_old {
         return close(outbox, options, &message.id, Closing::TooOld).await;
+    }
+    if options.quiet.holds(message.id.kind, clock.now()) {
+        return Outcome::Held;
     }
     match outbox.check(&message).await {
         Ok(None) => {}

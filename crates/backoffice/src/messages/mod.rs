@@ -7,5 +7,6 @@ pub mod engine;
 pub mod kind;
 pub mod outbox;
 pub mod plan;
+pub mod quiet;
 pub mod run;
 pub mod sender;

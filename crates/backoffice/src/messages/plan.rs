@@ -8,6 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::engine::MessageId;
 use super::kind::{Kind, KindsConfig};
+use super::quiet::QuietHours;
 use crate::domain::phone::PhoneNumber;
 use crate::store::dynamo::{Item, string};
 
@@ -115,6 +116,7 @@ pub fn plan_order(
     new: &Item,
     changed_at: DateTime<Utc>,
     kinds: &KindsConfig,
+    quiet: &QuietHours,
 ) -> Result<Vec<Step>, Unplannable> {
     let Some(order_id) = string(new, "orderId") else {
         return Ok(Vec::new());
@@ -152,7 +154,10 @@ pub fn plan_order(
             Some(contact) => Clone::clone(contact),
             None => contact.insert(customer(new)?).clone(),
         };
-        let due_at = since + TimeDelta::from_std(settings.delay).unwrap_or(TimeDelta::MAX);
+        let due_at = quiet.next_send_time(
+            kind,
+            since + TimeDelta::from_std(settings.delay).unwrap_or(TimeDelta::MAX),
+        );
         steps.push(Step::Schedule(Scheduled {
             id: id(kind),
             customer_phone,
@@ -172,6 +177,7 @@ pub fn plan_cart(
     new: &Item,
     changed_at: DateTime<Utc>,
     kinds: &KindsConfig,
+    quiet: &QuietHours,
 ) -> Result<Vec<Step>, Unplannable> {
     let Some(cart_id) = string(new, "cartId") else {
         return Ok(Vec::new());
@@ -198,7 +204,10 @@ pub fn plan_cart(
     }
     let last_touched = |cart: &Item| time(cart, "updatedAt").or_else(|| time(cart, "createdAt"));
     let touched = last_touched(new).unwrap_or(changed_at);
-    let due_at = touched + TimeDelta::from_std(settings.delay).unwrap_or(TimeDelta::MAX);
+    let due_at = quiet.next_send_time(
+        Kind::AbandonedCart,
+        touched + TimeDelta::from_std(settings.delay).unwrap_or(TimeDelta::MAX),
+    );
     let expires_at = new
         .get("expiresAt")
         .and_then(|v| v.as_n().ok())
@@ -243,6 +252,10 @@ mod tests {
         text.parse().unwrap()
     }
 
+    fn never() -> QuietHours {
+        QuietHours::never(jiff::tz::TimeZone::UTC)
+    }
+
     const NEW_ORDER: &[(&str, &str)] = &[
         ("orderId", "o-1"),
         ("customerPhone", "+33612345678"),
@@ -269,6 +282,7 @@ mod tests {
             &item(NEW_ORDER),
             at("2026-12-01T10:00:01Z"),
             &KindsConfig::defaults(),
+            &never(),
         )
         .unwrap();
         assert_eq!(
@@ -290,6 +304,7 @@ mod tests {
             &with_derived,
             at("2026-12-01T10:00:02Z"),
             &KindsConfig::defaults(),
+            &never(),
         );
         assert_eq!(steps, Ok(Vec::new()));
     }
@@ -301,7 +316,14 @@ mod tests {
         ready.insert("status".into(), s("ready_pickup"));
         ready.insert("paymentStatus".into(), s("paid"));
         ready.insert("readyAt".into(), s("2026-12-01T15:00:00+01:00"));
-        let steps = plan_order(Some(&old), &ready, at("2026-12-01T14:00:05Z"), &KindsConfig::defaults()).unwrap();
+        let steps = plan_order(
+            Some(&old),
+            &ready,
+            at("2026-12-01T14:00:05Z"),
+            &KindsConfig::defaults(),
+            &never(),
+        )
+        .unwrap();
         assert_eq!(
             scheduled(&steps),
             vec![
@@ -325,6 +347,7 @@ mod tests {
             &requested,
             at("2026-12-09T10:00:01Z"),
             &KindsConfig::defaults(),
+            &never(),
         );
         assert_eq!(
             scheduled(&steps.unwrap()),
@@ -336,6 +359,7 @@ mod tests {
             &completed,
             at("2026-12-02T09:00:01Z"),
             &with_check,
+            &never(),
         );
         assert_eq!(
             scheduled(&steps.unwrap()),
@@ -353,6 +377,7 @@ mod tests {
             &cancelled,
             at("2026-12-01T11:00:00Z"),
             &KindsConfig::defaults(),
+            &never(),
         )
         .unwrap();
         assert!(steps.iter().all(|step| matches!(
@@ -368,7 +393,8 @@ mod tests {
                 Some(&cancelled),
                 &cancelled,
                 at("2026-12-01T11:00:01Z"),
-                &KindsConfig::defaults()
+                &KindsConfig::defaults(),
+                &never(),
             ),
             Ok(Vec::new())
         );
@@ -379,6 +405,7 @@ mod tests {
             &refunded,
             at("2026-12-01T11:00:00Z"),
             &KindsConfig::defaults(),
+            &never(),
         )
         .unwrap();
         assert!(matches!(steps[0], Step::Drop { reason: "refunded", .. }));
@@ -389,12 +416,24 @@ mod tests {
         let mut no_phone = item(NEW_ORDER);
         no_phone.remove("customerPhone");
         assert_eq!(
-            plan_order(None, &no_phone, at("2026-12-01T10:00:00Z"), &KindsConfig::defaults()),
+            plan_order(
+                None,
+                &no_phone,
+                at("2026-12-01T10:00:00Z"),
+                &KindsConfig::defaults(),
+                &never()
+            ),
             Err(Unplannable::NoCustomerPhone)
         );
         no_phone.insert("customerPhone".into(), s("0612"));
         assert_eq!(
-            plan_order(None, &no_phone, at("2026-12-01T10:00:00Z"), &KindsConfig::defaults()),
+            plan_order(
+                None,
+                &no_phone,
+                at("2026-12-01T10:00:00Z"),
+                &KindsConfig::defaults(),
+                &never()
+            ),
             Err(Unplannable::InvalidCustomerPhone)
         );
     }
@@ -417,7 +456,7 @@ mod tests {
             expiry,
         );
         let kinds = KindsConfig::defaults();
-        let steps = plan_cart(None, &new, at("2026-12-01T10:00:01Z"), &kinds).unwrap();
+        let steps = plan_cart(None, &new, at("2026-12-01T10:00:01Z"), &kinds, &never()).unwrap();
         assert_eq!(
             scheduled(&steps),
             vec![(Kind::AbandonedCart, at("2026-12-01T11:00:00Z"))]
@@ -425,12 +464,12 @@ mod tests {
 
         let mut touched = new.clone();
         touched.insert("updatedAt".into(), s("2026-12-01T10:30:00Z"));
-        let steps = plan_cart(Some(&new), &touched, at("2026-12-01T10:30:01Z"), &kinds).unwrap();
+        let steps = plan_cart(Some(&new), &touched, at("2026-12-01T10:30:01Z"), &kinds, &never()).unwrap();
         assert!(matches!(&steps[..], [Step::Postpone(s)] if s.due_at == at("2026-12-01T11:30:00Z")));
 
         let mut ordered = touched.clone();
         ordered.insert("orderId".into(), s("o-1"));
-        let steps = plan_cart(Some(&touched), &ordered, at("2026-12-01T10:40:00Z"), &kinds).unwrap();
+        let steps = plan_cart(Some(&touched), &ordered, at("2026-12-01T10:40:00Z"), &kinds, &never()).unwrap();
         assert!(matches!(
             &steps[..],
             [Step::Drop {
@@ -439,7 +478,7 @@ mod tests {
             }]
         ));
         assert_eq!(
-            plan_cart(Some(&ordered), &ordered, at("2026-12-01T10:41:00Z"), &kinds),
+            plan_cart(Some(&ordered), &ordered, at("2026-12-01T10:41:00Z"), &kinds, &never()),
             Ok(Vec::new())
         );
     }
@@ -456,7 +495,7 @@ mod tests {
             at("2026-12-01T10:30:00Z").timestamp(),
         );
         assert_eq!(
-            plan_cart(None, &soon, at("2026-12-01T10:00:01Z"), &kinds),
+            plan_cart(None, &soon, at("2026-12-01T10:00:01Z"), &kinds, &never()),
             Ok(Vec::new())
         );
         let anonymous = cart(
@@ -464,13 +503,13 @@ mod tests {
             i64::from(u32::MAX),
         );
         assert_eq!(
-            plan_cart(None, &anonymous, at("2026-12-01T10:00:01Z"), &kinds),
+            plan_cart(None, &anonymous, at("2026-12-01T10:00:01Z"), &kinds, &never()),
             Ok(Vec::new())
         );
         let mut numeric = anonymous.clone();
         numeric.insert("customerPhone".into(), AttributeValue::N("33612345678".into()));
         assert_eq!(
-            plan_cart(None, &numeric, at("2026-12-01T10:00:01Z"), &kinds),
+            plan_cart(None, &numeric, at("2026-12-01T10:00:01Z"), &kinds, &never()),
             Err(Unplannable::NoCustomerPhone)
         );
     }

@@ -76,6 +76,19 @@ pub fn env_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
+/// `SHOP_TIMEZONE` (Europe/Paris): the IANA zone of the shop's calendar.
+pub fn shop_timezone(env: &impl EnvSource) -> Result<jiff::tz::TimeZone, ConfigError> {
+    let name = env
+        .var("SHOP_TIMEZONE")
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "Europe/Paris".into());
+    jiff::tz::db().get(&name).map_err(|_| ConfigError::Invalid {
+        name: "SHOP_TIMEZONE",
+        value: name.clone(),
+        reason: "not an IANA time zone name such as Europe/Paris".into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@ use backoffice::messages::consent::DynamoConsents;
 use backoffice::messages::engine::MessageId;
 use backoffice::messages::kind::{Kind, KindsConfig};
 use backoffice::messages::outbox::{DynamoOutbox, MessageStatus};
+use backoffice::messages::quiet::QuietHours;
 use backoffice::messages::sender::KindMessenger;
 use backoffice::runtime::clock::Clock;
 use backoffice::runtime::job::Deadline;
@@ -27,6 +28,8 @@ use backoffice::testing::{ManualClock, twilio_client};
 use backoffice::twilio::TwilioClient;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use devstack::stack::Stack;
+
+use crate::utc;
 use serde_json::json;
 use strum::IntoEnumIterator;
 use wiremock::matchers::{body_string_contains, method, path_regex};
@@ -87,6 +90,11 @@ impl Shop {
     }
 
     async fn with_twilio(label: &str, twilio: MockServer) -> Self {
+        Self::build(label, twilio, QuietHours::never(jiff::tz::TimeZone::UTC), Utc::now()).await
+    }
+
+    /// A shop with these quiet hours whose clock starts at `start`.
+    async fn build(label: &str, twilio: MockServer, quiet: QuietHours, start: DateTime<Utc>) -> Self {
         let stack = Stack::from_env(label).await.unwrap();
         let client = || {
             twilio_client(
@@ -100,7 +108,7 @@ impl Shop {
                 ],
             )
         };
-        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let clock = Arc::new(ManualClock::new(start));
         let tables = OutboxTablesConfig {
             messages: stack.tables.messages.clone(),
             orders: stack.tables.orders.clone(),
@@ -122,6 +130,7 @@ impl Shop {
                     orders_table: stack.tables.orders.clone(),
                     messages_table: stack.tables.messages.clone(),
                     kinds: kinds(),
+                    quiet: quiet.clone(),
                 },
             },
             dispatcher: SendMessagesDeps {
@@ -134,6 +143,7 @@ impl Shop {
                 config: SendMessagesConfig {
                     tables,
                     kinds: kinds(),
+                    quiet: quiet.clone(),
                     page_size: 7,
                     concurrency: 8,
                     stop_margin: Duration::ZERO,
@@ -155,6 +165,7 @@ impl Shop {
                     concurrency: 4,
                     stop_margin: Duration::ZERO,
                     stale_claim_after: Duration::from_secs(20 * 60),
+                    quiet: quiet.clone(),
                 },
             },
             stack,
@@ -702,5 +713,32 @@ async fn a_customer_who_opted_out_gets_no_review_request() {
         orders.request_status("o-review-off").await.unwrap().as_deref(),
         Some("opted_out")
     );
+    shop.stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_reminder_due_at_22_00_goes_at_09_00_the_next_day_in_paris_across_the_dst_change() {
+    let paris = jiff::tz::db().get("Europe/Paris").unwrap();
+    let quiet = QuietHours::from_env(&backoffice::testing::env_of(&[]), paris).unwrap();
+    // Friday 2026-10-23, 22:00 in Paris (UTC+2); the clocks go back on Sunday 25 at 03:00.
+    let mut shop = Shop::build("quiet", accepting_twilio().await, quiet, utc("2026-10-23T20:00:00Z")).await;
+    shop.app_creates_order("o-night", "+33612345681").await;
+    shop.deliver().await;
+    shop.advance(TimeDelta::minutes(1));
+    assert_eq!(
+        shop.dispatch("22:01").await.sent,
+        1,
+        "the confirmation is exempt: it goes at once"
+    );
+    // The payment reminder falls due on Saturday at 22:00 (UTC+2): it waits for Sunday 09:00 (UTC+1).
+    let reminder = shop.message(Kind::PaymentReminder, "o-night").await.unwrap();
+    assert_eq!(reminder.due_at, utc("2026-10-25T08:00:00Z").timestamp());
+    let until = |at: &str| utc(at) - shop.now();
+    shop.advance(until("2026-10-24T20:01:00Z"));
+    assert_eq!(shop.dispatch("saturday 22:01").await.total, 0);
+    shop.advance(until("2026-10-25T07:59:00Z"));
+    assert_eq!(shop.dispatch("sunday 08:59").await.total, 0);
+    shop.advance(until("2026-10-25T08:01:00Z"));
+    assert_eq!(shop.dispatch("sunday 09:01").await.sent, 1);
     shop.stack.cleanup().await;
 }

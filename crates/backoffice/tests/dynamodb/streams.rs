@@ -14,6 +14,7 @@ use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::store::ReviewRequestStore;
 use backoffice::messages::kind::KindsConfig;
 use backoffice::messages::outbox::{DynamoOutbox, OutboxTables};
+use backoffice::messages::quiet::QuietHours;
 use backoffice::runtime::clock::SystemClock;
 use backoffice::store::shard::all_shards;
 use devstack::stack::Stack;
@@ -47,6 +48,7 @@ fn consumer(stack: &Stack) -> DeriveDeps<DynamoSchedule> {
             orders_table: stack.tables.orders.clone(),
             messages_table: stack.tables.messages.clone(),
             kinds: KindsConfig::all_disabled(),
+            quiet: QuietHours::never(jiff::tz::TimeZone::UTC),
         },
     }
 }

@@ -1,7 +1,8 @@
 //! `derive-schedule`'s settings.
 
 use crate::messages::kind::KindsConfig;
-use crate::runtime::config::{ConfigError, EnvSource, required_var};
+use crate::messages::quiet::QuietHours;
+use crate::runtime::config::{ConfigError, EnvSource, required_var, shop_timezone};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeriveConfig {
@@ -11,6 +12,8 @@ pub struct DeriveConfig {
     pub messages_table: String,
     /// What each kind of message needs, to schedule it.
     pub kinds: KindsConfig,
+    /// A message due in them is scheduled for the next opening.
+    pub quiet: QuietHours,
 }
 
 impl DeriveConfig {
@@ -23,6 +26,7 @@ impl DeriveConfig {
             orders_table: required_var(env, "ORDERS_TABLE")?,
             messages_table: required_var(env, "MESSAGES_TABLE")?,
             kinds: KindsConfig::from_env(env)?,
+            quiet: QuietHours::from_env(env, shop_timezone(env)?)?,
         })
     }
 

@@ -150,11 +150,11 @@ fn derivations_of(
     let (derived, planned) = match table {
         SourceTable::Carts => (
             derive_cart(&item),
-            plan_cart(old.as_ref(), &item, changed_at, &config.kinds),
+            plan_cart(old.as_ref(), &item, changed_at, &config.kinds, &config.quiet),
         ),
         SourceTable::Orders => (
             derive_order(&item),
-            plan_order(old.as_ref(), &item, changed_at, &config.kinds),
+            plan_order(old.as_ref(), &item, changed_at, &config.kinds, &config.quiet),
         ),
     };
     let mut unusable = Vec::new();

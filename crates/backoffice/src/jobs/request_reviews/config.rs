@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use jiff::tz::TimeZone;
 
-use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var};
+use crate::messages::quiet::QuietHours;
+use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var, shop_timezone};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReviewJobConfig {
@@ -20,6 +21,7 @@ pub struct ReviewJobConfig {
     pub stop_margin: Duration,
     /// A claim older than this belongs to a run that died: it is parked for reconciliation.
     pub stale_claim_after: Duration,
+    pub quiet: QuietHours,
 }
 
 impl ReviewJobConfig {
@@ -27,13 +29,9 @@ impl ReviewJobConfig {
     /// `REVIEW_DELAY_DAYS` (7), `REVIEW_MAX_AGE_DAYS` (30), `REVIEW_PAGE_SIZE` (200),
     /// `REVIEW_CONCURRENCY` (40), `STOP_MARGIN_MS` (60000), `STALE_CLAIM_MINUTES` (20).
     pub fn from_env(env: &impl EnvSource) -> Result<Self, ConfigError> {
-        let timezone_name = env.var("SHOP_TIMEZONE").unwrap_or_else(|| "Europe/Paris".into());
-        let shop_timezone = jiff::tz::db().get(&timezone_name).map_err(|_| ConfigError::Invalid {
-            name: "SHOP_TIMEZONE",
-            value: timezone_name.clone(),
-            reason: "not an IANA time zone name such as Europe/Paris".into(),
-        })?;
+        let shop_timezone = shop_timezone(env)?;
         let config = Self {
+            quiet: QuietHours::from_env(env, shop_timezone.clone())?,
             orders_table: required_var(env, "ORDERS_TABLE")?,
             reviews_table: required_var(env, "REVIEWS_TABLE")?,
             consent_table: required_var(env, "CONSENT_TABLE")?,

@@ -56,6 +56,7 @@ mod tests {
             unknown: 1,
             skipped: BTreeMap::from([("too_old", 2), ("has_review", 5)]),
             would_send: 0,
+            held: 0,
             stale_claims_parked: 1,
             awaiting_reconciliation: 2,
             store_errors: 0,

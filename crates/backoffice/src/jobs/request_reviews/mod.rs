@@ -95,6 +95,7 @@ pub async fn run<S: ReviewRequestStore, M: ReviewMessenger>(
         claim_id: run_id.to_owned(),
         stale_claim_after: config.stale_claim_after,
         function: FUNCTION_NAME,
+        quiet: config.quiet.clone(),
     };
     // Claims, send times and the stale-claim cutoff use the real clock: a run as of a past
     // `now` beside a scheduled run leaves claims that look as fresh as they are.

@@ -121,6 +121,7 @@ const NOW: &str = "2026-11-24T09:00:00Z";
 
 fn config() -> ReviewJobConfig {
     ReviewJobConfig {
+        quiet: crate::messages::quiet::QuietHours::never(paris()),
         orders_table: "orders".into(),
         reviews_table: "reviews".into(),
         consent_table: "shop-consent".into(),

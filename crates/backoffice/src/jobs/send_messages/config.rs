@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use crate::messages::kind::KindsConfig;
 use crate::messages::outbox::OutboxTables;
-use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var};
+use crate::messages::quiet::QuietHours;
+use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var, shop_timezone};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SendMessagesConfig {
@@ -16,6 +17,7 @@ pub struct SendMessagesConfig {
     pub stop_margin: Duration,
     /// A claim older than this belongs to a run that died: it is parked for reconciliation.
     pub stale_claim_after: Duration,
+    pub quiet: QuietHours,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,12 +56,14 @@ impl OutboxTablesConfig {
 }
 
 impl SendMessagesConfig {
-    /// The tables, every kind's settings ([`KindsConfig::from_env`]), `MESSAGES_PAGE_SIZE`
+    /// The tables, every kind's settings ([`KindsConfig::from_env`]), the quiet hours in
+    /// `SHOP_TIMEZONE` ([`QuietHours::from_env`]), `MESSAGES_PAGE_SIZE`
     /// (200), `MESSAGES_CONCURRENCY` (40), `STOP_MARGIN_MS` (10000), `STALE_CLAIM_MINUTES` (20).
     pub fn from_env(env: &impl EnvSource) -> Result<Self, ConfigError> {
         let config = Self {
             tables: OutboxTablesConfig::from_env(env)?,
             kinds: KindsConfig::from_env(env)?,
+            quiet: QuietHours::from_env(env, shop_timezone(env)?)?,
             page_size: parse_var(env, "MESSAGES_PAGE_SIZE")?.unwrap_or(200),
             concurrency: parse_var(env, "MESSAGES_CONCURRENCY")?.unwrap_or(40),
             stop_margin: parse_var(env, "STOP_MARGIN_MS")?

@@ -18,6 +18,7 @@ pub fn metrics(response: &SendMessagesResponse) -> Vec<MetricDocument> {
             Metric::count("MessagesReleased", report.released),
             Metric::count("MessagesUnknown", report.unknown),
             Metric::count("MessagesSkipped", report.skipped.values().sum()),
+            Metric::count("MessagesHeld", report.held),
             Metric::count("MessagesAwaitingReconciliation", report.awaiting_reconciliation),
             Metric::count("RunLeftWork", u64::from(report.more)),
             Metric {
@@ -37,6 +38,7 @@ pub fn metrics(response: &SendMessagesResponse) -> Vec<MetricDocument> {
                 Metric::count("MessagesFailed", counts.failed),
                 Metric::count("MessagesUnknown", counts.unknown),
                 Metric::count("MessagesSkipped", counts.skipped.values().sum()),
+                Metric::count("MessagesHeld", counts.held),
             ],
         });
         for (reason, count) in &counts.skipped {

@@ -65,6 +65,7 @@ pub async fn run<O: Outbox, M: Messenger>(
         claim_id: run_id.to_owned(),
         stale_claim_after: config.stale_claim_after,
         function: FUNCTION_NAME,
+        quiet: config.quiet.clone(),
     };
     let outcome = dispatch(&deps.outbox, &deps.messenger, deps.clock.as_ref(), deadline, &options).await;
     finish_dispatch(
