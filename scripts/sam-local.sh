@@ -263,8 +263,8 @@ webhook_url=https://sam-local.lambda-url.eu-west-3.on.aws/
 target/debug/devstack webhook-event --url "$webhook_url" --from +33620000000 \
   --sid SMsamlocal0000000000000000000001 --body "5 parfait" >"$work/reply.json"
 reply=$(invoke RecordReviewReplyFunction "$work/reply.json")
-check "a signed reply is answered 200 with TwiML thanks" \
-  python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(not (r["statusCode"] == 200 and "Thank you" in r["body"]))' "$reply"
+check "a signed reply is answered 200 with TwiML thanks (in French, the default ShopLocale)" \
+  python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(not (r["statusCode"] == 200 and "Merci" in r["body"]))' "$reply"
 python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); e["body"]=e["body"].replace("5", "1"); print(json.dumps(e))' \
   "$work/reply.json" >"$work/tampered.json"
 tampered=$(invoke RecordReviewReplyFunction "$work/tampered.json")

@@ -2,6 +2,7 @@
 
 pub mod cart;
 pub mod consent;
+pub mod locale;
 pub mod order;
 pub mod phone;
 pub mod review;

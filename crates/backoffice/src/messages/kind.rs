@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::domain::locale::Locale;
 use crate::runtime::config::{ConfigError, EnvSource, parse_var};
 
 /// Every message the back office sends. The first part of a message's key in the
@@ -137,25 +138,55 @@ impl Kind {
     }
 
     /// The text sent when no template is configured (WhatsApp delivers free text only
-    /// within 24 hours of the customer's last message). `{1}` first name, `{2}` the id.
-    pub fn fallback_body(self, first_name: &str, subject_id: &str) -> String {
-        match self {
-            Self::OrderConfirmation => format!("Hello {first_name}, we received your order {subject_id}. Thank you!"),
-            Self::PaymentReminder => {
+    /// within 24 hours of the customer's last message), in the shop's language.
+    pub fn fallback_body(self, locale: Locale, first_name: &str, subject_id: &str) -> String {
+        match (locale, self) {
+            (Locale::En, Self::OrderConfirmation) => {
+                format!("Hello {first_name}, we received your order {subject_id}. Thank you!")
+            }
+            (Locale::En, Self::PaymentReminder) => {
                 format!("Hello {first_name}, your order {subject_id} is waiting for its payment.")
             }
-            Self::ReadyForPickup => format!("Hello {first_name}, your order {subject_id} is ready for pickup."),
-            Self::PickupReminder => {
+            (Locale::En, Self::ReadyForPickup) => {
+                format!("Hello {first_name}, your order {subject_id} is ready for pickup.")
+            }
+            (Locale::En, Self::PickupReminder) => {
                 format!("Hello {first_name}, a reminder: your order {subject_id} is still waiting for you.")
             }
-            Self::SatisfactionCheck => {
+            (Locale::En, Self::SatisfactionCheck) => {
                 format!("Hello {first_name}, is everything all right with your order {subject_id}?")
             }
-            Self::ReviewRequest | Self::ReviewReminder => format!(
+            (Locale::En, Self::ReviewRequest | Self::ReviewReminder) => format!(
                 "Hello {first_name}, thank you for your order {subject_id}! How would you rate it from 1 to 5? \
                  Reply with a number, and a comment if you like."
             ),
-            Self::AbandonedCart => format!("Hello {first_name}, you left items in your cart. They are kept for you."),
+            (Locale::En, Self::AbandonedCart) => {
+                format!("Hello {first_name}, you left items in your cart. They are kept for you.")
+            }
+            (Locale::Fr, Self::OrderConfirmation) => {
+                format!("Bonjour {first_name}, nous avons bien reçu votre commande {subject_id}. Merci !")
+            }
+            (Locale::Fr, Self::PaymentReminder) => {
+                format!("Bonjour {first_name}, votre commande {subject_id} attend son paiement.")
+            }
+            (Locale::Fr, Self::ReadyForPickup) => {
+                format!("Bonjour {first_name}, votre commande {subject_id} est prête à être retirée.")
+            }
+            (Locale::Fr, Self::PickupReminder) => {
+                format!("Bonjour {first_name}, un rappel : votre commande {subject_id} vous attend toujours.")
+            }
+            (Locale::Fr, Self::SatisfactionCheck) => {
+                format!("Bonjour {first_name}, tout va bien avec votre commande {subject_id} ?")
+            }
+            (Locale::Fr, Self::ReviewRequest | Self::ReviewReminder) => format!(
+                "Bonjour {first_name}, merci pour votre commande {subject_id} ! Quelle note lui donneriez-vous de 1 à 5 ? \
+                 Répondez par un chiffre, et un commentaire si vous le souhaitez."
+            ),
+            (Locale::Fr, Self::AbandonedCart) => {
+                format!(
+                    "Bonjour {first_name}, vous avez laissé des articles dans votre panier. Nous les gardons pour vous."
+                )
+            }
         }
     }
 }

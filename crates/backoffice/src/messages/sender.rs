@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::engine::{DueMessage, Messenger};
 use super::kind::KindsConfig;
+use crate::domain::locale::Locale;
 use crate::twilio::MessageContent;
 use crate::twilio::{RetryPolicy, SendError, SentMessage, TwilioClient};
 
@@ -13,8 +14,8 @@ pub struct KindMessenger {
     pub kinds: KindsConfig,
 }
 
-/// What `message` says, given its kind's settings.
-pub fn content_of(message: &DueMessage, kinds: &KindsConfig) -> MessageContent {
+/// What `message` says, given its kind's settings, in `locale` when it is plain text.
+pub fn content_of(message: &DueMessage, kinds: &KindsConfig, locale: Locale) -> MessageContent {
     let first_name = message
         .customer_name
         .as_deref()
@@ -29,13 +30,13 @@ pub fn content_of(message: &DueMessage, kinds: &KindsConfig) -> MessageContent {
                 ("2".to_owned(), message.id.subject_id.clone()),
             ]),
         },
-        None => MessageContent::Body(kind.fallback_body(first_name, &message.id.subject_id)),
+        None => MessageContent::Body(kind.fallback_body(locale, first_name, &message.id.subject_id)),
     }
 }
 
 impl Messenger for KindMessenger {
     async fn send(&self, message: &DueMessage) -> Result<SentMessage, SendError> {
-        let content = content_of(message, &self.kinds);
+        let content = content_of(message, &self.kinds, self.twilio.config().locale);
         self.twilio
             .send_with_retry(&message.customer_phone, &content, &RetryPolicy::default())
             .await
@@ -69,7 +70,7 @@ mod tests {
     fn a_kind_with_a_template_sends_it_with_the_first_name_and_the_id() {
         let kinds = KindsConfig::defaults().with(Kind::PaymentReminder, |s| s.content_sid = Some("HX1".into()));
         assert_eq!(
-            content_of(&message(Kind::PaymentReminder, Some("Ana Lima")), &kinds),
+            content_of(&message(Kind::PaymentReminder, Some("Ana Lima")), &kinds, Locale::En),
             MessageContent::Template {
                 content_sid: "HX1".into(),
                 variables: BTreeMap::from([("1".into(), "Ana".into()), ("2".into(), "o-7".into())]),
@@ -79,7 +80,11 @@ mod tests {
 
     #[test]
     fn a_kind_without_a_template_sends_its_plain_text() {
-        let content = content_of(&message(Kind::ReadyForPickup, None), &KindsConfig::defaults());
+        let content = content_of(
+            &message(Kind::ReadyForPickup, None),
+            &KindsConfig::defaults(),
+            Locale::En,
+        );
         assert_eq!(
             content,
             MessageContent::Body("Hello client, your order o-7 is ready for pickup.".into())

@@ -5,6 +5,7 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use crate::domain::locale::Locale;
 use crate::domain::phone::PhoneNumber;
 use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var};
 
@@ -64,6 +65,8 @@ pub struct TwilioConfig {
     /// Without one only a plain body can be sent, which WhatsApp delivers only inside the
     /// 24-hour customer service window.
     pub review_template_sid: Option<String>,
+    /// The language of a plain body sent when no template is configured (`SHOP_LOCALE`).
+    pub locale: Locale,
     /// For one whole HTTP attempt: connect, send, and read the reply.
     pub timeout: Duration,
     /// Client-side cap on messages per second across all concurrent sends.
@@ -75,7 +78,8 @@ impl TwilioConfig {
     /// `TWILIO_ACCOUNT_SID` (required), `TWILIO_AUTH_TOKEN` (required),
     /// `TWILIO_API_BASE_URL` (`https://api.twilio.com`), exactly one of
     /// `TWILIO_WHATSAPP_FROM` (E.164) and `TWILIO_MESSAGING_SERVICE_SID`,
-    /// `REVIEW_TEMPLATE_SID` (optional), `TWILIO_TIMEOUT_MS` (10000), `TWILIO_MAX_MPS` (80).
+    /// `REVIEW_TEMPLATE_SID` (optional), `TWILIO_TIMEOUT_MS` (10000), `TWILIO_MAX_MPS` (80),
+    /// `SHOP_LOCALE` (fr).
     pub fn from_env(env: &impl EnvSource) -> Result<Self, ConfigError> {
         let auth_token = AuthToken::new(required_var(env, "TWILIO_AUTH_TOKEN")?);
         Self::from_env_with_auth_token(env, auth_token)
@@ -116,6 +120,7 @@ impl TwilioConfig {
             api_base_url,
             sender: parse_sender(env)?,
             review_template_sid,
+            locale: Locale::from_env(env)?,
             timeout,
             max_messages_per_second,
         })

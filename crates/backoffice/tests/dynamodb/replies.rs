@@ -134,7 +134,7 @@ async fn a_signed_reply_is_recorded_on_the_order_it_answers() {
     let response = post(&f, "SM100", "4, pas mal").await;
 
     assert_eq!(response.status_code, 200);
-    assert_eq!(response.body, twiml::message(texts::THANKS));
+    assert_eq!(response.body, twiml::message(texts::FR.thanks));
     let item = review_item(&f, "ord-1").await.expect("the review is written");
     assert_eq!(attr(&item, "rating"), "4");
     assert_eq!(attr(&item, "comment"), "pas mal");
@@ -169,7 +169,7 @@ async fn the_index_gives_the_newest_requests_in_the_window_only() {
     post(&f, "SM101", "5").await;
     post(&f, "SM102", "3").await;
     let third = post(&f, "SM103", "2").await;
-    assert_eq!(third.body, twiml::message(texts::ALREADY_REVIEWED));
+    assert_eq!(third.body, twiml::message(texts::FR.already_reviewed));
     assert_eq!(attr(&review_item(&f, "ord-new").await.unwrap(), "rating"), "5");
     assert_eq!(attr(&review_item(&f, "ord-mid").await.unwrap(), "rating"), "3");
     assert!(review_item(&f, "ord-old").await.is_none());
@@ -196,10 +196,10 @@ async fn second_replies_retries_and_corrections() {
     post(&f, "SM105", "5 parfait").await;
     // Twilio retries the same message: nothing changes.
     let retry = post(&f, "SM105", "5 parfait").await;
-    assert_eq!(retry.body, twiml::message(texts::THANKS));
+    assert_eq!(retry.body, twiml::message(texts::FR.thanks));
     // Another reply: refused politely.
     let second = post(&f, "SM106", "1").await;
-    assert_eq!(second.body, twiml::message(texts::ALREADY_REVIEWED));
+    assert_eq!(second.body, twiml::message(texts::FR.already_reviewed));
     let item = review_item(&f, "ord-1").await.unwrap();
     assert_eq!(
         (attr(&item, "rating"), attr(&item, "messageSid")),

@@ -1,5 +1,6 @@
 //! The webhook's settings, read from the environment.
 
+use crate::domain::locale::Locale;
 use crate::domain::phone::PhoneNumber;
 use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var};
 
@@ -9,6 +10,8 @@ pub struct ReplyConfig {
     pub reviews_table: String,
     /// Where opt-outs and opt-ins are recorded.
     pub consent_table: String,
+    /// The language of the answers.
+    pub locale: Locale,
     /// The exact URL configured in Twilio's console (scheme, host, port, path, query).
     /// `None`: the Function URL the request was routed through (`requestContext.domainName`
     /// + path + query, set by Lambda), never the caller's `Host` header.
@@ -32,7 +35,7 @@ fn invalid(name: &'static str, value: impl Into<String>, reason: &str) -> Config
 }
 
 impl ReplyConfig {
-    /// `ORDERS_TABLE`, `REVIEWS_TABLE`, `CONSENT_TABLE` (required), `REPLY_WEBHOOK_URL` (unset),
+    /// `ORDERS_TABLE`, `REVIEWS_TABLE`, `CONSENT_TABLE` (required), `SHOP_LOCALE` (fr), `REPLY_WEBHOOK_URL` (unset),
     /// `REPLY_WINDOW_DAYS` (14), `ALERT_COOLDOWN_HOURS` (24), `ALERT_TOPIC_ARN` (unset:
     /// alerts are logged only),
     /// `ADMIN_WHATSAPP_TO` and `ADMIN_ALERT_TEMPLATE_SID` (both or neither).
@@ -92,6 +95,7 @@ impl ReplyConfig {
             orders_table: required_var(env, "ORDERS_TABLE")?,
             reviews_table: required_var(env, "REVIEWS_TABLE")?,
             consent_table: required_var(env, "CONSENT_TABLE")?,
+            locale: Locale::from_env(env)?,
             webhook_url,
             window_days,
             alert_cooldown_hours,

@@ -13,16 +13,51 @@ use crate::store::StoreError;
 /// requests in the window.
 pub const MAX_CANDIDATES: i32 = 10;
 
-/// What the customer reads back. English, like the review request's plain body.
+/// What the customer reads back, in the shop's language (`SHOP_LOCALE`).
 pub mod texts {
-    pub const THANKS: &str = "Thank you for your review! We are glad to hear from you.";
-    pub const THANKS_NEGATIVE: &str = "Thank you for your feedback. We are sorry your order did not meet your expectations: the shop will get back to you.";
-    pub const THANKS_CORRECTION: &str = "Thank you, your review has been updated.";
-    pub const PROMPT: &str = "Sorry, we could not read a rating. Please reply with a number from 1 (poor) to 5 (excellent), followed by a comment if you like.";
-    pub const OPTED_OUT: &str = "You will not receive any more messages from us. Reply START to receive them again.";
-    pub const OPTED_OUT_MARKETING: &str = "You will not receive any more promotions from us; messages about your orders continue. Reply START to receive everything again.";
-    pub const OPTED_IN: &str = "Welcome back: you will receive our messages again. Reply STOP to stop them.";
-    pub const ALREADY_REVIEWED: &str = "We already have your review for this order, thank you! To change it, reply \"correction\" followed by your new rating.";
+    use crate::domain::locale::Locale;
+
+    #[derive(Debug)]
+    pub struct ReplyTexts {
+        pub thanks: &'static str,
+        pub thanks_negative: &'static str,
+        pub thanks_correction: &'static str,
+        pub prompt: &'static str,
+        pub already_reviewed: &'static str,
+        pub opted_out: &'static str,
+        pub opted_out_marketing: &'static str,
+        pub opted_in: &'static str,
+    }
+
+    pub static EN: ReplyTexts = ReplyTexts {
+        thanks: "Thank you for your review! We are glad to hear from you.",
+        thanks_negative: "Thank you for your feedback. We are sorry your order did not meet your expectations: the shop will get back to you.",
+        thanks_correction: "Thank you, your review has been updated.",
+        prompt: "Sorry, we could not read a rating. Please reply with a number from 1 (poor) to 5 (excellent), followed by a comment if you like.",
+        already_reviewed: "We already have your review for this order, thank you! To change it, reply \"correction\" followed by your new rating.",
+        opted_out: "You will not receive any more messages from us. Reply START to receive them again.",
+        opted_out_marketing: "You will not receive any more promotions from us; messages about your orders continue. Reply START to receive everything again.",
+        opted_in: "Welcome back: you will receive our messages again. Reply STOP to stop them.",
+    };
+
+    pub static FR: ReplyTexts = ReplyTexts {
+        thanks: "Merci pour votre avis ! Nous sommes ravis de vous lire.",
+        thanks_negative: "Merci pour votre retour. Nous sommes désolés que votre commande ne vous ait pas satisfait : la boutique va vous recontacter.",
+        thanks_correction: "Merci, votre avis a été mis à jour.",
+        prompt: "Désolé, nous n'avons pas pu lire de note. Répondez par un chiffre de 1 (mauvais) à 5 (excellent), suivi d'un commentaire si vous le souhaitez.",
+        already_reviewed: "Nous avons déjà votre avis pour cette commande, merci ! Pour le modifier, répondez \"correction\" suivi de votre nouvelle note.",
+        opted_out: "Vous ne recevrez plus de messages de notre part. Répondez START pour les recevoir à nouveau.",
+        opted_out_marketing: "Vous ne recevrez plus de promotions de notre part ; les messages sur vos commandes continuent. Répondez START pour tout recevoir à nouveau.",
+        opted_in: "C'est noté : vous recevrez à nouveau nos messages. Répondez STOP pour les arrêter.",
+    };
+
+    /// The texts of `locale`.
+    pub fn of(locale: Locale) -> &'static ReplyTexts {
+        match locale {
+            Locale::Fr => &FR,
+            Locale::En => &EN,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -104,11 +139,11 @@ impl ReplyResult {
     }
 }
 
-fn thanks_for(rating: u8) -> &'static str {
+fn thanks_for(texts: &texts::ReplyTexts, rating: u8) -> &'static str {
     if rating <= NEGATIVE_RATING_MAX {
-        texts::THANKS_NEGATIVE
+        texts.thanks_negative
     } else {
-        texts::THANKS
+        texts.thanks
     }
 }
 
@@ -117,6 +152,7 @@ pub async fn record_reply<S: ReplyStore, A: NegativeReviewAlerts>(
     deps: &ReplyDeps<S, A>,
     reply: &IncomingReply,
 ) -> Result<ReplyResult, StoreError> {
+    let texts = texts::of(deps.config.locale);
     // A consent keyword is never a review, whatever requests are pending.
     if let Some(change) = consent_change(reply.button_payload.as_deref(), &reply.body) {
         let source = if reply.button_payload.is_some() {
@@ -128,9 +164,9 @@ pub async fn record_reply<S: ReplyStore, A: NegativeReviewAlerts>(
             .record_consent(&reply.from, change, source, deps.clock.now(), &reply.message_sid)
             .await?;
         let (outcome, answer) = match change {
-            ConsentChange::OptOut(OptOut::All) => (ReplyOutcome::OptedOut, texts::OPTED_OUT),
-            ConsentChange::OptOut(OptOut::Marketing) => (ReplyOutcome::OptedOut, texts::OPTED_OUT_MARKETING),
-            ConsentChange::OptIn => (ReplyOutcome::OptedIn, texts::OPTED_IN),
+            ConsentChange::OptOut(OptOut::All) => (ReplyOutcome::OptedOut, texts.opted_out),
+            ConsentChange::OptOut(OptOut::Marketing) => (ReplyOutcome::OptedOut, texts.opted_out_marketing),
+            ConsentChange::OptIn => (ReplyOutcome::OptedIn, texts.opted_in),
         };
         return Ok(ReplyResult::without_review(outcome, Some(answer)));
     }
@@ -155,7 +191,7 @@ pub async fn record_reply<S: ReplyStore, A: NegativeReviewAlerts>(
         let unreviewed = candidates.iter().find(|(_, review)| review.is_none());
         let Some(rating) = &parsed.rating else {
             // Someone chatting after reviewing gets no prompt; a pending request does.
-            let answer = (unreviewed.is_some() || parsed.correction).then_some(texts::PROMPT);
+            let answer = (unreviewed.is_some() || parsed.correction).then_some(texts.prompt);
             return Ok(ReplyResult::without_review(ReplyOutcome::NotARating, answer));
         };
         let latest_reviewed = candidates.iter().find_map(|(_, review)| review.as_ref());
@@ -165,7 +201,7 @@ pub async fn record_reply<S: ReplyStore, A: NegativeReviewAlerts>(
             (_, _, None) => {
                 return Ok(ReplyResult::without_review(
                     ReplyOutcome::AlreadyReviewed,
-                    Some(texts::ALREADY_REVIEWED),
+                    Some(texts.already_reviewed),
                 ));
             }
         };
@@ -192,7 +228,7 @@ pub async fn record_reply<S: ReplyStore, A: NegativeReviewAlerts>(
                     rating: Some(review.rating),
                     source: Some(review.source),
                     alert: AlertStatus::AlreadySent,
-                    answer: Some(thanks_for(review.rating)),
+                    answer: Some(thanks_for(texts, review.rating)),
                 });
             }
             (WriteOutcome::Written, true) => ReplyOutcome::Corrected,
@@ -212,9 +248,9 @@ pub async fn record_reply<S: ReplyStore, A: NegativeReviewAlerts>(
             AlertStatus::NotNeeded
         };
         let answer = if outcome == ReplyOutcome::Corrected && review.rating > NEGATIVE_RATING_MAX {
-            texts::THANKS_CORRECTION
+            texts.thanks_correction
         } else {
-            thanks_for(review.rating)
+            thanks_for(texts, review.rating)
         };
         return Ok(ReplyResult {
             outcome,
@@ -227,7 +263,7 @@ pub async fn record_reply<S: ReplyStore, A: NegativeReviewAlerts>(
     }
     Ok(ReplyResult::without_review(
         ReplyOutcome::AlreadyReviewed,
-        Some(texts::ALREADY_REVIEWED),
+        Some(texts.already_reviewed),
     ))
 }
 
@@ -238,6 +274,7 @@ async fn replayed<S: ReplyStore, A: NegativeReviewAlerts>(
     reply: &IncomingReply,
     review: &StoredReview,
 ) -> ReplyResult {
+    let texts = texts::of(deps.config.locale);
     let corrected_away = review.message_sid.as_deref() != Some(reply.message_sid.as_str());
     let alert = if corrected_away || review.rating > NEGATIVE_RATING_MAX {
         AlertStatus::NotNeeded
@@ -252,7 +289,7 @@ async fn replayed<S: ReplyStore, A: NegativeReviewAlerts>(
         rating: Some(review.rating),
         source: None,
         alert,
-        answer: Some(thanks_for(review.rating)),
+        answer: Some(thanks_for(texts, review.rating)),
     }
 }
 

@@ -118,7 +118,7 @@ async fn records_a_signed_reply_and_thanks_the_customer() {
 
     assert_eq!(response.status_code, 200);
     assert_eq!(response.headers["content-type"], "text/xml");
-    assert_eq!(response.body, twiml::message(texts::THANKS));
+    assert_eq!(response.body, twiml::message(texts::FR.thanks));
     let stored = deps.store.review_of("ord-1").unwrap();
     assert_eq!(stored.review.rating, 5);
     assert_eq!(stored.review.comment, "parfait, merci");
@@ -254,7 +254,7 @@ async fn a_reply_that_is_not_a_rating_is_prompted_and_not_recorded() {
     let response = text_reply(&deps, "SM007", "Une belle expérience").await;
 
     assert_eq!(response.status_code, 200);
-    assert_eq!(response.body, twiml::message(texts::PROMPT));
+    assert_eq!(response.body, twiml::message(texts::FR.prompt));
     assert_eq!(deps.store.review_count(), 0);
 
     // The next reply with a rating is recorded.
@@ -332,7 +332,7 @@ async fn a_second_reply_does_not_overwrite_the_first() {
     text_reply(&deps, "SM015", "5 parfait").await;
     let second = text_reply(&deps, "SM016", "1 en fait non").await;
 
-    assert_eq!(second.body, twiml::message(texts::ALREADY_REVIEWED));
+    assert_eq!(second.body, twiml::message(texts::FR.already_reviewed));
     let stored = deps.store.review_of("ord-1").unwrap();
     assert_eq!((stored.review.rating, stored.review.comment.as_str()), (5, "parfait"));
     assert_eq!(deps.store.writes(), 1);
@@ -347,7 +347,7 @@ async fn a_correction_replaces_the_review_and_keeps_the_previous_rating() {
     text_reply(&deps, "SM017", "5").await;
     let corrected = text_reply(&deps, "SM018", "Correction: 2, froid à l'arrivée").await;
 
-    assert_eq!(corrected.body, twiml::message(texts::THANKS_NEGATIVE));
+    assert_eq!(corrected.body, twiml::message(texts::FR.thanks_negative));
     let stored = deps.store.review_of("ord-1").unwrap();
     assert_eq!(stored.review.rating, 2);
     assert_eq!(stored.review.comment, "froid à l'arrivée");
@@ -359,7 +359,7 @@ async fn a_correction_replaces_the_review_and_keeps_the_previous_rating() {
 
     // Upwards, the customer reads that the review was updated.
     let again = text_reply(&deps, "SM019", "correction 4").await;
-    assert_eq!(again.body, twiml::message(texts::THANKS_CORRECTION));
+    assert_eq!(again.body, twiml::message(texts::FR.thanks_correction));
     assert_eq!(deps.store.review_of("ord-1").unwrap().review.rating, 4);
 }
 
@@ -418,7 +418,7 @@ async fn an_alert_failure_keeps_the_review_and_a_retry_alerts_again() {
     let response = text_reply(&deps, "SM024", "1").await;
 
     assert_eq!(response.status_code, 200);
-    assert_eq!(response.body, twiml::message(texts::THANKS_NEGATIVE));
+    assert_eq!(response.body, twiml::message(texts::FR.thanks_negative));
     assert_eq!(deps.store.review_of("ord-1").unwrap().review.rating, 1);
     assert_eq!(deps.store.review_of("ord-1").unwrap().review.alerted_message_sid, None);
 
@@ -449,7 +449,7 @@ async fn a_review_recorded_elsewhere_counts_as_reviewed() {
 
     let response = text_reply(&deps, "SM025", "3").await;
 
-    assert_eq!(response.body, twiml::message(texts::ALREADY_REVIEWED));
+    assert_eq!(response.body, twiml::message(texts::FR.already_reviewed));
     assert_eq!(deps.store.review_of("ord-1").unwrap().review.rating, 5);
 
     // Chatting after the review gets no prompt.
@@ -771,7 +771,7 @@ async fn an_opt_out_word_is_recorded_confirmed_and_never_taken_for_a_review() {
 
     let response = text_reply(&deps, "SM101", " Arrêt ! ").await;
     assert_eq!(response.status_code, 200);
-    assert_eq!(response.body, twiml::message(texts::OPTED_OUT));
+    assert_eq!(response.body, twiml::message(texts::FR.opted_out));
     assert_eq!(
         deps.store.review_count(),
         0,
@@ -782,11 +782,11 @@ async fn an_opt_out_word_is_recorded_confirmed_and_never_taken_for_a_review() {
     button.push(("ButtonPayload", "stop_marketing".into()));
     assert_eq!(
         send(&deps, &button).await.body,
-        twiml::message(texts::OPTED_OUT_MARKETING)
+        twiml::message(texts::FR.opted_out_marketing)
     );
     assert_eq!(
         text_reply(&deps, "SM103", "start").await.body,
-        twiml::message(texts::OPTED_IN)
+        twiml::message(texts::FR.opted_in)
     );
     assert_eq!(
         deps.store.consents(),
@@ -807,4 +807,32 @@ async fn an_opt_out_word_is_recorded_confirmed_and_never_taken_for_a_review() {
     // The rating that follows is a review as before.
     text_reply(&deps, "SM104", "5").await;
     assert_eq!(deps.store.review_of("ord-1").unwrap().review.rating, 5);
+}
+
+#[tokio::test]
+async fn the_answers_come_in_the_shop_s_language() {
+    let mut deps = deps();
+    deps.config = ReplyConfig::from_env(&env(&[
+        ("ORDERS_TABLE", "orders"),
+        ("REVIEWS_TABLE", "reviews"),
+        ("CONSENT_TABLE", "consent"),
+        ("SHOP_LOCALE", "en"),
+    ]))
+    .unwrap();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+    assert_eq!(
+        text_reply(&deps, "SM201", "bof").await.body,
+        twiml::message(texts::EN.prompt)
+    );
+    assert_eq!(
+        text_reply(&deps, "SM202", "5").await.body,
+        twiml::message(texts::EN.thanks)
+    );
+    // French by default.
+    let french = super::tests::deps();
+    french.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+    assert_eq!(
+        text_reply(&french, "SM203", "5").await.body,
+        twiml::message(texts::FR.thanks)
+    );
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use super::store::DueOrder;
+use crate::messages::kind::Kind;
 use crate::twilio::{RetryPolicy, SendError, SentMessage, TwilioClient};
 
 /// Sends one review request. Twilio in production; a fake in unit tests.
@@ -29,11 +30,7 @@ impl ReviewMessenger for TwilioClient {
     async fn send_review_request(&self, order: &DueOrder) -> Result<SentMessage, SendError> {
         let variables = review_variables(order);
         let content = self.review_content(variables.clone(), || {
-            format!(
-                "Hello {}, thank you for your order {}! How would you rate it from 1 to 5? \
-                 Reply with a number, and a comment if you like.",
-                variables["1"], variables["2"]
-            )
+            Kind::ReviewRequest.fallback_body(self.config().locale, &variables["1"], &variables["2"])
         });
         self.send_with_retry(&order.customer_phone, &content, &RetryPolicy::default())
             .await
