@@ -37,7 +37,8 @@ async fn deps() -> Result<SendMessagesDeps<DynamoOutbox, KindMessenger>, Error> 
             (&config.tables).into(),
             config.kinds.clone(),
             clock.clone(),
-        ),
+        )
+        .with_caps(config.caps),
         messenger: KindMessenger {
             twilio,
             kinds: config.kinds.clone(),

@@ -21,8 +21,8 @@ use serde_norway::Value;
 /// - `pending_page`, `in_flight`, `awaiting_reconciliation`: `.query()` on `review-pending-index`
 /// - `claim`, `settle` (`update_claimed`), `close`, `park_stale_claim`: `.update_item()` on the orders table
 /// - `has_review`: `.get_item()` on the reviews table (never on the orders table)
-/// - `consent` (`DynamoConsents::get`): `.get_item()`, and `record_twilio_opt_out`
-///   (`DynamoConsents::record`): `.update_item()`, on the consent table
+/// - `consent` (`DynamoConsents::get`): `.get_item()`, `record_sent` and `record_twilio_opt_out`
+///   (`DynamoConsents::record_sent`, `record`): `.update_item()`, on the consent table
 /// - `twilio_config` (`secrets.rs`): `.get_secret_value()` on `TwilioSecretArn`, at cold start
 ///
 /// record-review-reply (`jobs/record_review_reply/` through its `dynamo.rs`,
@@ -49,8 +49,8 @@ use serde_norway::Value;
 /// - `claim` refused without reasons (`message`) and `why_ineligible`: `.get_item()` on the
 ///   messages table and on the orders, carts and reviews tables
 /// - `settle` (`update_claimed`), `close` (`close_pending`), `park_stale_claim`: `.update_item()` on the messages table
-/// - the claim's consent `ConditionCheck`, `why_ineligible`'s `.get_item()` and
-///   `record_opt_out`'s `.update_item()` on the consent table
+/// - the claim's `Update` of the customer (consent and caps, `DynamoConsents::claim_update`),
+///   `why_refused`'s `.get_item()` and `record_opt_out`'s `.update_item()` on the consent table
 /// - `twilio_config` (`secrets.rs`): `.get_secret_value()` on `TwilioSecretArn`, at cold start
 ///
 /// (Reading the streams is the event source mapping's: SAM adds AWS's managed
@@ -80,7 +80,6 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
             ("dynamodb:GetItem", "!GetAtt OrdersTable.Arn"),
             ("dynamodb:GetItem", "!GetAtt CartsTable.Arn"),
             ("dynamodb:GetItem", "!GetAtt ReviewsTable.Arn"),
-            ("dynamodb:ConditionCheckItem", "!GetAtt ConsentTable.Arn"),
             ("dynamodb:GetItem", "!GetAtt ConsentTable.Arn"),
             ("dynamodb:UpdateItem", "!GetAtt ConsentTable.Arn"),
             ("secretsmanager:GetSecretValue", "!Ref TwilioSecretArn"),

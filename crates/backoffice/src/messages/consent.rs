@@ -6,19 +6,25 @@
 //! | `optOut` | `all` or `marketing` while the customer is opted out; removed by an opt-in |
 //! | `optOutAllAt`, `optOutMarketingAt` | RFC 3339: the last opt-out of every message, and of marketing (an opt-out of everything is one of marketing too); kept after an opt-in |
 //! | `changedAt`, `source`, `messageSid` | the last change: when, how (`keyword`, `button`, `twilio`), by which reply |
+//! | `lastSentAt` | N, epoch seconds: the last message claimed for this customer ([`super::caps`]) |
+//! | `marketing1`..`marketingN` | N, epoch seconds: the last `MARKETING_PER_WEEK` marketing messages, newest first (0: none) |
 //!
 //! A message goes out only if its customer is not opted out of its category now, and did
 //! not opt out after the change that made the message: a customer who opts out and back
 //! in does not get the old order's reminders (a new order starts fresh).
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::ConditionCheck;
+use aws_sdk_dynamodb::types::Update;
 use chrono::{DateTime, Utc};
 
+use super::caps::{Caps, WEEK};
 use crate::domain::consent::{ConsentChange, ConsentSource, OptOut};
 use crate::domain::phone::PhoneNumber;
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, is_condition_failure, rfc3339, s, store_error, string};
+use crate::store::dynamo::{Item, is_condition_failure, n, rfc3339, s, store_error, string};
+
+/// The most marketing sends a customer item remembers (`MARKETING_PER_WEEK` at most).
+const MAX_SLOTS: u32 = 20;
 
 #[derive(Debug, Clone)]
 pub struct DynamoConsents {
@@ -32,6 +38,18 @@ pub struct Consent {
     pub opt_out: Option<OptOut>,
     pub opt_out_all_at: Option<String>,
     pub opt_out_marketing_at: Option<String>,
+    /// The last message claimed for the customer.
+    pub last_sent_at: Option<DateTime<Utc>>,
+    /// The last marketing messages claimed for them, newest first.
+    pub marketing_sent: Vec<DateTime<Utc>>,
+}
+
+fn epoch_at(item: &Item, name: &str) -> Option<DateTime<Utc>> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|seconds| *seconds > 0)
+        .and_then(|seconds| DateTime::from_timestamp(seconds, 0))
 }
 
 impl Consent {
@@ -40,6 +58,10 @@ impl Consent {
             opt_out: string(item, "optOut").and_then(|v| v.parse().ok()),
             opt_out_all_at: string(item, "optOutAllAt"),
             opt_out_marketing_at: string(item, "optOutMarketingAt"),
+            last_sent_at: epoch_at(item, "lastSentAt"),
+            marketing_sent: (1..=MAX_SLOTS)
+                .map_while(|slot| epoch_at(item, &format!("marketing{slot}")))
+                .collect(),
         }
     }
 
@@ -135,39 +157,86 @@ impl DynamoConsents {
         Ok(output.item.as_ref().map(Consent::from_item).unwrap_or_default())
     }
 
-    /// The claim's check that the customer still accepts a message of this category, made
-    /// by a change at `since`: the same rule as [`Consent::refuses`].
-    pub fn check(
+    /// The claim's write on the customer: only if they still accept a message of this
+    /// category made at `since` (the rule of [`Consent::refuses`]) and, for marketing, if the
+    /// caps allow one at `now` ([`Caps::next_allowed`]); it records the message for the caps.
+    pub fn claim_update(
         &self,
         phone: &PhoneNumber,
         marketing: bool,
         since: DateTime<Utc>,
-    ) -> Result<ConditionCheck, StoreError> {
-        let (expression, blocked) = if marketing {
-            (
-                "attribute_not_exists(optOut) AND (attribute_not_exists(optOutMarketingAt) OR optOutMarketingAt < :since)",
-                None,
+        now: DateTime<Utc>,
+        caps: &Caps,
+    ) -> Result<Update, StoreError> {
+        let mut sets = vec!["lastSentAt = :now".to_owned()];
+        let mut values = vec![
+            (":now".to_owned(), n(now.timestamp())),
+            (":since".to_owned(), s(rfc3339(since))),
+        ];
+        let condition = if marketing {
+            let slots = caps.per_week.clamp(1, MAX_SLOTS);
+            for slot in (2..=slots).rev() {
+                sets.push(format!("marketing{slot} = if_not_exists(marketing{}, :zero)", slot - 1));
+            }
+            sets.push("marketing1 = :now".to_owned());
+            values.push((":zero".to_owned(), n(0)));
+            values.push((":gapAgo".to_owned(), n((now - caps.gap).timestamp())));
+            values.push((":weekAgo".to_owned(), n((now - WEEK).timestamp())));
+            format!(
+                "attribute_not_exists(optOut) AND (attribute_not_exists(optOutMarketingAt) OR optOutMarketingAt < :since) \
+                 AND (attribute_not_exists(lastSentAt) OR lastSentAt <= :gapAgo) \
+                 AND (attribute_not_exists(marketing{slots}) OR marketing{slots} <= :weekAgo)"
             )
         } else {
-            (
-                "(attribute_not_exists(optOut) OR optOut <> :all) AND (attribute_not_exists(optOutAllAt) OR optOutAllAt < :since)",
-                Some(OptOut::All),
-            )
+            values.push((":all".to_owned(), s(OptOut::All.as_str())));
+            "(attribute_not_exists(optOut) OR optOut <> :all) AND (attribute_not_exists(optOutAllAt) OR optOutAllAt < :since)"
+                .to_owned()
         };
-        let mut check = ConditionCheck::builder()
+        let mut update = Update::builder()
             .table_name(&self.table)
             .key("phone", s(phone.as_str()))
-            .condition_expression(expression)
-            .expression_attribute_values(":since", s(rfc3339(since)));
-        if let Some(all) = blocked {
-            check = check.expression_attribute_values(":all", s(all.as_str()));
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .condition_expression(condition);
+        for (name, value) in values {
+            update = update.expression_attribute_values(name, value);
         }
-        check.build().map_err(|e| StoreError {
+        update.build().map_err(|e| StoreError {
             operation: "TransactWriteItems",
             table: self.table.clone(),
-            message: format!("the consent check cannot be built: {e}"),
+            message: format!("the customer's claim write cannot be built: {e}"),
             retryable: false,
         })
+    }
+
+    /// Records a message sent outside a claim transaction (the review request), for the caps.
+    pub async fn record_sent(
+        &self,
+        phone: &PhoneNumber,
+        marketing: bool,
+        now: DateTime<Utc>,
+        caps: &Caps,
+    ) -> Result<(), StoreError> {
+        let mut sets = vec!["lastSentAt = :now".to_owned()];
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("phone", s(phone.as_str()));
+        if marketing {
+            let slots = caps.per_week.clamp(1, MAX_SLOTS);
+            for slot in (2..=slots).rev() {
+                sets.push(format!("marketing{slot} = if_not_exists(marketing{}, :zero)", slot - 1));
+            }
+            sets.push("marketing1 = :now".to_owned());
+            update = update.expression_attribute_values(":zero", n(0));
+        }
+        update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", &self.table, e))?;
+        Ok(())
     }
 }
 
@@ -187,6 +256,7 @@ mod tests {
             opt_out: Some(OptOut::Marketing),
             opt_out_all_at: None,
             opt_out_marketing_at: Some("2026-12-01T09:00:00Z".into()),
+            ..Consent::default()
         };
         assert_eq!(
             marketing_only.refuses(true, at("2026-12-01T10:00:00Z")),
@@ -197,6 +267,7 @@ mod tests {
             opt_out: None,
             opt_out_all_at: Some("2026-12-01T09:00:00Z".into()),
             opt_out_marketing_at: Some("2026-12-01T09:00:00Z".into()),
+            ..Consent::default()
         };
         assert_eq!(
             back_in.refuses(false, at("2026-12-01T08:00:00Z")),

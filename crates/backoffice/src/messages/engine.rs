@@ -93,9 +93,21 @@ pub struct Claim {
     pub claimed_at: DateTime<Utc>,
 }
 
+/// What a check before the claim says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Go,
+    /// Never: close with this reason.
+    Close(&'static str),
+    /// Not now: leave it in line for a later run.
+    Hold,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimOutcome {
     Claimed,
+    /// The caps hold it until then ([`super::caps`]).
+    Deferred(DateTime<Utc>),
     /// Another run claimed or settled it first (a concurrent or duplicate run).
     TakenElsewhere,
     /// The subject no longer qualifies: the message is closed with this reason.
@@ -140,8 +152,15 @@ pub trait Outbox: Send + Sync {
         limit: i32,
     ) -> impl Future<Output = Result<DuePage<Self::Cursor>, StoreError>> + Send;
 
-    /// A check the claim's own condition cannot make; `Some(reason)`: close, do not send.
-    fn check(&self, message: &DueMessage) -> impl Future<Output = Result<Option<&'static str>, StoreError>> + Send;
+    /// A check the claim's own condition cannot make.
+    fn check(
+        &self,
+        message: &DueMessage,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Verdict, StoreError>> + Send;
+
+    /// Moves a waiting message's due time to `until` (the caps hold it).
+    fn defer(&self, message: &DueMessage, until: DateTime<Utc>) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Takes the message out of line, only if it is still waiting and its subject still
     /// qualifies. The step that makes sending exactly-once.
@@ -475,9 +494,10 @@ async fn handle_entry<O: Outbox, M: Messenger>(
     if options.quiet.holds(message.id.kind, clock.now()) {
         return Outcome::Held;
     }
-    match outbox.check(&message).await {
-        Ok(None) => {}
-        Ok(Some(reason)) => return close(outbox, options, &message.id, Closing::Ineligible(reason)).await,
+    match outbox.check(&message, clock.now()).await {
+        Ok(Verdict::Go) => {}
+        Ok(Verdict::Close(reason)) => return close(outbox, options, &message.id, Closing::Ineligible(reason)).await,
+        Ok(Verdict::Hold) => return Outcome::Held,
         Err(error) => {
             tracing::warn!(function = options.function, message_id = %message.id, %error, "could not check the message");
             return Outcome::StoreError;
@@ -493,6 +513,17 @@ async fn handle_entry<O: Outbox, M: Messenger>(
     match outbox.claim(&message, &claim).await {
         Ok(ClaimOutcome::Claimed) => {}
         Ok(ClaimOutcome::TakenElsewhere) => return Outcome::Skipped("claimed_elsewhere"),
+        Ok(ClaimOutcome::Deferred(until)) => {
+            // Held past the point where it makes sense: dropped, not sent late.
+            if message.send_before.is_some_and(|before| until >= before) {
+                return close(outbox, options, &message.id, Closing::Ineligible("capped")).await;
+            }
+            if let Err(error) = outbox.defer(&message, until).await {
+                tracing::warn!(function = options.function, message_id = %message.id, %error, "could not defer the message");
+                return Outcome::StoreError;
+            }
+            return Outcome::Held;
+        }
         Ok(ClaimOutcome::Ineligible(reason)) => {
             return close(outbox, options, &message.id, Closing::Ineligible(reason)).await;
         }

@@ -1,6 +1,7 @@
 //! Every outgoing message of an order's or a cart's life: the kinds and their settings,
 //! what each subject's changes schedule, and the one engine that sends them.
 
+pub mod caps;
 pub mod consent;
 pub mod eligibility;
 pub mod engine;

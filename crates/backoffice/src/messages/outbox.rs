@@ -18,10 +18,12 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem,
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::caps::Caps;
 use super::consent::DynamoConsents;
 use super::eligibility::{needs_no_review, subject_condition, why_not};
 use super::engine::{
     Claim, ClaimOutcome, Closing, DueMessage, DuePage, InFlightClaim, MessageId, Outbox, Settlement, Unsendable,
+    Verdict,
 };
 use super::kind::{Category, Kind, KindsConfig, Subject};
 use super::plan::{Scheduled, Step};
@@ -185,6 +187,7 @@ pub struct DynamoOutbox {
     carts_table: String,
     reviews_table: String,
     consents: DynamoConsents,
+    caps: Caps,
     kinds: KindsConfig,
     clock: std::sync::Arc<dyn Clock>,
 }
@@ -203,6 +206,7 @@ impl DynamoOutbox {
     pub fn new(client: Client, tables: OutboxTables, kinds: KindsConfig, clock: std::sync::Arc<dyn Clock>) -> Self {
         Self {
             consents: DynamoConsents::new(client.clone(), tables.consent),
+            caps: Caps::default(),
             client,
             messages_table: tables.messages,
             orders_table: tables.orders,
@@ -211,6 +215,11 @@ impl DynamoOutbox {
             kinds,
             clock,
         }
+    }
+
+    /// The marketing caps (default: [`Caps::default`]).
+    pub fn with_caps(self, caps: Caps) -> Self {
+        Self { caps, ..self }
     }
 
     fn subject_table(&self, kind: Kind) -> (&str, &'static str) {
@@ -332,8 +341,9 @@ impl DynamoOutbox {
         Ok(output.item.is_some_and(|item| !item.is_empty()))
     }
 
-    /// Why a claim's subject check failed, read on the subject itself.
-    async fn why_ineligible(&self, message: &DueMessage) -> Result<&'static str, StoreError> {
+    /// Why a claim was refused, read on the subject and the customer: not eligible, or
+    /// held by the caps until a given time.
+    async fn why_refused(&self, message: &DueMessage, now: DateTime<Utc>) -> Result<ClaimOutcome, StoreError> {
         let kind = message.id.kind;
         let (table, key) = self.subject_table(kind);
         let subject = self
@@ -347,13 +357,19 @@ impl DynamoOutbox {
             .map_err(|e| store_error("GetItem", table, e))?
             .item;
         let has_review = needs_no_review(kind) && self.has_review(&message.id.subject_id).await?;
-        if let Some(reason) = why_not(kind, subject.as_ref(), has_review, self.clock.now()) {
-            return Ok(reason);
+        if let Some(reason) = why_not(kind, subject.as_ref(), has_review, now) {
+            return Ok(ClaimOutcome::Ineligible(reason));
         }
-        let consent = self.consents.get(&message.customer_phone).await?;
-        Ok(consent
-            .refuses(self.is_marketing(kind), message.since)
-            .unwrap_or("ineligible"))
+        let customer = self.consents.get(&message.customer_phone).await?;
+        let marketing = self.is_marketing(kind);
+        if let Some(reason) = customer.refuses(marketing, message.since) {
+            return Ok(ClaimOutcome::Ineligible(reason));
+        }
+        Ok(match self.caps.next_allowed(&customer, now).filter(|_| marketing) {
+            Some(until) => ClaimOutcome::Deferred(until),
+            // Nothing refuses it now: another write raced this claim; the next run tries again.
+            None => ClaimOutcome::Deferred(now + chrono::TimeDelta::minutes(1)),
+        })
     }
 
     /// Whether `kind` is a marketing message (the review request always is).
@@ -459,8 +475,27 @@ impl Outbox for DynamoOutbox {
         })
     }
 
-    async fn check(&self, message: &DueMessage) -> Result<Option<&'static str>, StoreError> {
-        Ok(self.kinds.enabled(message.id.kind).is_none().then_some("disabled"))
+    async fn check(&self, message: &DueMessage, _now: DateTime<Utc>) -> Result<Verdict, StoreError> {
+        Ok(match self.kinds.enabled(message.id.kind) {
+            None => Verdict::Close("disabled"),
+            Some(_) => Verdict::Go,
+        })
+    }
+
+    async fn defer(&self, message: &DueMessage, until: DateTime<Utc>) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.messages_table)
+            .key("messageId", s(message_key(&message.id)))
+            .update_expression("SET dueAt = :until")
+            .condition_expression("#st = :pending")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":pending", s(MessageStatus::Pending.as_str()))
+            .expression_attribute_values(":until", n(epoch(until)))
+            .send()
+            .await;
+        conditional(result.map(|_| ()), "UpdateItem", &self.messages_table).map(|_| ())
     }
 
     async fn claim(&self, message: &DueMessage, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
@@ -492,15 +527,19 @@ impl Outbox for DynamoOutbox {
         for (name, value) in condition.values {
             check = check.expression_attribute_values(name, value);
         }
-        let consent = self
-            .consents
-            .check(&message.customer_phone, self.is_marketing(kind), message.since)?;
+        let customer = self.consents.claim_update(
+            &message.customer_phone,
+            self.is_marketing(kind),
+            message.since,
+            claim.claimed_at,
+            &self.caps,
+        )?;
         let mut items = vec![
             TransactWriteItem::builder().update(take).build(),
             TransactWriteItem::builder()
                 .condition_check(check.build().map_err(|e| build_error(table, e))?)
                 .build(),
-            TransactWriteItem::builder().condition_check(consent).build(),
+            TransactWriteItem::builder().update(customer).build(),
         ];
         if needs_no_review(kind) {
             let no_review = ConditionCheck::builder()
@@ -542,7 +581,7 @@ impl Outbox for DynamoOutbox {
             // No reasons given (some emulators): the subject is read to tell which.
             return match self.message(&message.id).await? {
                 Some(stored) if stored.status != MessageStatus::Pending => Ok(ClaimOutcome::TakenElsewhere),
-                _ => Ok(ClaimOutcome::Ineligible(self.why_ineligible(message).await?)),
+                _ => self.why_refused(message, claim.claimed_at).await,
             };
         }
         // A conflict with another transaction, or throttling: the next run tries again.

@@ -16,6 +16,16 @@ use crate::store::dynamo::{Item, string};
 /// confirmation a day late reads as a bug, not as service.
 pub const SEND_WITHIN: TimeDelta = TimeDelta::hours(24);
 
+/// A review reminder still makes sense a week late (the caps may hold it that long).
+pub const REMINDER_SEND_WITHIN: TimeDelta = TimeDelta::days(7);
+
+fn send_within(kind: Kind) -> TimeDelta {
+    match kind {
+        Kind::ReviewReminder => REMINDER_SEND_WITHIN,
+        _ => SEND_WITHIN,
+    }
+}
+
 /// A message to put in line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scheduled {
@@ -163,7 +173,7 @@ pub fn plan_order(
             customer_phone,
             customer_name,
             due_at,
-            send_before: due_at + SEND_WITHIN,
+            send_before: due_at + send_within(kind),
         }));
     }
     Ok(steps)

@@ -16,6 +16,7 @@ use backoffice::jobs::derive_schedule::{BatchReport, DeriveConfig, DeriveDeps, p
 use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
 use backoffice::jobs::send_messages::{self, OutboxTablesConfig, SendMessagesConfig, SendMessagesDeps};
+use backoffice::messages::caps::Caps;
 use backoffice::messages::consent::DynamoConsents;
 use backoffice::messages::engine::MessageId;
 use backoffice::messages::kind::{Kind, KindsConfig};
@@ -144,6 +145,7 @@ impl Shop {
                     tables,
                     kinds: kinds(),
                     quiet: quiet.clone(),
+                    caps: Caps::default(),
                     page_size: 7,
                     concurrency: 8,
                     stop_margin: Duration::ZERO,
@@ -166,6 +168,7 @@ impl Shop {
                     stop_margin: Duration::ZERO,
                     stale_claim_after: Duration::from_secs(20 * 60),
                     quiet: quiet.clone(),
+                    caps: Caps::default(),
                 },
             },
             stack,
@@ -740,5 +743,56 @@ async fn a_reminder_due_at_22_00_goes_at_09_00_the_next_day_in_paris_across_the_
     assert_eq!(shop.dispatch("sunday 08:59").await.total, 0);
     shop.advance(until("2026-10-25T08:01:00Z"));
     assert_eq!(shop.dispatch("sunday 09:01").await.sent, 1);
+    shop.stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn marketing_is_capped_across_kinds_delayed_when_it_can_wait_and_dropped_when_it_cannot() {
+    let mut shop = Shop::open("caps").await;
+    let customer = "+33612345691";
+    // An order completed: its review request goes in the daily run a week later.
+    shop.app_creates_order("o-capped", customer).await;
+    shop.app_updates_order(
+        "o-capped",
+        &[
+            ("status", "completed".into()),
+            ("paymentStatus", "paid".into()),
+            ("completedAt", text(shop.now())),
+        ],
+    )
+    .await;
+    shop.deliver().await;
+    shop.advance(TimeDelta::minutes(1));
+    shop.dispatch("confirmation").await;
+    shop.advance(TimeDelta::days(8));
+    let requested = request_reviews::run(&shop.reviews, &json!({}), Deadline::unbounded(), "daily")
+        .await
+        .unwrap();
+    assert_eq!(requested.sent, 1);
+    shop.deliver().await;
+    // Six days later the customer leaves a cart: its reminder is a marketing message too.
+    shop.advance(TimeDelta::days(6) + TimeDelta::hours(22));
+    shop.app_creates_cart("c-capped", customer).await;
+    shop.app_creates_cart("c-capped-2", customer).await;
+    shop.deliver().await;
+    shop.advance(TimeDelta::minutes(61));
+    let run = shop.dispatch("cart reminders").await;
+    // The first goes; the second is within a day of it and its cart expires before: dropped.
+    assert_eq!((run.sent, run.report.skipped.get("capped")), (1, Some(&1)), "{run:?}");
+    // The review reminder falls due an hour later: within a day of the cart reminder, it
+    // waits (it may, up to a week) and goes a day after the cart reminder.
+    shop.advance(TimeDelta::hours(1));
+    let run = shop.dispatch("reminder due").await;
+    assert_eq!((run.sent, run.report.held), (0, 1), "{run:?}");
+    let reminder = shop.message(Kind::ReviewReminder, "o-capped").await.unwrap();
+    assert_eq!(reminder.status, MessageStatus::Pending);
+    shop.advance(TimeDelta::hours(23) + TimeDelta::minutes(1));
+    let run = shop.dispatch("a day after the cart reminder").await;
+    assert_eq!(run.sent, 1, "{run:?}");
+    let received = shop.received().await;
+    assert_eq!(
+        received.get(&("o-capped".to_owned(), Kind::ReviewReminder.to_string())),
+        Some(&1)
+    );
     shop.stack.cleanup().await;
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::store::ReviewRequestStore;
 use backoffice::jobs::request_reviews::{ReviewDeps, ReviewJobConfig, ReviewResponse, run};
+use backoffice::messages::caps::Caps;
 use backoffice::messages::quiet::QuietHours;
 use backoffice::runtime::clock::FixedClock;
 use backoffice::runtime::job::Deadline;
@@ -91,6 +92,7 @@ fn deps(f: &Fixture, twilio: TwilioClient, now: DateTime<Utc>) -> ReviewDeps<Dyn
             stop_margin: Duration::ZERO,
             stale_claim_after: Duration::from_secs(20 * 60),
             quiet: QuietHours::never(jiff::tz::TimeZone::UTC),
+            caps: Caps::default(),
         },
     }
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use jiff::tz::TimeZone;
 
+use crate::messages::caps::Caps;
 use crate::messages::quiet::QuietHours;
 use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var, shop_timezone};
 
@@ -22,6 +23,8 @@ pub struct ReviewJobConfig {
     /// A claim older than this belongs to a run that died: it is parked for reconciliation.
     pub stale_claim_after: Duration,
     pub quiet: QuietHours,
+    /// No flooding with marketing messages.
+    pub caps: Caps,
 }
 
 impl ReviewJobConfig {
@@ -32,6 +35,7 @@ impl ReviewJobConfig {
         let shop_timezone = shop_timezone(env)?;
         let config = Self {
             quiet: QuietHours::from_env(env, shop_timezone.clone())?,
+            caps: Caps::from_env(env)?,
             orders_table: required_var(env, "ORDERS_TABLE")?,
             reviews_table: required_var(env, "REVIEWS_TABLE")?,
             consent_table: required_var(env, "CONSENT_TABLE")?,

@@ -13,6 +13,7 @@ use super::store::{
 };
 use crate::domain::consent::{ConsentChange, ConsentSource, OptOut};
 use crate::domain::phone::PhoneNumber;
+use crate::messages::caps::Caps;
 use crate::messages::consent::{Consent, DynamoConsents};
 use crate::store::StoreError;
 use crate::store::dynamo::{Item, is_condition_failure, n, rfc3339, s, store_error, string};
@@ -336,6 +337,13 @@ impl ReviewRequestStore for DynamoOrders {
         match &self.consents {
             Some(consents) => consents.get(phone).await,
             None => Ok(Consent::default()),
+        }
+    }
+
+    async fn record_sent(&self, phone: &PhoneNumber, at: DateTime<Utc>, caps: &Caps) -> Result<(), StoreError> {
+        match &self.consents {
+            Some(consents) => consents.record_sent(phone, true, at, caps).await,
+            None => Ok(()),
         }
     }
 

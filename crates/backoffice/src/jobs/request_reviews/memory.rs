@@ -13,6 +13,7 @@ use super::store::{
 };
 use crate::domain::consent::OptOut;
 use crate::domain::phone::PhoneNumber;
+use crate::messages::caps::Caps;
 use crate::messages::consent::Consent;
 use crate::store::StoreError;
 use crate::store::dynamo::rfc3339;
@@ -255,6 +256,15 @@ impl ReviewRequestStore for InMemoryOrders {
             .unwrap_or_default())
     }
 
+    async fn record_sent(&self, phone: &PhoneNumber, at: DateTime<Utc>, caps: &Caps) -> Result<(), StoreError> {
+        let mut consents = self.consents.lock().unwrap();
+        let customer = consents.entry(phone.as_str().to_owned()).or_default();
+        customer.last_sent_at = Some(at);
+        customer.marketing_sent.insert(0, at);
+        customer.marketing_sent.truncate(caps.per_week as usize);
+        Ok(())
+    }
+
     async fn record_twilio_opt_out(&self, phone: &PhoneNumber, at: DateTime<Utc>) -> Result<(), StoreError> {
         let at = rfc3339(at);
         self.set_consent(
@@ -263,6 +273,7 @@ impl ReviewRequestStore for InMemoryOrders {
                 opt_out: Some(OptOut::All),
                 opt_out_all_at: Some(at.clone()),
                 opt_out_marketing_at: Some(at),
+                ..Consent::default()
             },
         );
         Ok(())

@@ -4,18 +4,21 @@
 //! the order a reply answers through `review-reply-index` on the Orders table
 //! (docs/decisions/one-message-engine.md).
 
+use chrono::{DateTime, Utc};
+
 use super::ReviewMessenger;
 use super::store::{self, DueOrder, RequestStatus, ReviewRequestStore, SkipReason};
+use crate::messages::caps::Caps;
 use crate::messages::engine::{
     Claim, ClaimOutcome, Closing, DueMessage, DuePage, InFlightClaim, MessageId, Messenger, Outbox, Settlement,
-    Unsendable,
+    Unsendable, Verdict,
 };
 use crate::messages::kind::Kind;
 use crate::store::StoreError;
 use crate::twilio::{SendError, SentMessage};
 
-/// Review requests, as the engine sees them.
-pub struct ReviewOutbox<'a, S>(pub &'a S);
+/// Review requests, as the engine sees them, under the marketing caps.
+pub struct ReviewOutbox<'a, S>(pub &'a S, pub Caps);
 
 /// The review messenger, as the engine sees it.
 pub struct ReviewSender<'a, M>(pub &'a M);
@@ -108,13 +111,25 @@ impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
         })
     }
 
-    /// A review, or the customer's consent (a review request is a marketing message).
-    async fn check(&self, message: &DueMessage) -> Result<Option<&'static str>, StoreError> {
+    /// A review, the customer's consent and the marketing caps (a review request is a
+    /// marketing message); one held by the caps waits for a later daily run.
+    async fn check(&self, message: &DueMessage, now: DateTime<Utc>) -> Result<Verdict, StoreError> {
         if self.0.has_review(&message.id.subject_id).await? {
-            return Ok(Some("has_review"));
+            return Ok(Verdict::Close("has_review"));
         }
-        let consent = self.0.consent(&message.customer_phone).await?;
-        Ok(consent.refuses(true, message.since))
+        let customer = self.0.consent(&message.customer_phone).await?;
+        if let Some(reason) = customer.refuses(true, message.since) {
+            return Ok(Verdict::Close(reason));
+        }
+        Ok(match self.1.next_allowed(&customer, now) {
+            Some(_) => Verdict::Hold,
+            None => Verdict::Go,
+        })
+    }
+
+    /// Nothing to move: the request stays in line for the next daily run.
+    async fn defer(&self, _message: &DueMessage, _until: DateTime<Utc>) -> Result<(), StoreError> {
+        Ok(())
     }
 
     async fn claim(&self, message: &DueMessage, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
@@ -135,9 +150,17 @@ impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
             Settlement::Released { reason } => store::Settlement::Released { reason },
             Settlement::Unknown { reason } => store::Settlement::Unknown { reason },
         };
+        let sent_at = match &settlement {
+            store::Settlement::Sent { requested_at, .. } => Some(*requested_at),
+            _ => None,
+        };
         self.0
             .settle(&message.id.subject_id, &store_claim(claim), &settlement)
-            .await
+            .await?;
+        match sent_at {
+            Some(at) => self.0.record_sent(&message.customer_phone, at, &self.1).await,
+            None => Ok(()),
+        }
     }
 
     async fn close(&self, id: &MessageId, closing: &Closing) -> Result<(), StoreError> {
@@ -171,7 +194,7 @@ impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
         self.0.awaiting_reconciliation().await
     }
 
-    async fn record_opt_out(&self, message: &DueMessage, at: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
+    async fn record_opt_out(&self, message: &DueMessage, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.0.record_twilio_opt_out(&message.customer_phone, at).await
     }
 }

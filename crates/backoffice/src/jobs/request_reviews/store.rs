@@ -21,6 +21,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 
 use crate::domain::phone::PhoneNumber;
+use crate::messages::caps::Caps;
 use crate::messages::consent::Consent;
 use crate::store::StoreError;
 use crate::store::walk::IndexPage;
@@ -131,6 +132,14 @@ pub trait ReviewRequestStore: Send + Sync {
 
     /// The customer's consent ([`crate::messages::consent`]).
     fn consent(&self, phone: &PhoneNumber) -> impl Future<Output = Result<Consent, StoreError>> + Send;
+
+    /// Records a request sent to the customer, for the marketing caps.
+    fn record_sent(
+        &self,
+        phone: &PhoneNumber,
+        at: DateTime<Utc>,
+        caps: &Caps,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Records Twilio's word that the customer opted out of every message (error 21610).
     fn record_twilio_opt_out(

@@ -122,6 +122,7 @@ const NOW: &str = "2026-11-24T09:00:00Z";
 fn config() -> ReviewJobConfig {
     ReviewJobConfig {
         quiet: crate::messages::quiet::QuietHours::never(paris()),
+        caps: crate::messages::caps::Caps::default(),
         orders_table: "orders".into(),
         reviews_table: "reviews".into(),
         consent_table: "shop-consent".into(),
@@ -148,10 +149,15 @@ fn completed_days_ago(days: i64) -> DateTime<Utc> {
     utc(NOW) - TimeDelta::days(days)
 }
 
+/// A due order of its own customer (one number per order id, so the caps never meet).
 fn add(store: &InMemoryOrders, id: &str, days_ago: i64) {
+    let number = id
+        .bytes()
+        .fold(0u32, |hash, byte| hash.wrapping_mul(31).wrapping_add(u32::from(byte)))
+        % 10_000_000;
     store.insert(
         id,
-        StoredOrder::completed(id, "+33612345678", completed_days_ago(days_ago)),
+        StoredOrder::completed(id, &format!("+336{number:08}"), completed_days_ago(days_ago)),
     );
 }
 
@@ -510,4 +516,16 @@ async fn a_backfill_beside_the_scheduled_run_parks_nothing_and_sends_each_order_
     assert_eq!(deps.messenger.messages_to("due-11"), 1);
     assert_eq!(deps.messenger.messages_to("due-12"), 1);
     assert_eq!(scheduled.report.awaiting_reconciliation, 0);
+}
+
+#[tokio::test]
+async fn a_customer_with_two_due_requests_gets_one_a_day() {
+    let store = InMemoryOrders::default();
+    for id in ["first", "second"] {
+        store.insert(id, StoredOrder::completed(id, "+33612345678", completed_days_ago(8)));
+    }
+    let deps = deps(store, FakeMessenger::default());
+    let response = run_once(&deps, "run-1").await;
+    assert_eq!((response.sent, response.report.held), (1, 1), "{response:?}");
+    assert_eq!(deps.messenger.total(), 1);
 }

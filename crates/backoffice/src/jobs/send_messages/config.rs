@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::messages::caps::Caps;
 use crate::messages::kind::KindsConfig;
 use crate::messages::outbox::OutboxTables;
 use crate::messages::quiet::QuietHours;
@@ -18,6 +19,8 @@ pub struct SendMessagesConfig {
     /// A claim older than this belongs to a run that died: it is parked for reconciliation.
     pub stale_claim_after: Duration,
     pub quiet: QuietHours,
+    /// No flooding with marketing messages.
+    pub caps: Caps,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +67,7 @@ impl SendMessagesConfig {
             tables: OutboxTablesConfig::from_env(env)?,
             kinds: KindsConfig::from_env(env)?,
             quiet: QuietHours::from_env(env, shop_timezone(env)?)?,
+            caps: Caps::from_env(env)?,
             page_size: parse_var(env, "MESSAGES_PAGE_SIZE")?.unwrap_or(200),
             concurrency: parse_var(env, "MESSAGES_CONCURRENCY")?.unwrap_or(40),
             stop_margin: parse_var(env, "STOP_MARGIN_MS")?
