@@ -246,6 +246,7 @@ mod tests {
             validator: SignatureValidator::new(AuthToken::new(token)),
             clock: Arc::new(SystemClock),
             config: ReplyConfig::from_env(&env).expect("the benchmark's environment is a valid reply config"),
+            forwarder: None,
         };
         let response = backoffice::jobs::record_review_reply::respond(&deps, &request)
             .await

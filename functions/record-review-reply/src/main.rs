@@ -6,6 +6,7 @@ use std::sync::Arc;
 use backoffice::aws::{SdkSettings, dynamodb_client, load_sdk_config};
 use backoffice::jobs::record_review_reply::alerts::{ShopAlerts, WhatsAppAdminAlert};
 use backoffice::jobs::record_review_reply::dynamo::DynamoReplies;
+use backoffice::jobs::record_review_reply::forward::Forwarder;
 use backoffice::jobs::record_review_reply::{self, FunctionUrlRequest, ReplyConfig, ReplyDeps, SignatureValidator};
 use backoffice::runtime::clock::SystemClock;
 use backoffice::runtime::config::ProcessEnv;
@@ -47,6 +48,10 @@ async fn deps() -> Result<ReplyDeps<DynamoReplies, ShopAlerts>, Error> {
             _ => None,
         },
     };
+    let forwarder = match &config.forward_url {
+        Some(url) => Some(Forwarder::new(url.clone(), validator.clone(), config.forward_timeout)?),
+        None => None,
+    };
     Ok(ReplyDeps {
         store: DynamoReplies::new(
             dynamodb_client(&sdk_config),
@@ -58,5 +63,6 @@ async fn deps() -> Result<ReplyDeps<DynamoReplies, ShopAlerts>, Error> {
         validator,
         clock: Arc::new(SystemClock),
         config,
+        forwarder,
     })
 }

@@ -90,6 +90,7 @@ pub async fn play_replies_at(
         validator: validator.clone(),
         clock,
         config: ReplyConfig::from_env(&env)?,
+        forwarder: None,
     };
     for (i, (from, body)) in replies.iter().enumerate() {
         let params = reply_params(from, &format!("SM{:032x}", i + 1), body);

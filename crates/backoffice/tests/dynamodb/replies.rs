@@ -73,6 +73,7 @@ async fn fixture(label: &str) -> Fixture {
         validator: SignatureValidator::new(AuthToken::new(TOKEN)),
         clock: Arc::new(FixedClock(now())),
         config: ReplyConfig::from_env(&env).unwrap(),
+        forwarder: None,
     };
     Fixture { stack, orders, deps }
 }

@@ -12,6 +12,9 @@ pub struct ReplyConfig {
     pub consent_table: String,
     /// The language of the answers.
     pub locale: Locale,
+    /// The shop's own inbound handler: what is not a review reply or a consent keyword goes there.
+    pub forward_url: Option<String>,
+    pub forward_timeout: std::time::Duration,
     /// The exact URL configured in Twilio's console (scheme, host, port, path, query).
     /// `None`: the Function URL the request was routed through (`requestContext.domainName`
     /// + path + query, set by Lambda), never the caller's `Host` header.
@@ -35,7 +38,8 @@ fn invalid(name: &'static str, value: impl Into<String>, reason: &str) -> Config
 }
 
 impl ReplyConfig {
-    /// `ORDERS_TABLE`, `REVIEWS_TABLE`, `CONSENT_TABLE` (required), `SHOP_LOCALE` (fr), `REPLY_WEBHOOK_URL` (unset),
+    /// `ORDERS_TABLE`, `REVIEWS_TABLE`, `CONSENT_TABLE` (required), `SHOP_LOCALE` (fr),
+    /// `FORWARD_WEBHOOK_URL` (unset: nothing forwarded), `FORWARD_TIMEOUT_MS` (8000), `REPLY_WEBHOOK_URL` (unset),
     /// `REPLY_WINDOW_DAYS` (14), `ALERT_COOLDOWN_HOURS` (24), `ALERT_TOPIC_ARN` (unset:
     /// alerts are logged only),
     /// `ADMIN_WHATSAPP_TO` and `ADMIN_ALERT_TEMPLATE_SID` (both or neither).
@@ -96,6 +100,32 @@ impl ReplyConfig {
             reviews_table: required_var(env, "REVIEWS_TABLE")?,
             consent_table: required_var(env, "CONSENT_TABLE")?,
             locale: Locale::from_env(env)?,
+            forward_url: match env
+                .var("FORWARD_WEBHOOK_URL")
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+            {
+                None => None,
+                Some(url)
+                    if url.starts_with("https://")
+                        || url.starts_with("http://127.0.0.1")
+                        || url.starts_with("http://localhost") =>
+                {
+                    Some(url)
+                }
+                Some(url) => return Err(invalid("FORWARD_WEBHOOK_URL", url, "must be an https:// URL")),
+            },
+            forward_timeout: match parse_var::<u64>(env, "FORWARD_TIMEOUT_MS")? {
+                None => super::forward::DEFAULT_FORWARD_TIMEOUT,
+                Some(ms) if (100..=10_000).contains(&ms) => std::time::Duration::from_millis(ms),
+                Some(ms) => {
+                    return Err(invalid(
+                        "FORWARD_TIMEOUT_MS",
+                        ms.to_string(),
+                        "must be between 100 and 10000 (Twilio waits 15 s)",
+                    ));
+                }
+            },
             webhook_url,
             window_days,
             alert_cooldown_hours,

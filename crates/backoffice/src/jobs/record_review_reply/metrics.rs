@@ -14,6 +14,8 @@ pub(crate) struct Summary {
     pub(crate) from: Option<String>,
     pub(crate) message_sid: Option<String>,
     pub(crate) result: Option<ReplyResult>,
+    /// Answered by the shop's own handler.
+    pub(crate) forwarded: bool,
     pub(crate) duration_ms: u64,
 }
 
@@ -31,6 +33,7 @@ impl Summary {
             rating = result.and_then(|r| r.rating),
             source = result.and_then(|r| r.source).map(RatingSource::as_str),
             alert = result.map(|r| <&str>::from(r.alert)),
+            forwarded = self.forwarded,
             duration_ms = self.duration_ms,
             error = error.map(|e| e.to_string()),
             "reply summary"
@@ -56,6 +59,7 @@ impl Summary {
             count("RepliesNotARating", self.outcome == Some(ReplyOutcome::NotARating)),
             count("OptOuts", self.outcome == Some(ReplyOutcome::OptedOut)),
             count("OptIns", self.outcome == Some(ReplyOutcome::OptedIn)),
+            count("RepliesForwarded", self.forwarded),
             count(
                 "NegativeReviewAlertFailures",
                 result.is_some_and(|r| r.alert == AlertStatus::Failed),

@@ -19,6 +19,7 @@
 pub mod alerts;
 mod config;
 pub mod dynamo;
+pub mod forward;
 #[cfg(any(test, feature = "fakes"))]
 pub mod memory;
 mod metrics;
@@ -59,6 +60,8 @@ pub struct ReplyDeps<S, A> {
     pub validator: SignatureValidator,
     pub clock: Arc<dyn Clock>,
     pub config: ReplyConfig,
+    /// The shop's own inbound handler, when it sits behind this webhook.
+    pub forwarder: Option<forward::Forwarder>,
 }
 
 /// The Lambda handler.
@@ -150,7 +153,17 @@ async fn answer<S: ReplyStore, A: NegativeReviewAlerts>(
     };
     let result = record_reply(deps, &reply).await?;
     summary.outcome = Some(result.outcome);
-    let response = FunctionUrlResponse::twiml(result.twiml());
+    // Not a review reply nor a consent change: the shop's handler answers, if it is there.
+    let not_ours = matches!(
+        result.outcome,
+        ReplyOutcome::NoPendingRequest | ReplyOutcome::NotARating | ReplyOutcome::AlreadyReviewed
+    );
+    let forwarded = match (&deps.forwarder, not_ours) {
+        (Some(forwarder), true) => forwarder.forward(&params).await,
+        _ => None,
+    };
+    summary.forwarded = forwarded.is_some();
+    let response = forwarded.unwrap_or_else(|| FunctionUrlResponse::twiml(result.twiml()));
     summary.result = Some(result);
     Ok(response)
 }

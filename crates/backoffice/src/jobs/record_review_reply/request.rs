@@ -233,6 +233,11 @@ impl FunctionUrlResponse {
         Self::new(200, twiml::TWIML_CONTENT_TYPE, body)
     }
 
+    /// The shop's own handler's answer, passed back to Twilio.
+    pub fn forwarded(status_code: u16, content_type: &str, body: String) -> Self {
+        Self::new(status_code, content_type, body)
+    }
+
     pub fn text(status_code: u16, body: &str) -> Self {
         Self::new(status_code, "text/plain; charset=utf-8", body.to_owned())
     }

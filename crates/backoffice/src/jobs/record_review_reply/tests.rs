@@ -39,6 +39,7 @@ fn deps() -> ReplyDeps<MemoryReplies, RecordingAlerts> {
         validator: SignatureValidator::new(AuthToken::new(TOKEN)),
         clock: Arc::new(FixedClock(now())),
         config: config(),
+        forwarder: None,
     }
 }
 
@@ -835,4 +836,99 @@ async fn the_answers_come_in_the_shop_s_language() {
         text_reply(&french, "SM203", "5").await.body,
         twiml::message(texts::FR.thanks)
     );
+}
+
+mod forwarding {
+    use std::time::Duration;
+
+    use wiremock::matchers::{header_exists, method};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use super::*;
+    use crate::jobs::record_review_reply::forward::Forwarder;
+
+    async fn shop_handler(answer: ResponseTemplate) -> MockServer {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(header_exists("x-twilio-signature"))
+            .respond_with(answer)
+            .mount(&server)
+            .await;
+        server
+    }
+
+    fn forwarding_deps(server: &MockServer, timeout: Duration) -> ReplyDeps<MemoryReplies, RecordingAlerts> {
+        let mut deps = deps();
+        let url = format!("{}/whatsapp/inbound", server.uri());
+        deps.forwarder = Some(Forwarder::new(url, SignatureValidator::new(AuthToken::new(TOKEN)), timeout).unwrap());
+        deps
+    }
+
+    #[tokio::test]
+    async fn a_message_that_is_not_a_review_reply_goes_to_the_shop_s_handler_signed_for_its_url() {
+        let server = shop_handler(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "application/xml")
+                .set_body_string("<Response><Message>Votre commande arrive demain.</Message></Response>"),
+        )
+        .await;
+        let deps = forwarding_deps(&server, Duration::from_secs(2));
+
+        let response = text_reply(&deps, "SM301", "Où est ma commande ?").await;
+
+        assert_eq!(response.status_code, 200);
+        assert!(
+            response.body.contains("Votre commande arrive demain."),
+            "{}",
+            response.body
+        );
+        let received = server.received_requests().await.unwrap();
+        assert_eq!(received.len(), 1);
+        // Unchanged, and signed with the account's token for the handler's own URL.
+        let params = form_params(&received[0].body);
+        assert_eq!(
+            params,
+            owned(
+                &reply(CUSTOMER, "SM301", "Où est ma commande ?")
+                    .iter()
+                    .map(|(k, v)| (*k, v.as_str()))
+                    .collect::<Vec<_>>()
+            )
+        );
+        let signature = received[0].headers.get("x-twilio-signature").unwrap().to_str().unwrap();
+        let url = format!("{}/whatsapp/inbound", server.uri());
+        assert_eq!(
+            signature,
+            SignatureValidator::new(AuthToken::new(TOKEN)).sign(&url, &params)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_review_or_a_consent_reply_stays_here_and_a_slow_or_failing_handler_costs_only_its_answer() {
+        let server = shop_handler(ResponseTemplate::new(200).set_delay(Duration::from_secs(3))).await;
+        let deps = forwarding_deps(&server, Duration::from_millis(300));
+        deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+
+        let rating = text_reply(&deps, "SM302", "5 parfait").await;
+        assert_eq!(rating.body, twiml::message(texts::FR.thanks));
+        let stop = text_reply(&deps, "SM303", "STOP").await;
+        assert_eq!(stop.body, twiml::message(texts::FR.opted_out));
+        assert!(
+            server.received_requests().await.unwrap().is_empty(),
+            "neither is forwarded"
+        );
+
+        let started = std::time::Instant::now();
+        let chat = text_reply(&deps, "SM304", "merci, à bientôt").await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the slow handler is given up on"
+        );
+        assert_eq!(chat.body, twiml::no_reply());
+        assert_eq!(deps.store.review_of("ord-1").unwrap().review.rating, 5);
+
+        let failing = shop_handler(ResponseTemplate::new(500)).await;
+        let deps = forwarding_deps(&failing, Duration::from_secs(2));
+        assert_eq!(text_reply(&deps, "SM305", "bonjour").await.body, twiml::no_reply());
+    }
 }
