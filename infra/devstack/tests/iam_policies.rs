@@ -56,6 +56,11 @@ use serde_norway::Value;
 /// (Reading the streams is the event source mapping's: SAM adds AWS's managed
 /// `AWSLambdaDynamoDBExecutionRole` to the role for that, outside `Policies`.)
 ///
+/// erase-customer (`jobs/erase_customer/dynamo.rs`, `DynamoErasure::erase`): `keys_of`:
+/// `.scan()` of the orders, carts, reviews and messages tables; `strip` and
+/// `close_waiting_message`: `.update_item()` on them; the consent item's `.delete_item()`
+/// (and `.get_item()` in a dry run)
+///
 /// Not on any function's path, so not granted: the writer functions and test helpers
 /// (`DynamoCarts::put`/`extend`/`get`, `DynamoOrders::put_new`/`complete`/`get_item`/`request_status`).
 const ALLOWED: &[(&str, &[(&str, &str)])] = &[
@@ -83,6 +88,21 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
             ("dynamodb:GetItem", "!GetAtt ConsentTable.Arn"),
             ("dynamodb:UpdateItem", "!GetAtt ConsentTable.Arn"),
             ("secretsmanager:GetSecretValue", "!Ref TwilioSecretArn"),
+        ],
+    ),
+    (
+        "EraseCustomerFunction",
+        &[
+            ("dynamodb:Scan", "!GetAtt OrdersTable.Arn"),
+            ("dynamodb:Scan", "!GetAtt CartsTable.Arn"),
+            ("dynamodb:Scan", "!GetAtt ReviewsTable.Arn"),
+            ("dynamodb:Scan", "!GetAtt MessagesTable.Arn"),
+            ("dynamodb:UpdateItem", "!GetAtt OrdersTable.Arn"),
+            ("dynamodb:UpdateItem", "!GetAtt CartsTable.Arn"),
+            ("dynamodb:UpdateItem", "!GetAtt ReviewsTable.Arn"),
+            ("dynamodb:UpdateItem", "!GetAtt MessagesTable.Arn"),
+            ("dynamodb:DeleteItem", "!GetAtt ConsentTable.Arn"),
+            ("dynamodb:GetItem", "!GetAtt ConsentTable.Arn"),
         ],
     ),
     (
@@ -120,6 +140,16 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
 /// The tables each function may touch (and their indexes).
 const OWN_TABLES: &[(&str, &[&str])] = &[
     ("CleanExpiredCartsFunction", &["CartsTable"]),
+    (
+        "EraseCustomerFunction",
+        &[
+            "OrdersTable",
+            "CartsTable",
+            "ReviewsTable",
+            "MessagesTable",
+            "ConsentTable",
+        ],
+    ),
     (
         "DeriveScheduleFunction",
         &["CartsTable", "OrdersTable", "MessagesTable"],

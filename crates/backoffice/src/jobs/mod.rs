@@ -5,6 +5,7 @@
 
 pub mod clean_expired_carts;
 pub mod derive_schedule;
+pub mod erase_customer;
 pub mod record_review_reply;
 pub mod request_reviews;
 pub mod send_messages;

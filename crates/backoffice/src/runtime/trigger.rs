@@ -58,6 +58,8 @@ pub enum PayloadError {
         "manual payload: {0} (accepted: {{\"now\": \"<RFC 3339 time>\", \"dryRun\": true|false, \"backfill\": true|false}})"
     )]
     BadManualPayload(String),
+    #[error("erasure payload: {0} (accepted: {{\"phone\": \"+<country code and number>\", \"dryRun\": true|false}})")]
+    BadErasureRequest(String),
     #[error("manual payload: `{0}` is null; leave the field out, or give it a value")]
     NullField(String),
     #[error("manual payload: `backfill` needs a `now` in the past, the day to run as")]

@@ -3,6 +3,7 @@
 //! or real AWS with `DYNAMODB_TARGET=aws`. Each test creates its own tables and deletes them.
 //! `scripts/test.sh` runs this binary once on dynoxide and once on moto.
 
+mod erasure;
 mod messages;
 mod replies;
 mod reviews;

@@ -1,0 +1,179 @@
+//! Finding a customer's items (a filtered `Scan` per table) and removing their personal
+//! attributes with conditional writes, so a run that stops half-way is finished by the next.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::ReturnValue;
+use chrono::{DateTime, Utc};
+
+use super::Erased;
+use crate::domain::phone::PhoneNumber;
+use crate::store::StoreError;
+use crate::store::dynamo::{Item, is_condition_failure, rfc3339, s, store_error};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureTables {
+    pub orders: String,
+    pub carts: String,
+    pub reviews: String,
+    pub messages: String,
+    pub consent: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DynamoErasure {
+    client: Client,
+    tables: ErasureTables,
+}
+
+impl DynamoErasure {
+    pub fn new(client: Client, tables: ErasureTables) -> Self {
+        Self { client, tables }
+    }
+
+    /// The keys of `table`'s items whose `customerPhone` is `phone`.
+    async fn keys_of(&self, table: &str, key: &str, phone: &PhoneNumber) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        let mut cursor: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .scan()
+                .table_name(table)
+                .filter_expression("customerPhone = :phone")
+                .projection_expression("#key")
+                .expression_attribute_names("#key", key)
+                .expression_attribute_values(":phone", s(phone.as_str()))
+                .set_exclusive_start_key(cursor)
+                .send()
+                .await
+                .map_err(|e| store_error("Scan", table, e))?;
+            for item in output.items.unwrap_or_default() {
+                if let Some(value) = item.get(key).and_then(|v| v.as_s().ok()) {
+                    keys.push(value.clone());
+                }
+            }
+            cursor = output.last_evaluated_key.filter(|k| !k.is_empty());
+            if cursor.is_none() {
+                return Ok(keys);
+            }
+        }
+    }
+
+    /// Removes `remove` from the item, only while it still holds `phone`. `true`: done now.
+    async fn strip(
+        &self,
+        table: &str,
+        key: &str,
+        value: &str,
+        phone: &PhoneNumber,
+        remove: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(table)
+            .key(key, s(value))
+            .update_expression(format!("SET erasedAt = :now REMOVE {remove}"))
+            .condition_expression("customerPhone = :phone")
+            .expression_attribute_values(":phone", s(phone.as_str()))
+            .expression_attribute_values(":now", s(rfc3339(now)));
+        if remove.contains("#comment") {
+            // `comment` is a DynamoDB reserved word.
+            update = update.expression_attribute_names("#comment", "comment");
+        }
+        let result = update.send().await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if is_condition_failure(&error) => Ok(false),
+            Err(error) => Err(store_error("UpdateItem", table, error)),
+        }
+    }
+
+    /// Erases (or counts, in a dry run) the customer's personal data in every table.
+    pub async fn erase(&self, phone: &PhoneNumber, dry_run: bool, now: DateTime<Utc>) -> Result<Erased, StoreError> {
+        let t = &self.tables;
+        let mut erased = Erased::default();
+        let plan: [(&str, &str, &str, &mut u64); 4] = [
+            (&t.orders, "orderId", "customerPhone, customerName", &mut erased.orders),
+            (&t.carts, "cartId", "customerPhone, customerName", &mut erased.carts),
+            (
+                &t.reviews,
+                "orderId",
+                "customerPhone, #comment, previousComment",
+                &mut erased.reviews,
+            ),
+            (
+                &t.messages,
+                "messageId",
+                "customerPhone, customerName",
+                &mut erased.messages,
+            ),
+        ];
+        for (table, key, remove, count) in plan {
+            for value in self.keys_of(table, key, phone).await? {
+                if dry_run {
+                    *count += 1;
+                    continue;
+                }
+                if table == t.messages {
+                    self.close_waiting_message(&value, now).await?;
+                }
+                if self.strip(table, key, &value, phone, remove, now).await? {
+                    *count += 1;
+                }
+            }
+        }
+        erased.consent = if dry_run {
+            u64::from(self.consent_exists(phone).await?)
+        } else {
+            let output = self
+                .client
+                .delete_item()
+                .table_name(&t.consent)
+                .key("phone", s(phone.as_str()))
+                .return_values(ReturnValue::AllOld)
+                .send()
+                .await
+                .map_err(|e| store_error("DeleteItem", &t.consent, e))?;
+            u64::from(output.attributes.is_some_and(|item| !item.is_empty()))
+        };
+        Ok(erased)
+    }
+
+    /// A message still waiting is closed first, so no run sends it without its number.
+    async fn close_waiting_message(&self, message_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.messages)
+            .key("messageId", s(message_id))
+            .update_expression("SET #st = :skipped, skipReason = :erased, closedAt = :now REMOVE dueShard")
+            .condition_expression("#st = :pending")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":skipped", s("skipped"))
+            .expression_attribute_values(":erased", s("erased"))
+            .expression_attribute_values(":now", s(rfc3339(now)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if is_condition_failure(&error) => Ok(()),
+            Err(error) => Err(store_error("UpdateItem", &self.tables.messages, error)),
+        }
+    }
+
+    async fn consent_exists(&self, phone: &PhoneNumber) -> Result<bool, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.consent)
+            .key("phone", s(phone.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", &self.tables.consent, e))?;
+        Ok(output.item.is_some_and(|item| !item.is_empty()))
+    }
+}
