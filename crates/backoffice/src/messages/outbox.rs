@@ -574,7 +574,12 @@ impl Outbox for DynamoOutbox {
                 .and_then(|code| code.as_deref())
                 .is_some_and(|code| code == "ConditionalCheckFailed")
         };
-        if failed(0) {
+        // Another run's transaction on the same message or customer at the same moment: it
+        // has it, or the next run takes it; never an error.
+        let conflict = reasons
+            .iter()
+            .any(|code| code.as_deref() == Some("TransactionConflict"));
+        if failed(0) || conflict {
             return Ok(ClaimOutcome::TakenElsewhere);
         }
         if reasons.is_empty() || (1..reasons.len()).any(failed) {

@@ -96,6 +96,10 @@ impl Shop {
 
     /// A shop with these quiet hours whose clock starts at `start`.
     async fn build(label: &str, twilio: MockServer, quiet: QuietHours, start: DateTime<Utc>) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_max_level(tracing::Level::WARN)
+            .try_init();
         let stack = Stack::from_env(label).await.unwrap();
         let client = || {
             twilio_client(
@@ -216,9 +220,10 @@ impl Shop {
     }
 
     async fn dispatch(&self, run_id: &str) -> send_messages::SendMessagesResponse {
-        send_messages::run(&self.dispatcher, &json!({}), Deadline::unbounded(), run_id)
-            .await
-            .unwrap()
+        match send_messages::run(&self.dispatcher, &json!({}), Deadline::unbounded(), run_id).await {
+            Ok(response) => response,
+            Err(error) => panic!("run {run_id}: {error}"),
+        }
     }
 
     fn advance(&self, by: TimeDelta) {
@@ -491,6 +496,12 @@ async fn a_cart_touched_again_is_reminded_an_hour_after_its_last_touch() {
 
 #[tokio::test]
 async fn concurrent_runs_send_each_due_message_once() {
+    if devstack::stack::emulator_is_moto() {
+        // moto does not isolate a transaction from a concurrent one on the same item: both
+        // claims can pass. DynamoDB and dynoxide do (docs/decisions/dynoxide-and-moto.md).
+        eprintln!("skipped on moto: its TransactWriteItems are not isolated under concurrency");
+        return;
+    }
     let mut shop = Shop::open("concurrent").await;
     for i in 0..24 {
         shop.app_creates_order(&format!("o-{i:02}"), &format!("+336123456{i:02}"))
@@ -499,7 +510,14 @@ async fn concurrent_runs_send_each_due_message_once() {
     shop.deliver().await;
     shop.advance(TimeDelta::minutes(1));
     let (first, second) = tokio::join!(shop.dispatch("run-a"), shop.dispatch("run-b"));
-    assert_eq!(first.sent + second.sent, 24, "{first:?} {second:?}");
+    // Two claims that collide may both step back (a transaction conflict): the next run
+    // sends what neither took.
+    let third = shop.dispatch("run-c").await;
+    assert_eq!(
+        first.sent + second.sent + third.sent,
+        24,
+        "{first:?} {second:?} {third:?}"
+    );
     let received = shop.received().await;
     assert_eq!(received.len(), 24);
     assert!(received.values().all(|count| *count == 1), "{received:?}");
