@@ -27,6 +27,15 @@ pub fn metrics(response: &ReviewResponse) -> Vec<MetricDocument> {
             },
         ],
     }];
+    // Skipped by reason (opted out, capped, has a review...): the suppressed requests.
+    documents.extend(report.skipped.iter().map(|(reason, count)| {
+        let mut dimensions = function_dimension(FUNCTION_NAME);
+        dimensions.push(("Reason", (*reason).to_owned()));
+        MetricDocument {
+            dimensions,
+            metrics: vec![Metric::count("ReviewRequestsSkipped", *count)],
+        }
+    }));
     documents.extend(report.failed_reasons.iter().map(|(reason, count)| {
         let mut dimensions = function_dimension(FUNCTION_NAME);
         dimensions.push(("Reason", reason.clone()));
@@ -80,9 +89,9 @@ mod tests {
     }
 
     #[test]
-    fn a_review_run_emits_its_totals_then_one_line_per_failure_reason() {
+    fn a_review_run_emits_its_totals_then_one_line_per_skip_and_failure_reason() {
         let lines = emitted(&metrics(&review_response(false)));
-        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.len(), 5);
         let totals = &lines[0];
         let expected = [
             ("ReviewRequestsSent", "Count", 7),
@@ -104,8 +113,16 @@ mod tests {
             assert_eq!(totals[name], value, "{name}");
         }
 
-        // BTreeMap order: "rejected" before "twilio_63016".
-        for (line, reason, count) in [(&lines[1], "rejected", 1), (&lines[2], "twilio_63016", 2)] {
+        // BTreeMap order: "has_review" before "too_old", "rejected" before "twilio_63016".
+        for (line, reason, count) in [(&lines[1], "has_review", 5), (&lines[2], "too_old", 2)] {
+            assert_eq!(
+                declared(line, &["Function", "Reason"]),
+                vec![("ReviewRequestsSkipped".to_string(), "Count".to_string())]
+            );
+            assert_eq!(line["Reason"], reason);
+            assert_eq!(line["ReviewRequestsSkipped"], count);
+        }
+        for (line, reason, count) in [(&lines[3], "rejected", 1), (&lines[4], "twilio_63016", 2)] {
             assert_eq!(
                 declared(line, &["Function", "Reason"]),
                 vec![("ReviewRequestsFailed".to_string(), "Count".to_string())]
@@ -117,10 +134,11 @@ mod tests {
     }
 
     #[test]
-    fn a_review_run_without_failures_emits_only_its_totals() {
+    fn a_review_run_without_failures_or_skips_emits_only_its_totals() {
         let mut response = review_response(false);
         response.report.failed = 0;
         response.report.failed_reasons.clear();
+        response.report.skipped.clear();
         let lines = emitted(&metrics(&response));
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0]["ReviewRequestsFailed"], 0);
