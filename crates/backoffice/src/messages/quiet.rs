@@ -2,7 +2,7 @@
 //! whose time falls in them waits for the next opening; the kinds a customer expects at
 //! once (an order confirmation, "ready for pickup") may be exempted.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use jiff::civil::{Time, Weekday};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
@@ -157,7 +157,25 @@ impl QuietHours {
                 break;
             }
         }
-        best.unwrap_or(due)
+        let Some(opening) = best else { return due };
+        // The night's backlog goes out in the order it fell due: a minute after the opening
+        // for each hour into the quiet hours (a 12-hour night spreads over 12 minutes).
+        let into_quiet = due - self.quiet_since(due);
+        opening + TimeDelta::seconds(into_quiet.num_seconds() / 60)
+    }
+
+    /// When the quiet hours that hold `at` began (to the quarter hour, at most 9 days back).
+    fn quiet_since(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let step = TimeDelta::minutes(15);
+        let mut since = at;
+        for _ in 0..(9 * 24 * 4) {
+            let earlier = since - step;
+            if !self.is_quiet(earlier) {
+                break;
+            }
+            since = earlier;
+        }
+        since
     }
 }
 
@@ -180,16 +198,21 @@ mod tests {
         // Saturday 2026-10-24 22:00 in Paris (UTC+2); clocks go back that night.
         let due = at("2026-10-24T20:00:00Z");
         assert!(quiet.holds(Kind::PaymentReminder, due));
-        // Sunday 09:00 in Paris is then UTC+1.
+        // Sunday 09:00 in Paris is then UTC+1; an hour into the quiet hours, a minute after.
         assert_eq!(
             quiet.next_send_time(Kind::PaymentReminder, due),
-            at("2026-10-25T08:00:00Z")
+            at("2026-10-25T08:01:00Z")
         );
-        // Spring forward: Saturday 2027-03-27 23:30 (UTC+1) waits for Sunday 09:00 (UTC+2).
+        // Spring forward: Saturday 2027-03-27 23:30 (UTC+1) waits for Sunday 09:00 (UTC+2),
+        // two and a half hours into the night: two and a half minutes after.
         assert_eq!(
             quiet.next_send_time(Kind::AbandonedCart, at("2027-03-27T22:30:00Z")),
-            at("2027-03-28T07:00:00Z")
+            at("2027-03-28T07:02:30Z")
         );
+        // What fell due first goes first.
+        let earlier = quiet.next_send_time(Kind::PaymentReminder, at("2026-10-24T19:30:00Z"));
+        let later = quiet.next_send_time(Kind::PaymentReminder, at("2026-10-25T03:00:00Z"));
+        assert!(earlier < later, "{earlier} {later}");
         // Daytime and exempt kinds go at once.
         assert_eq!(
             quiet.next_send_time(Kind::PaymentReminder, at("2026-10-24T12:00:00Z")),
@@ -201,10 +224,10 @@ mod tests {
     #[test]
     fn days_off_hold_the_whole_day() {
         let quiet = QuietHours::from_env(&env_of(&[("QUIET_DAYS", "sun")]), paris()).unwrap();
-        // Saturday 21:30 waits past Sunday to Monday 09:00.
+        // Saturday 21:30 (half an hour into the night) waits past Sunday to Monday 09:00.
         assert_eq!(
             quiet.next_send_time(Kind::PickupReminder, at("2026-12-05T20:30:00Z")),
-            at("2026-12-07T08:00:00Z")
+            at("2026-12-07T08:00:30Z")
         );
         assert!(quiet.is_quiet(at("2026-12-06T12:00:00Z")));
     }
