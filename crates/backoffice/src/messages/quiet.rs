@@ -158,10 +158,10 @@ impl QuietHours {
             }
         }
         let Some(opening) = best else { return due };
-        // The night's backlog goes out in the order it fell due: a minute after the opening
-        // for each hour into the quiet hours (a 12-hour night spreads over 12 minutes).
+        // The night's backlog goes out in the order it fell due: a second after the opening
+        // for each hour into the quiet hours (a 12-hour night spreads over 12 seconds).
         let into_quiet = due - self.quiet_since(due);
-        opening + TimeDelta::seconds(into_quiet.num_seconds() / 60)
+        opening + TimeDelta::seconds(into_quiet.num_seconds() / 3600)
     }
 
     /// When the quiet hours that hold `at` began (to the quarter hour, at most 9 days back).
@@ -198,19 +198,19 @@ mod tests {
         // Saturday 2026-10-24 22:00 in Paris (UTC+2); clocks go back that night.
         let due = at("2026-10-24T20:00:00Z");
         assert!(quiet.holds(Kind::PaymentReminder, due));
-        // Sunday 09:00 in Paris is then UTC+1; an hour into the quiet hours, a minute after.
+        // Sunday 09:00 in Paris is then UTC+1; an hour into the quiet hours, a second after.
         assert_eq!(
             quiet.next_send_time(Kind::PaymentReminder, due),
-            at("2026-10-25T08:01:00Z")
+            at("2026-10-25T08:00:01Z")
         );
         // Spring forward: Saturday 2027-03-27 23:30 (UTC+1) waits for Sunday 09:00 (UTC+2),
-        // two and a half hours into the night: two and a half minutes after.
+        // two and a half hours into the night: two seconds after.
         assert_eq!(
             quiet.next_send_time(Kind::AbandonedCart, at("2027-03-27T22:30:00Z")),
-            at("2027-03-28T07:02:30Z")
+            at("2027-03-28T07:00:02Z")
         );
         // What fell due first goes first.
-        let earlier = quiet.next_send_time(Kind::PaymentReminder, at("2026-10-24T19:30:00Z"));
+        let earlier = quiet.next_send_time(Kind::PaymentReminder, at("2026-10-24T20:30:00Z"));
         let later = quiet.next_send_time(Kind::PaymentReminder, at("2026-10-25T03:00:00Z"));
         assert!(earlier < later, "{earlier} {later}");
         // Daytime and exempt kinds go at once.
@@ -224,10 +224,10 @@ mod tests {
     #[test]
     fn days_off_hold_the_whole_day() {
         let quiet = QuietHours::from_env(&env_of(&[("QUIET_DAYS", "sun")]), paris()).unwrap();
-        // Saturday 21:30 (half an hour into the night) waits past Sunday to Monday 09:00.
+        // Saturday 21:30 waits past Sunday to Monday 09:00.
         assert_eq!(
             quiet.next_send_time(Kind::PickupReminder, at("2026-12-05T20:30:00Z")),
-            at("2026-12-07T08:00:30Z")
+            at("2026-12-07T08:00:00Z")
         );
         assert!(quiet.is_quiet(at("2026-12-06T12:00:00Z")));
     }

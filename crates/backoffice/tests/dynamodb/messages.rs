@@ -753,15 +753,15 @@ async fn a_reminder_due_at_22_00_goes_at_09_00_the_next_day_in_paris_across_the_
     );
     // The payment reminder falls due on Saturday at 22:00 (UTC+2): it waits for Sunday 09:00 (UTC+1).
     let reminder = shop.message(Kind::PaymentReminder, "o-night").await.unwrap();
-    // An hour into the quiet hours: a minute after the opening.
-    assert_eq!(reminder.due_at, utc("2026-10-25T08:01:00Z").timestamp());
+    // An hour into the quiet hours: a second after the opening.
+    assert_eq!(reminder.due_at, utc("2026-10-25T08:00:01Z").timestamp());
     let until = |at: &str| utc(at) - shop.now();
     shop.advance(until("2026-10-24T20:01:00Z"));
     assert_eq!(shop.dispatch("saturday 22:01").await.total, 0);
     shop.advance(until("2026-10-25T07:59:00Z"));
     assert_eq!(shop.dispatch("sunday 08:59").await.total, 0);
-    shop.advance(until("2026-10-25T08:02:00Z"));
-    assert_eq!(shop.dispatch("sunday 09:02").await.sent, 1);
+    shop.advance(until("2026-10-25T08:00:30Z"));
+    assert_eq!(shop.dispatch("sunday 09:00:30").await.sent, 1);
     shop.stack.cleanup().await;
 }
 
