@@ -285,7 +285,7 @@ pub fn results_table(results: &Results) -> String {
         (
             "reviews.dynamodb_requests_per_sent",
             format!("{:.3}", reviews.dynamodb_requests_per_sent),
-            "(has-review check, claim, settle)",
+            "(review and consent checks, claim, settle, caps record)",
         ),
         (
             "reviews.max_sends_in_any_1s",

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
+use backoffice::messages::consent::DynamoConsents;
 use backoffice::runtime::clock::SystemClock;
 use backoffice::runtime::job::Deadline;
 use backoffice::twilio::{TwilioClient, TwilioConfig};
@@ -31,6 +32,8 @@ pub async fn bench_reviews(endpoint: &str, orders: usize, mps: u32, now: DateTim
     let (orders_table, reviews_table) = ("bench-r-orders", "bench-r-reviews");
     create_table(&admin, "OrdersTable", orders_table).await?;
     create_table(&admin, "ReviewsTable", reviews_table).await?;
+    let consent_table = "bench-r-consent";
+    create_table(&admin, "ConsentTable", consent_table).await?;
     let writer = DynamoOrders::new(admin.clone(), orders_table, reviews_table);
     let completed_at = now - TimeDelta::days(8);
     let seeded = futures::stream::iter(0..orders)
@@ -56,6 +59,7 @@ pub async fn bench_reviews(endpoint: &str, orders: usize, mps: u32, now: DateTim
     let env: HashMap<String, String> = [
         ("ORDERS_TABLE", orders_table.to_string()),
         ("REVIEWS_TABLE", reviews_table.to_string()),
+        ("CONSENT_TABLE", consent_table.to_string()),
         ("TWILIO_ACCOUNT_SID", LOCAL_ACCOUNT_SID.to_string()),
         ("TWILIO_AUTH_TOKEN", LOCAL_AUTH_TOKEN.to_string()),
         ("TWILIO_API_BASE_URL", twilio.uri()),
@@ -72,7 +76,8 @@ pub async fn bench_reviews(endpoint: &str, orders: usize, mps: u32, now: DateTim
     let concurrency = config.concurrency;
     let counter = RequestCounter::default();
     let deps = ReviewDeps {
-        store: DynamoOrders::new(counted_client(&sdk_config, &counter), orders_table, reviews_table),
+        store: DynamoOrders::new(counted_client(&sdk_config, &counter), orders_table, reviews_table)
+            .with_consents(DynamoConsents::new(counted_client(&sdk_config, &counter), consent_table)),
         messenger: TwilioClient::new(TwilioConfig::from_env(&env)?)?,
         clock: Arc::new(SystemClock),
         config,
