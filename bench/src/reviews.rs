@@ -76,8 +76,9 @@ pub async fn bench_reviews(endpoint: &str, orders: usize, mps: u32, now: DateTim
     let concurrency = config.concurrency;
     let counter = RequestCounter::default();
     let deps = ReviewDeps {
-        store: DynamoOrders::new(counted_client(&sdk_config, &counter), orders_table, reviews_table)
-            .with_consents(DynamoConsents::new(counted_client(&sdk_config, &counter), consent_table)),
+        store: DynamoOrders::new(counted_client(&sdk_config, &counter), orders_table, reviews_table).with_consents(
+            DynamoConsents::new(counted_client(&sdk_config, &counter), consent_table),
+        ),
         messenger: TwilioClient::new(TwilioConfig::from_env(&env)?)?,
         clock: Arc::new(SystemClock),
         config,
