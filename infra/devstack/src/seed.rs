@@ -235,7 +235,7 @@ pub async fn put_sent_review_request(
             &claim,
             &Settlement::Sent {
                 message_sid: format!("SM-seed-{order_id}"),
-                requested_at,
+                sent_at: requested_at,
             },
         )
         .await

@@ -21,7 +21,7 @@ use super::caps::{Caps, WEEK};
 use crate::domain::consent::{ConsentChange, ConsentSource, OptOut};
 use crate::domain::phone::PhoneNumber;
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, is_condition_failure, n, rfc3339, s, store_error, string};
+use crate::store::dynamo::{Item, n, rfc3339, s, store_error, string, written};
 
 /// The most marketing sends a customer item remembers (`MARKETING_PER_WEEK` at most).
 const MAX_SLOTS: u32 = 20;
@@ -136,11 +136,7 @@ impl DynamoConsents {
         for (name, value) in values {
             update = update.expression_attribute_values(name, value);
         }
-        match update.send().await {
-            Ok(_) => Ok(true),
-            Err(error) if is_condition_failure(&error) => Ok(false),
-            Err(error) => Err(store_error("UpdateItem", &self.table, error)),
-        }
+        written(update.send().await, "UpdateItem", &self.table)
     }
 
     /// The customer's consent (default: never opted out).

@@ -31,7 +31,7 @@ use crate::domain::consent::{ConsentChange, ConsentSource, OptOut};
 use crate::domain::phone::PhoneNumber;
 use crate::runtime::clock::Clock;
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, is_condition_failure, n, rfc3339, s, store_error, string};
+use crate::store::dynamo::{Item, item_exists, n, rfc3339, s, store_error, string, written};
 use crate::store::partition::Partition;
 use crate::store::shard::shard_of;
 
@@ -279,7 +279,7 @@ impl DynamoOutbox {
                 .expression_attribute_values(":pending", s(MessageStatus::Pending.as_str()))
                 .expression_attribute_values(":due", n(epoch(message.due_at))),
         };
-        conditional(put.send().await.map(|_| ()), "PutItem", &self.messages_table)
+        conditional(put.send().await, "PutItem", &self.messages_table)
     }
 
     async fn close_pending(&self, id: &MessageId, reason: &str, detail: Option<&str>) -> Result<Applied, StoreError> {
@@ -302,7 +302,7 @@ impl DynamoOutbox {
                 )
                 .expression_attribute_values(":detail", s(detail));
         }
-        conditional(update.send().await.map(|_| ()), "UpdateItem", &self.messages_table)
+        conditional(update.send().await, "UpdateItem", &self.messages_table)
     }
 
     /// One message as stored, for tests and tools.
@@ -328,17 +328,7 @@ impl DynamoOutbox {
     }
 
     async fn has_review(&self, order_id: &str) -> Result<bool, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.reviews_table)
-            .key("orderId", s(order_id))
-            .projection_expression("orderId")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", &self.reviews_table, e))?;
-        Ok(output.item.is_some_and(|item| !item.is_empty()))
+        item_exists(&self.client, &self.reviews_table, "orderId", order_id).await
     }
 
     /// Why a claim was refused, read on the subject and the customer: not eligible, or
@@ -418,20 +408,20 @@ impl DynamoOutbox {
 }
 
 /// A conditional write's result: refused by its condition is [`Applied::Unchanged`].
-fn conditional<E, R>(
-    result: Result<(), SdkError<E, R>>,
+fn conditional<T, E, R>(
+    result: Result<T, SdkError<E, R>>,
     operation: &'static str,
     table: &str,
 ) -> Result<Applied, StoreError>
 where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
 {
-    match result {
-        Ok(()) => Ok(Applied::Written),
-        Err(error) if is_condition_failure(&error) => Ok(Applied::Unchanged),
-        Err(error) => Err(store_error(operation, table, error)),
-    }
+    Ok(if written(result, operation, table)? {
+        Applied::Written
+    } else {
+        Applied::Unchanged
+    })
 }
 
 impl Outbox for DynamoOutbox {
@@ -445,18 +435,9 @@ impl Outbox for DynamoOutbox {
         limit: i32,
     ) -> Result<DuePage<Item>, StoreError> {
         let output = self
-            .client
-            .query()
-            .table_name(&self.messages_table)
-            .index_name(DUE_INDEX)
-            .key_condition_expression("dueShard = :shard AND dueAt < :before")
-            .expression_attribute_values(":shard", s(shard))
-            .expression_attribute_values(":before", n(due_before))
-            .set_exclusive_start_key(cursor)
-            .limit(limit)
-            .send()
-            .await
-            .map_err(|e| store_error("Query", &self.messages_table, e))?;
+            .partition(shard)
+            .page_below("dueAt", due_before, cursor, limit)
+            .await?;
         let mut entries = Vec::new();
         for item in output.items.unwrap_or_default() {
             match decode_due(&item) {
@@ -495,7 +476,7 @@ impl Outbox for DynamoOutbox {
             .expression_attribute_values(":until", n(epoch(until)))
             .send()
             .await;
-        conditional(result.map(|_| ()), "UpdateItem", &self.messages_table).map(|_| ())
+        conditional(result, "UpdateItem", &self.messages_table).map(|_| ())
     }
 
     async fn claim(&self, message: &DueMessage, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
@@ -696,7 +677,7 @@ impl Outbox for DynamoOutbox {
                 .expression_attribute_values(":claimedAt", s(rfc3339(at))),
             None => update.condition_expression("#st = :sending"),
         };
-        conditional(update.send().await.map(|_| ()), "UpdateItem", &self.messages_table).map(|_| ())
+        conditional(update.send().await, "UpdateItem", &self.messages_table).map(|_| ())
     }
 
     async fn awaiting_reconciliation(&self) -> Result<u64, StoreError> {

@@ -50,6 +50,44 @@ const RETRYABLE_CODES: &[&str] = &[
     "LimitExceededException",
 ];
 
+/// A conditional write's result: `true` written, `false` refused by its condition (nothing
+/// to do), any other error as a [`StoreError`].
+pub fn written<T, E, R>(
+    result: Result<T, SdkError<E, R>>,
+    operation: &'static str,
+    table: &str,
+) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(error) if is_condition_failure(&error) => Ok(false),
+        Err(error) => Err(store_error(operation, table, error)),
+    }
+}
+
+/// Whether `table` holds an item whose key `key` is `value` (a consistent read of the key only).
+pub async fn item_exists(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: &str,
+    value: &str,
+) -> Result<bool, StoreError> {
+    let output = client
+        .get_item()
+        .table_name(table)
+        .key(key, s(value))
+        .projection_expression("#key")
+        .expression_attribute_names("#key", key)
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| store_error("GetItem", table, e))?;
+    Ok(output.item.is_some_and(|item| !item.is_empty()))
+}
+
 /// Turns an SDK error (after the SDK's own retries) into a [`StoreError`] that says
 /// whether trying again later may help.
 pub fn store_error<E, R>(operation: &'static str, table: &str, error: SdkError<E, R>) -> StoreError

@@ -1,11 +1,11 @@
-//! Whole partitions of an index: the small ones the message engine reads whole (claims
-//! in flight, messages awaiting reconciliation), page after page.
+//! One partition of a sharded sparse index: read whole (the small ones: claims in flight,
+//! messages awaiting reconciliation) or page by page below a bound (what is due).
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::Select;
 
 use super::StoreError;
-use super::dynamo::{Item, s, store_error};
+use super::dynamo::{Item, n, s, store_error};
 
 /// One partition of `index` on `table`: the items whose `hash_key` is `value`.
 pub struct Partition<'a> {
@@ -35,6 +35,31 @@ impl Partition<'_> {
         })
         .await?;
         Ok(count)
+    }
+
+    /// One page of the partition's items whose `range_key` is strictly below `before`, in
+    /// range order, from `cursor`: a job's walk over one shard of a sparse index.
+    pub async fn page_below(
+        &self,
+        range_key: &str,
+        before: i64,
+        cursor: Option<Item>,
+        limit: i32,
+    ) -> Result<aws_sdk_dynamodb::operation::query::QueryOutput, StoreError> {
+        self.client
+            .query()
+            .table_name(self.table)
+            .index_name(self.index)
+            .key_condition_expression("#hash = :value AND #range < :before")
+            .expression_attribute_names("#hash", self.hash_key)
+            .expression_attribute_names("#range", range_key)
+            .expression_attribute_values(":value", s(self.value))
+            .expression_attribute_values(":before", n(before))
+            .set_exclusive_start_key(cursor)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| store_error("Query", self.table, e))
     }
 
     async fn pages(

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::Erased;
 use crate::domain::phone::PhoneNumber;
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, is_condition_failure, rfc3339, s, store_error};
+use crate::store::dynamo::{Item, item_exists, rfc3339, s, store_error, written};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErasureTables {
@@ -82,12 +82,7 @@ impl DynamoErasure {
             // `comment` is a DynamoDB reserved word.
             update = update.expression_attribute_names("#comment", "comment");
         }
-        let result = update.send().await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) if is_condition_failure(&error) => Ok(false),
-            Err(error) => Err(store_error("UpdateItem", table, error)),
-        }
+        written(update.send().await, "UpdateItem", table)
     }
 
     /// Erases (or counts, in a dry run) the customer's personal data in every table.
@@ -157,23 +152,10 @@ impl DynamoErasure {
             .expression_attribute_values(":now", s(rfc3339(now)))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) if is_condition_failure(&error) => Ok(()),
-            Err(error) => Err(store_error("UpdateItem", &self.tables.messages, error)),
-        }
+        written(result, "UpdateItem", &self.tables.messages).map(|_| ())
     }
 
     async fn consent_exists(&self, phone: &PhoneNumber) -> Result<bool, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.tables.consent)
-            .key("phone", s(phone.as_str()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", &self.tables.consent, e))?;
-        Ok(output.item.is_some_and(|item| !item.is_empty()))
+        item_exists(&self.client, &self.tables.consent, "phone", phone.as_str()).await
     }
 }

@@ -16,7 +16,7 @@ use crate::domain::phone::PhoneNumber;
 use crate::messages::caps::Caps;
 use crate::messages::consent::{Consent, DynamoConsents};
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, is_condition_failure, n, rfc3339, s, store_error, string};
+use crate::store::dynamo::{Item, is_condition_failure, item_exists, n, rfc3339, s, store_error, string};
 use crate::store::partition::Partition;
 use crate::store::shard::shard_of;
 
@@ -124,18 +124,9 @@ impl ReviewRequestStore for DynamoOrders {
         limit: i32,
     ) -> Result<PendingPage<Item>, StoreError> {
         let output = self
-            .client
-            .query()
-            .table_name(&self.orders_table)
-            .index_name(REVIEW_PENDING_INDEX)
-            .key_condition_expression("reviewPendingShard = :shard AND reviewPendingSince < :before")
-            .expression_attribute_values(":shard", s(shard))
-            .expression_attribute_values(":before", n(completed_before))
-            .set_exclusive_start_key(cursor)
-            .limit(limit)
-            .send()
-            .await
-            .map_err(|e| store_error("Query", &self.orders_table, e))?;
+            .partition(shard)
+            .page_below("reviewPendingSince", completed_before, cursor, limit)
+            .await?;
         Ok(PendingPage {
             items_read: u64::try_from(output.scanned_count).unwrap_or_default(),
             entries: output
@@ -149,17 +140,7 @@ impl ReviewRequestStore for DynamoOrders {
     }
 
     async fn has_review(&self, order_id: &str) -> Result<bool, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.reviews_table)
-            .key("orderId", s(order_id))
-            .projection_expression("orderId")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", &self.reviews_table, e))?;
-        Ok(output.item.is_some_and(|item| !item.is_empty()))
+        item_exists(&self.client, &self.reviews_table, "orderId", order_id).await
     }
 
     async fn claim(&self, order_id: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
@@ -202,10 +183,7 @@ impl ReviewRequestStore for DynamoOrders {
 
     async fn settle(&self, order_id: &str, claim: &Claim, settlement: &Settlement) -> Result<(), StoreError> {
         match settlement {
-            Settlement::Sent {
-                message_sid,
-                requested_at,
-            } => {
+            Settlement::Sent { message_sid, sent_at } => {
                 self.update_claimed(
                     order_id,
                     claim,
@@ -214,7 +192,7 @@ impl ReviewRequestStore for DynamoOrders {
                     vec![
                         (":sent", s(RequestStatus::Sent.as_str())),
                         (":sid", s(message_sid)),
-                        (":at", s(rfc3339(*requested_at))),
+                        (":at", s(rfc3339(*sent_at))),
                     ],
                 )
                 .await

@@ -50,13 +50,6 @@ fn due_order(message: &DueMessage) -> DueOrder {
     }
 }
 
-fn store_claim(claim: &Claim) -> store::Claim {
-    store::Claim {
-        claim_id: claim.claim_id.clone(),
-        claimed_at: claim.claimed_at,
-    }
-}
-
 /// The status a closed request keeps on the order.
 fn closed_status(closing: &Closing) -> RequestStatus {
     match closing {
@@ -133,7 +126,7 @@ impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
     }
 
     async fn claim(&self, message: &DueMessage, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
-        Ok(match self.0.claim(&message.id.subject_id, &store_claim(claim)).await? {
+        Ok(match self.0.claim(&message.id.subject_id, claim).await? {
             store::ClaimOutcome::Claimed => ClaimOutcome::Claimed,
             store::ClaimOutcome::TakenElsewhere => ClaimOutcome::TakenElsewhere,
             store::ClaimOutcome::NotCompleted => ClaimOutcome::Ineligible("not_completed"),
@@ -141,25 +134,10 @@ impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
     }
 
     async fn settle(&self, message: &DueMessage, claim: &Claim, settlement: &Settlement) -> Result<(), StoreError> {
-        let settlement = match settlement.clone() {
-            Settlement::Sent { message_sid, sent_at } => store::Settlement::Sent {
-                message_sid,
-                requested_at: sent_at,
-            },
-            Settlement::Failed { code, reason } => store::Settlement::Failed { code, reason },
-            Settlement::Released { reason } => store::Settlement::Released { reason },
-            Settlement::Unknown { reason } => store::Settlement::Unknown { reason },
-        };
-        let sent_at = match &settlement {
-            store::Settlement::Sent { requested_at, .. } => Some(*requested_at),
-            _ => None,
-        };
-        self.0
-            .settle(&message.id.subject_id, &store_claim(claim), &settlement)
-            .await?;
-        match sent_at {
-            Some(at) => self.0.record_sent(&message.customer_phone, at, &self.1).await,
-            None => Ok(()),
+        self.0.settle(&message.id.subject_id, claim, settlement).await?;
+        match settlement {
+            Settlement::Sent { sent_at, .. } => self.0.record_sent(&message.customer_phone, *sent_at, &self.1).await,
+            _ => Ok(()),
         }
     }
 

@@ -28,6 +28,8 @@ use crate::store::walk::IndexPage;
 
 pub use super::item::{DueOrder, SkipReason, SkippedOrder, decode_pending_entry};
 pub use crate::domain::order::{Order, OrderStatus, PaymentStatus, RequestStatus};
+/// A run's hold on a request, and how it ends: the message engine's own types.
+pub use crate::messages::engine::{Claim, Settlement};
 
 /// The GSI the review job reads; defined in template.yaml.
 pub const REVIEW_PENDING_INDEX: &str = "review-pending-index";
@@ -38,14 +40,6 @@ pub const SENDING_PARTITION: &str = "sending";
 /// `reviewPendingShard` of requests whose outcome is unknown.
 pub const RECONCILE_PARTITION: &str = "reconcile";
 
-/// A run's hold on one order: written by the claim, required by every later update, so
-/// a run can only settle what it claimed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    pub claim_id: String,
-    pub claimed_at: DateTime<Utc>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimOutcome {
     Claimed,
@@ -53,21 +47,6 @@ pub enum ClaimOutcome {
     TakenElsewhere,
     /// The order is no longer `completed`.
     NotCompleted,
-}
-
-/// How a claimed request ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Settlement {
-    Sent {
-        message_sid: String,
-        requested_at: DateTime<Utc>,
-    },
-    /// Twilio refused for good (invalid or unsubscribed number, ...).
-    Failed { code: Option<u32>, reason: String },
-    /// Nothing was delivered and trying again later may work: back to pending.
-    Released { reason: String },
-    /// The message may have gone out: parked for reconciliation, never resent by itself.
-    Unknown { reason: String },
 }
 
 /// A claim still in the `sending` partition.
