@@ -20,12 +20,13 @@ use serde::Serialize;
 
 use super::kind::Kind;
 use super::quiet::QuietHours;
+use super::reconcile::{Parked, ReconcileReport, Resolution, reconcile};
 use crate::domain::phone::PhoneNumber;
 use crate::runtime::clock::Clock;
 use crate::runtime::job::{Aborted, Deadline};
 use crate::store::StoreError;
 use crate::store::walk::{IndexPage, Walked, walk_shards};
-use crate::twilio::{SendError, SentMessage};
+use crate::twilio::{LookupError, MessageList, SendError, SentMessage};
 
 /// A message's identity: one of each kind per order or cart.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -194,6 +195,17 @@ pub trait Outbox: Send + Sync {
     /// Messages waiting for reconciliation.
     fn awaiting_reconciliation(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// Every message waiting for reconciliation.
+    fn parked(&self) -> impl Future<Output = Result<Vec<Parked>, StoreError>> + Send;
+
+    /// Settles a parked message, only if it is still parked under the same claim.
+    /// `Ok(false)`: it was not (another run settled it).
+    fn resolve(
+        &self,
+        parked: &Parked,
+        resolution: &Resolution,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Records that the customer opted out, as Twilio said when it refused `message`
     /// (error 21610): no later message goes to them until they opt back in.
     fn record_opt_out(
@@ -209,6 +221,17 @@ pub const TWILIO_OPTED_OUT: u32 = 21610;
 /// Sends one message. Twilio in production; a fake in unit tests.
 pub trait Messenger: Send + Sync {
     fn send(&self, message: &DueMessage) -> impl Future<Output = Result<SentMessage, SendError>> + Send;
+
+    /// The messages this sender sent to `to` since `since`'s day, for reconciliation.
+    fn sent_to(
+        &self,
+        to: &PhoneNumber,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<MessageList, LookupError>> + Send;
+
+    /// How long after its claim a message this sender does not list is surely never
+    /// sent ([`super::reconcile::absent_after`]).
+    fn absent_after(&self) -> TimeDelta;
 }
 
 /// What one kind's messages did in a run.
@@ -250,6 +273,8 @@ pub struct DispatchReport {
     pub stale_claims_parked: u64,
     /// Messages waiting for a person to reconcile, after this run.
     pub awaiting_reconciliation: u64,
+    /// What this run settled of the messages whose outcome was unknown.
+    pub reconciliation: ReconcileReport,
     /// DynamoDB errors on single messages; those are retried by the next run.
     pub store_errors: u64,
     pub items_read: u64,
@@ -352,6 +377,10 @@ pub async fn dispatch<O: Outbox, M: Messenger>(
     if !options.dry_run {
         match park_stale_claims(outbox, clock, options).await {
             Ok(parked) => report.stale_claims_parked = parked,
+            Err(cause) => return Err(aborted(report, cause)),
+        }
+        match reconcile(outbox, messenger, clock, deadline, options.function).await {
+            Ok(reconciled) => report.reconciliation = reconciled,
             Err(cause) => return Err(aborted(report, cause)),
         }
     }

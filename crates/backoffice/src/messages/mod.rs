@@ -9,5 +9,6 @@ pub mod kind;
 pub mod outbox;
 pub mod plan;
 pub mod quiet;
+pub mod reconcile;
 pub mod run;
 pub mod sender;

@@ -27,6 +27,7 @@ use super::engine::{
 };
 use super::kind::{Category, Kind, KindsConfig, Subject};
 use super::plan::{Scheduled, Step};
+use super::reconcile::{Parked, Resolution};
 use crate::domain::consent::{ConsentChange, ConsentSource, OptOut};
 use crate::domain::phone::PhoneNumber;
 use crate::runtime::clock::Clock;
@@ -682,6 +683,60 @@ impl Outbox for DynamoOutbox {
 
     async fn awaiting_reconciliation(&self) -> Result<u64, StoreError> {
         self.partition(RECONCILE).count().await
+    }
+
+    async fn parked(&self) -> Result<Vec<Parked>, StoreError> {
+        Ok(self
+            .partition(RECONCILE)
+            .items()
+            .await?
+            .iter()
+            .filter_map(|item| {
+                Some(Parked {
+                    id: parse_key(&string(item, "messageId")?)?,
+                    customer_phone: string(item, "customerPhone").and_then(|phone| PhoneNumber::parse(&phone).ok()),
+                    claim_id: string(item, "claimId"),
+                    claimed_at: string(item, "claimedAt")
+                        .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
+                        .map(|at| at.with_timezone(&Utc)),
+                })
+            })
+            .collect())
+    }
+
+    async fn resolve(&self, parked: &Parked, resolution: &Resolution) -> Result<bool, StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.messages_table)
+            .key("messageId", s(message_key(&parked.id)))
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":unknown", s(MessageStatus::Unknown.as_str()))
+            .expression_attribute_values(":now", s(rfc3339(self.clock.now())));
+        update = match &parked.claim_id {
+            Some(claim_id) => update
+                .condition_expression("#st = :unknown AND claimId = :claimId")
+                .expression_attribute_values(":claimId", s(claim_id)),
+            None => update.condition_expression("#st = :unknown AND attribute_not_exists(claimId)"),
+        };
+        update = match resolution {
+            Resolution::Sent { message_sid, sent_at } => update
+                .update_expression(
+                    "SET #st = :sent, messageSid = :sid, sentAt = :at, reconciledAt = :now REMOVE dueShard, lastError",
+                )
+                .expression_attribute_values(":sent", s(MessageStatus::Sent.as_str()))
+                .expression_attribute_values(":sid", s(message_sid))
+                .expression_attribute_values(":at", s(rfc3339(*sent_at))),
+            Resolution::Requeue { reason } => update
+                .update_expression(
+                    "SET #st = :pending, dueShard = :shard, lastError = :reason, reconciledAt = :now \
+                     REMOVE claimId, claimedAt",
+                )
+                .expression_attribute_values(":pending", s(MessageStatus::Pending.as_str()))
+                .expression_attribute_values(":shard", s(shard_of(&message_key(&parked.id))))
+                .expression_attribute_values(":reason", s(reason)),
+        };
+        written(update.send().await, "UpdateItem", &self.messages_table)
     }
 
     async fn record_opt_out(&self, message: &DueMessage, at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 
 use super::engine::{DueMessage, Messenger};
 use super::kind::KindsConfig;
+use super::outbox::message_key;
 use crate::domain::locale::Locale;
+use crate::domain::phone::PhoneNumber;
 use crate::twilio::MessageContent;
-use crate::twilio::{RetryPolicy, SendError, SentMessage, TwilioClient};
+use crate::twilio::{LookupError, MessageList, RetryPolicy, SendError, SentMessage, TwilioClient};
 
 pub struct KindMessenger {
     pub twilio: TwilioClient,
@@ -38,9 +40,37 @@ impl Messenger for KindMessenger {
     async fn send(&self, message: &DueMessage) -> Result<SentMessage, SendError> {
         let content = content_of(message, &self.kinds, self.twilio.config().locale);
         self.twilio
-            .send_with_retry(&message.customer_phone, &content, &RetryPolicy::default())
+            .send_tracked(
+                &message.customer_phone,
+                &content,
+                Some(&message_key(&message.id)),
+                &RetryPolicy::default(),
+            )
             .await
     }
+
+    async fn sent_to(
+        &self,
+        to: &PhoneNumber,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<MessageList, LookupError> {
+        sent_by(&self.twilio, to, since).await
+    }
+
+    fn absent_after(&self) -> chrono::TimeDelta {
+        super::reconcile::absent_after(self.twilio.config().validity_period)
+    }
+}
+
+/// The messages `twilio`'s account and sender sent to `to` since `since`'s day.
+pub async fn sent_by(
+    twilio: &TwilioClient,
+    to: &PhoneNumber,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<MessageList, LookupError> {
+    let mut list = twilio.messages_to(to, since).await?;
+    list.messages.retain(|message| twilio.sent_by_us(message));
+    Ok(list)
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var};
 
 pub const DEFAULT_API_BASE_URL: &str = "https://api.twilio.com";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(10_000);
+/// Default `ValidityPeriod`: 15 minutes in Twilio's queue at most.
+pub const DEFAULT_VALIDITY_PERIOD: Duration = Duration::from_secs(900);
 /// Twilio's default throughput for a WhatsApp sender is 80 messages per second.
 pub const DEFAULT_MAX_MESSAGES_PER_SECOND: NonZeroU32 = NonZeroU32::new(80).expect("80 is not zero");
 
@@ -71,6 +73,13 @@ pub struct TwilioConfig {
     pub timeout: Duration,
     /// Client-side cap on messages per second across all concurrent sends.
     pub max_messages_per_second: NonZeroU32,
+    /// Where Twilio posts each message's delivery status (`STATUS_CALLBACK_URL`, the
+    /// webhook's URL). Unset: no status is asked for.
+    pub status_callback_url: Option<url::Url>,
+    /// How long Twilio may keep a message in its queue before dropping it unsent
+    /// (`ValidityPeriod`). Bounds how long reconciliation must wait before it can call a
+    /// message absent (docs/decisions/reconciliation.md).
+    pub validity_period: Duration,
 }
 
 impl TwilioConfig {
@@ -79,7 +88,8 @@ impl TwilioConfig {
     /// `TWILIO_API_BASE_URL` (`https://api.twilio.com`), exactly one of
     /// `TWILIO_WHATSAPP_FROM` (E.164) and `TWILIO_MESSAGING_SERVICE_SID`,
     /// `REVIEW_TEMPLATE_SID` (optional), `TWILIO_TIMEOUT_MS` (10000), `TWILIO_MAX_MPS` (80),
-    /// `SHOP_LOCALE` (fr).
+    /// `SHOP_LOCALE` (fr), `STATUS_CALLBACK_URL` (unset), `TWILIO_VALIDITY_PERIOD_SECONDS`
+    /// (900, 1 to 36000).
     pub fn from_env(env: &impl EnvSource) -> Result<Self, ConfigError> {
         let auth_token = AuthToken::new(required_var(env, "TWILIO_AUTH_TOKEN")?);
         Self::from_env_with_auth_token(env, auth_token)
@@ -114,6 +124,22 @@ impl TwilioConfig {
         };
         let max_messages_per_second =
             parse_var::<NonZeroU32>(env, "TWILIO_MAX_MPS")?.unwrap_or(DEFAULT_MAX_MESSAGES_PER_SECOND);
+        let status_callback_url = env
+            .var("STATUS_CALLBACK_URL")
+            .filter(|value| !value.trim().is_empty())
+            .map(parse_callback_url)
+            .transpose()?;
+        let validity_period = match parse_var::<u64>(env, "TWILIO_VALIDITY_PERIOD_SECONDS")? {
+            None => DEFAULT_VALIDITY_PERIOD,
+            Some(seconds @ 1..=36_000) => Duration::from_secs(seconds),
+            Some(seconds) => {
+                return Err(ConfigError::Invalid {
+                    name: "TWILIO_VALIDITY_PERIOD_SECONDS",
+                    value: seconds.to_string(),
+                    reason: "must be between 1 and 36000 seconds (Twilio's limits)".into(),
+                });
+            }
+        };
         Ok(Self {
             account_sid,
             auth_token,
@@ -123,6 +149,8 @@ impl TwilioConfig {
             locale: Locale::from_env(env)?,
             timeout,
             max_messages_per_second,
+            status_callback_url,
+            validity_period,
         })
     }
 }
@@ -170,6 +198,22 @@ fn parse_sid(value: &str, name: &'static str, prefix: &str) -> Result<String, Co
             reason: format!("must be '{prefix}' followed by 32 hexadecimal digits"),
         })
     }
+}
+
+fn parse_callback_url(value: String) -> Result<url::Url, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "STATUS_CALLBACK_URL",
+        value: value.clone(),
+        reason,
+    };
+    let url = url::Url::parse(value.trim()).map_err(|error| invalid(error.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("must be an http or https URL".into()));
+    }
+    if url.fragment().is_some() || !url.username().is_empty() {
+        return Err(invalid("must not carry credentials or a fragment".into()));
+    }
+    Ok(url)
 }
 
 fn parse_base_url(value: String) -> Result<String, ConfigError> {
@@ -240,6 +284,8 @@ mod tests {
         assert_eq!(config.review_template_sid, None);
         assert_eq!(config.timeout, Duration::from_secs(10));
         assert_eq!(config.max_messages_per_second.get(), 80);
+        assert_eq!(config.status_callback_url, None);
+        assert_eq!(config.validity_period, Duration::from_secs(900));
     }
 
     #[test]
@@ -252,8 +298,15 @@ mod tests {
             ("REVIEW_TEMPLATE_SID", TEMPLATE_SID),
             ("TWILIO_TIMEOUT_MS", "2500"),
             ("TWILIO_MAX_MPS", "10"),
+            ("STATUS_CALLBACK_URL", "https://hooks.example/twilio"),
+            ("TWILIO_VALIDITY_PERIOD_SECONDS", "600"),
         ]);
         let config = TwilioConfig::from_env(&env).unwrap();
+        assert_eq!(
+            config.status_callback_url.as_ref().map(url::Url::as_str),
+            Some("https://hooks.example/twilio")
+        );
+        assert_eq!(config.validity_period, Duration::from_secs(600));
         assert_eq!(config.sender, Sender::MessagingService(SERVICE_SID.into()));
         assert_eq!(config.api_base_url, "http://127.0.0.1:4010");
         assert_eq!(config.review_template_sid.as_deref(), Some(TEMPLATE_SID));
@@ -334,6 +387,22 @@ mod tests {
             (with(minimal(), "TWILIO_TIMEOUT_MS", "0"), "TWILIO_TIMEOUT_MS"),
             (with(minimal(), "TWILIO_MAX_MPS", "0"), "TWILIO_MAX_MPS"),
             (with(minimal(), "TWILIO_MAX_MPS", "-5"), "TWILIO_MAX_MPS"),
+            (
+                with(minimal(), "STATUS_CALLBACK_URL", "hooks.example/twilio"),
+                "STATUS_CALLBACK_URL",
+            ),
+            (
+                with(minimal(), "STATUS_CALLBACK_URL", "ftp://hooks.example/twilio"),
+                "STATUS_CALLBACK_URL",
+            ),
+            (
+                with(minimal(), "TWILIO_VALIDITY_PERIOD_SECONDS", "0"),
+                "TWILIO_VALIDITY_PERIOD_SECONDS",
+            ),
+            (
+                with(minimal(), "TWILIO_VALIDITY_PERIOD_SECONDS", "36001"),
+                "TWILIO_VALIDITY_PERIOD_SECONDS",
+            ),
         ];
         for (env, expected) in cases {
             assert_eq!(refused_variable(&env), expected, "{env:?}");

@@ -16,6 +16,7 @@
 mod config;
 mod content;
 mod error;
+mod lookup;
 mod pacing;
 
 use std::collections::BTreeMap;
@@ -26,12 +27,14 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use config::{
-    AuthToken, DEFAULT_API_BASE_URL, DEFAULT_MAX_MESSAGES_PER_SECOND, DEFAULT_TIMEOUT, Sender, TwilioConfig,
+    AuthToken, DEFAULT_API_BASE_URL, DEFAULT_MAX_MESSAGES_PER_SECOND, DEFAULT_TIMEOUT, DEFAULT_VALIDITY_PERIOD, Sender,
+    TwilioConfig,
 };
 pub use content::{
     EMPTY_TEMPLATE_VARIABLE_FALLBACK, MAX_TEMPLATE_VARIABLE_CHARS, MessageContent, sanitize_template_variable,
 };
 pub use error::SendError;
+pub use lookup::{ListedMessage, LookupError, MAX_LIST_PAGES, MessageList};
 pub use pacing::{RetryPolicy, SendRateLimiter};
 
 use crate::domain::phone::PhoneNumber;
@@ -40,6 +43,9 @@ use crate::domain::phone::PhoneNumber;
 /// connect is reported as [`SendError::Network`] (the request never left, safe to retry)
 /// rather than as an ambiguous [`SendError::Timeout`].
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The query parameter of a status callback URL that names the message it is about.
+pub const STATUS_REFERENCE_PARAM: &str = "message";
 
 /// The message Twilio created, from its reply.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -133,8 +139,17 @@ impl TwilioClient {
     /// One attempt, after waiting for the rate limiter. No retry: see
     /// [`TwilioClient::send_with_retry`].
     pub async fn send_whatsapp(&self, to: &PhoneNumber, content: &MessageContent) -> Result<SentMessage, SendError> {
+        self.send_attempt(to, content, None).await
+    }
+
+    async fn send_attempt(
+        &self,
+        to: &PhoneNumber,
+        content: &MessageContent,
+        reference: Option<&str>,
+    ) -> Result<SentMessage, SendError> {
         self.warn_once_about_plain_body(content);
-        let form = self.form_fields(to, content);
+        let form = self.form_fields(to, content, reference);
         self.inner.limiter.until_ready().await;
         tracing::debug!(to = %to.masked(), "sending WhatsApp message through Twilio");
 
@@ -187,9 +202,22 @@ impl TwilioClient {
         content: &MessageContent,
         policy: &RetryPolicy,
     ) -> Result<SentMessage, SendError> {
+        self.send_tracked(to, content, None, policy).await
+    }
+
+    /// Like [`TwilioClient::send_with_retry`], asking Twilio to post the message's delivery
+    /// statuses to the configured `STATUS_CALLBACK_URL` with `reference` (the message's
+    /// key) in its query, so the webhook knows which message a status is about.
+    pub async fn send_tracked(
+        &self,
+        to: &PhoneNumber,
+        content: &MessageContent,
+        reference: Option<&str>,
+        policy: &RetryPolicy,
+    ) -> Result<SentMessage, SendError> {
         let mut attempt = 1;
         loop {
-            match self.send_whatsapp(to, content).await {
+            match self.send_attempt(to, content, reference).await {
                 Err(error) if error.is_retryable() && attempt < policy.attempts() => {
                     let delay = policy.delay_before_retry(attempt, error.retry_after());
                     tracing::info!(
@@ -207,7 +235,20 @@ impl TwilioClient {
         }
     }
 
-    fn form_fields(&self, to: &PhoneNumber, content: &MessageContent) -> Vec<(&'static str, String)> {
+    /// The status callback for the message `reference`: the configured URL with
+    /// `message=<reference>` added to its query.
+    pub fn status_callback(&self, reference: &str) -> Option<String> {
+        let mut url = self.inner.config.status_callback_url.clone()?;
+        url.query_pairs_mut().append_pair(STATUS_REFERENCE_PARAM, reference);
+        Some(url.into())
+    }
+
+    fn form_fields(
+        &self,
+        to: &PhoneNumber,
+        content: &MessageContent,
+        reference: Option<&str>,
+    ) -> Vec<(&'static str, String)> {
         let mut form = vec![("To", format!("whatsapp:{}", to.as_str()))];
         match &self.inner.config.sender {
             Sender::WhatsAppNumber(from) => form.push(("From", format!("whatsapp:{}", from.as_str()))),
@@ -220,6 +261,13 @@ impl TwilioClient {
             }
             MessageContent::Body(body) => form.push(("Body", body.clone())),
         }
+        if let Some(callback) = reference.and_then(|reference| self.status_callback(reference)) {
+            form.push(("StatusCallback", callback));
+        }
+        form.push((
+            "ValidityPeriod",
+            self.inner.config.validity_period.as_secs().to_string(),
+        ));
         form
     }
 
@@ -289,12 +337,13 @@ mod tests {
             variables: BTreeMap::from([("1".into(), "Ana\n".into()), ("2".into(), "A-1001".into())]),
         };
         assert_eq!(
-            client.form_fields(&to, &content),
+            client.form_fields(&to, &content, Some("payment_reminder#A-1001")),
             [
                 ("To", "whatsapp:+33612345678".to_owned()),
                 ("From", "whatsapp:+14155550100".to_owned()),
                 ("ContentSid", "HX0123456789abcdef0123456789abcdef".to_owned()),
                 ("ContentVariables", r#"{"1":"Ana","2":"A-1001"}"#.to_owned()),
+                ("ValidityPeriod", "900".to_owned()),
             ]
         );
     }
@@ -314,13 +363,31 @@ mod tests {
         let content = client.review_content(BTreeMap::new(), || "How was your order?".into());
         assert_eq!(content, MessageContent::Body("How was your order?".into()));
         assert_eq!(
-            client.form_fields(&to, &content),
+            client.form_fields(&to, &content, None),
             [
                 ("To", "whatsapp:+33612345678".to_owned()),
                 ("MessagingServiceSid", "MG0123456789abcdef0123456789abcdef".to_owned()),
                 ("Body", "How was your order?".to_owned()),
+                ("ValidityPeriod", "900".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn asks_for_status_callbacks_naming_the_message_when_a_url_is_set() {
+        let client = client(&[("STATUS_CALLBACK_URL", "https://hooks.example/twilio?v=1")]);
+        let to = PhoneNumber::parse("+33612345678").unwrap();
+        let form = client.form_fields(&to, &MessageContent::Body("Hi".into()), Some("order_confirmation#A 1"));
+        let callback = form
+            .iter()
+            .find(|(name, _)| *name == "StatusCallback")
+            .map(|(_, v)| v.as_str());
+        assert_eq!(
+            callback,
+            Some("https://hooks.example/twilio?v=1&message=order_confirmation%23A+1")
+        );
+        let untracked = client.form_fields(&to, &MessageContent::Body("Hi".into()), None);
+        assert!(untracked.iter().all(|(name, _)| *name != "StatusCallback"));
     }
 
     #[test]

@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use chrono::{DateTime, Utc};
 
 use super::store::{
-    Claim, ClaimOutcome, InFlightClaim, PendingPage, RECONCILE_PARTITION, REVIEW_PENDING_INDEX, RequestStatus,
-    ReviewRequestStore, SENDING_PARTITION, Settlement, decode_pending_entry,
+    Claim, ClaimOutcome, InFlightClaim, Parked, PendingPage, RECONCILE_PARTITION, REVIEW_PENDING_INDEX, RequestStatus,
+    Resolution, ReviewRequestStore, SENDING_PARTITION, Settlement, decode_pending_entry,
 };
 use crate::domain::consent::{ConsentChange, ConsentSource, OptOut};
 use crate::domain::phone::PhoneNumber;
@@ -309,6 +309,64 @@ impl ReviewRequestStore for DynamoOrders {
 
     async fn awaiting_reconciliation(&self) -> Result<u64, StoreError> {
         self.partition(RECONCILE_PARTITION).count().await
+    }
+
+    async fn parked(&self) -> Result<Vec<Parked>, StoreError> {
+        let items = self.partition(RECONCILE_PARTITION).items().await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                Some(Parked {
+                    id: crate::messages::engine::MessageId {
+                        kind: crate::messages::kind::Kind::ReviewRequest,
+                        subject_id: string(item, "orderId")?,
+                    },
+                    customer_phone: string(item, "customerPhone").and_then(|phone| PhoneNumber::parse(&phone).ok()),
+                    claim_id: string(item, "reviewClaimId"),
+                    claimed_at: string(item, "reviewClaimedAt")
+                        .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
+                        .map(|at| at.with_timezone(&Utc)),
+                })
+            })
+            .collect())
+    }
+
+    async fn resolve(&self, parked: &Parked, resolution: &Resolution) -> Result<bool, StoreError> {
+        let order_id = &parked.id.subject_id;
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.orders_table)
+            .key("orderId", s(order_id))
+            .expression_attribute_values(":unknown", s(RequestStatus::Unknown.as_str()));
+        update = match &parked.claim_id {
+            Some(claim_id) => update
+                .condition_expression("reviewRequestStatus = :unknown AND reviewClaimId = :claimId")
+                .expression_attribute_values(":claimId", s(claim_id)),
+            None => {
+                update.condition_expression("reviewRequestStatus = :unknown AND attribute_not_exists(reviewClaimId)")
+            }
+        };
+        update = match resolution {
+            // `reviewRequestedAt` puts the order in `review-reply-index`: a reply finds it.
+            Resolution::Sent { message_sid, sent_at } => update
+                .update_expression(
+                    "SET reviewRequestStatus = :sent, reviewMessageSid = :sid, reviewRequestedAt = :at \
+                     REMOVE reviewPendingShard, reviewPendingSince, reviewLastError",
+                )
+                .expression_attribute_values(":sent", s(RequestStatus::Sent.as_str()))
+                .expression_attribute_values(":sid", s(message_sid))
+                .expression_attribute_values(":at", s(rfc3339(*sent_at))),
+            Resolution::Requeue { reason } => update
+                .update_expression(
+                    "SET reviewRequestStatus = :pending, reviewPendingShard = :shard, reviewLastError = :reason \
+                     REMOVE reviewClaimId, reviewClaimedAt",
+                )
+                .expression_attribute_values(":pending", s(RequestStatus::Pending.as_str()))
+                .expression_attribute_values(":shard", s(shard_of(order_id)))
+                .expression_attribute_values(":reason", s(reason)),
+        };
+        crate::store::dynamo::written(update.send().await, "UpdateItem", &self.orders_table)
     }
 
     async fn consent(&self, phone: &PhoneNumber) -> Result<Consent, StoreError> {

@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use super::store::{
-    Claim, ClaimOutcome, InFlightClaim, PendingPage, RECONCILE_PARTITION, RequestStatus, ReviewRequestStore,
-    SENDING_PARTITION, Settlement, decode_pending_entry,
+    Claim, ClaimOutcome, InFlightClaim, Parked, PendingPage, RECONCILE_PARTITION, RequestStatus, Resolution,
+    ReviewRequestStore, SENDING_PARTITION, Settlement, decode_pending_entry,
 };
 use crate::domain::consent::OptOut;
 use crate::domain::phone::PhoneNumber;
@@ -244,6 +244,50 @@ impl ReviewRequestStore for InMemoryOrders {
             .values()
             .filter(|o| o.partition.as_deref() == Some(RECONCILE_PARTITION))
             .count() as u64)
+    }
+
+    async fn parked(&self) -> Result<Vec<Parked>, StoreError> {
+        Ok(self
+            .orders
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, o)| o.partition.as_deref() == Some(RECONCILE_PARTITION))
+            .map(|(id, o)| Parked {
+                id: crate::messages::engine::MessageId {
+                    kind: crate::messages::kind::Kind::ReviewRequest,
+                    subject_id: id.clone(),
+                },
+                customer_phone: o.customer_phone.as_deref().and_then(|p| PhoneNumber::parse(p).ok()),
+                claim_id: o.claim.as_ref().map(|c| c.claim_id.clone()),
+                claimed_at: o.claim.as_ref().map(|c| c.claimed_at),
+            })
+            .collect())
+    }
+
+    async fn resolve(&self, parked: &Parked, resolution: &Resolution) -> Result<bool, StoreError> {
+        let mut orders = self.orders.lock().unwrap();
+        let Some(order) = orders.get_mut(&parked.id.subject_id) else {
+            return Ok(false);
+        };
+        let same_claim = order.claim.as_ref().map(|c| &c.claim_id) == parked.claim_id.as_ref();
+        if order.request_status != RequestStatus::Unknown || !same_claim {
+            return Ok(false);
+        }
+        match resolution {
+            Resolution::Sent { message_sid, .. } => {
+                order.request_status = RequestStatus::Sent;
+                order.partition = None;
+                order.message_sid = Some(message_sid.clone());
+            }
+            Resolution::Requeue { reason } => {
+                order.request_status = RequestStatus::Pending;
+                order.partition = Some(shard_of(&parked.id.subject_id));
+                order.claim = None;
+                order.last_error = Some(reason.clone());
+            }
+        }
+        Ok(true)
     }
 
     async fn consent(&self, phone: &PhoneNumber) -> Result<Consent, StoreError> {

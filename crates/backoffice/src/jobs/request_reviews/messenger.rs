@@ -5,11 +5,27 @@ use std::future::Future;
 
 use super::store::DueOrder;
 use crate::messages::kind::Kind;
-use crate::twilio::{RetryPolicy, SendError, SentMessage, TwilioClient};
+use chrono::{DateTime, Utc};
+
+use crate::domain::phone::PhoneNumber;
+use crate::messages::engine::MessageId;
+use crate::messages::outbox::message_key;
+use crate::messages::sender::sent_by;
+use crate::twilio::{LookupError, MessageList, RetryPolicy, SendError, SentMessage, TwilioClient};
 
 /// Sends one review request. Twilio in production; a fake in unit tests.
 pub trait ReviewMessenger: Send + Sync {
     fn send_review_request(&self, order: &DueOrder) -> impl Future<Output = Result<SentMessage, SendError>> + Send;
+
+    /// The messages sent to `to` since `since`'s day, for reconciliation.
+    fn sent_to(
+        &self,
+        to: &PhoneNumber,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<MessageList, LookupError>> + Send;
+
+    /// How long after its claim an unlisted message is surely never sent.
+    fn absent_after(&self) -> chrono::TimeDelta;
 }
 
 /// Template variables of the review request: `{{1}}` the customer's first name (or
@@ -32,7 +48,24 @@ impl ReviewMessenger for TwilioClient {
         let content = self.review_content(variables.clone(), || {
             Kind::ReviewRequest.fallback_body(self.config().locale, &variables["1"], &variables["2"])
         });
-        self.send_with_retry(&order.customer_phone, &content, &RetryPolicy::default())
-            .await
+        let id = MessageId {
+            kind: Kind::ReviewRequest,
+            subject_id: order.order_id.clone(),
+        };
+        self.send_tracked(
+            &order.customer_phone,
+            &content,
+            Some(&message_key(&id)),
+            &RetryPolicy::default(),
+        )
+        .await
+    }
+
+    async fn sent_to(&self, to: &PhoneNumber, since: DateTime<Utc>) -> Result<MessageList, LookupError> {
+        sent_by(self, to, since).await
+    }
+
+    fn absent_after(&self) -> chrono::TimeDelta {
+        crate::messages::reconcile::absent_after(self.config().validity_period)
     }
 }

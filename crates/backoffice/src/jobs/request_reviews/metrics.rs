@@ -19,6 +19,9 @@ pub fn metrics(response: &ReviewResponse) -> Vec<MetricDocument> {
             Metric::count("ReviewRequestsUnknown", report.unknown),
             Metric::count("ReviewRequestsSkipped", report.skipped.values().sum()),
             Metric::count("ReviewsAwaitingReconciliation", report.awaiting_reconciliation),
+            Metric::count("ReconciledFound", report.reconciliation.found),
+            Metric::count("ReconciledRequeued", report.reconciliation.requeued),
+            Metric::count("ReconcileListRequests", report.reconciliation.list_requests),
             Metric::count("RunLeftWork", u64::from(report.more)),
             Metric {
                 name: "RunDuration",
@@ -72,6 +75,11 @@ mod tests {
             items_read: 25,
             more: false,
             by_kind: BTreeMap::new(),
+            reconciliation: crate::messages::reconcile::ReconcileReport {
+                found: 1,
+                list_requests: 3,
+                ..Default::default()
+            },
         };
         ReviewResponse {
             success: true,
@@ -100,6 +108,9 @@ mod tests {
             ("ReviewRequestsUnknown", "Count", 1),
             ("ReviewRequestsSkipped", "Count", 7),
             ("ReviewsAwaitingReconciliation", "Count", 2),
+            ("ReconciledFound", "Count", 1),
+            ("ReconciledRequeued", "Count", 0),
+            ("ReconcileListRequests", "Count", 3),
             ("RunLeftWork", "Count", 0),
             ("RunDuration", "Milliseconds", 987),
         ];

@@ -8,13 +8,16 @@ use chrono::{DateTime, Utc};
 
 use super::ReviewMessenger;
 use super::store::{self, DueOrder, RequestStatus, ReviewRequestStore, SkipReason};
+use crate::domain::phone::PhoneNumber;
 use crate::messages::caps::Caps;
 use crate::messages::engine::{
     Claim, ClaimOutcome, Closing, DueMessage, DuePage, InFlightClaim, MessageId, Messenger, Outbox, Settlement,
     Unsendable, Verdict,
 };
 use crate::messages::kind::Kind;
+use crate::messages::reconcile::{Parked, Resolution};
 use crate::store::StoreError;
+use crate::twilio::{LookupError, MessageList};
 use crate::twilio::{SendError, SentMessage};
 
 /// Review requests, as the engine sees them, under the marketing caps.
@@ -172,6 +175,18 @@ impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
         self.0.awaiting_reconciliation().await
     }
 
+    async fn parked(&self) -> Result<Vec<Parked>, StoreError> {
+        self.0.parked().await
+    }
+
+    async fn resolve(&self, parked: &Parked, resolution: &Resolution) -> Result<bool, StoreError> {
+        let resolved = self.0.resolve(parked, resolution).await?;
+        if let (true, Resolution::Sent { sent_at, .. }, Some(phone)) = (resolved, resolution, &parked.customer_phone) {
+            self.0.record_sent(phone, *sent_at, &self.1).await?;
+        }
+        Ok(resolved)
+    }
+
     async fn record_opt_out(&self, message: &DueMessage, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.0.record_twilio_opt_out(&message.customer_phone, at).await
     }
@@ -180,5 +195,13 @@ impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
 impl<M: ReviewMessenger> Messenger for ReviewSender<'_, M> {
     async fn send(&self, message: &DueMessage) -> Result<SentMessage, SendError> {
         self.0.send_review_request(&due_order(message)).await
+    }
+
+    async fn sent_to(&self, to: &PhoneNumber, since: DateTime<Utc>) -> Result<MessageList, LookupError> {
+        self.0.sent_to(to, since).await
+    }
+
+    fn absent_after(&self) -> chrono::TimeDelta {
+        self.0.absent_after()
     }
 }

@@ -30,6 +30,7 @@ pub use super::item::{DueOrder, SkipReason, SkippedOrder, decode_pending_entry};
 pub use crate::domain::order::{Order, OrderStatus, PaymentStatus, RequestStatus};
 /// A run's hold on a request, and how it ends: the message engine's own types.
 pub use crate::messages::engine::{Claim, Settlement};
+pub use crate::messages::reconcile::{Parked, Resolution};
 
 /// The GSI the review job reads; defined in template.yaml.
 pub const REVIEW_PENDING_INDEX: &str = "review-pending-index";
@@ -108,6 +109,16 @@ pub trait ReviewRequestStore: Send + Sync {
 
     /// Requests waiting for reconciliation.
     fn awaiting_reconciliation(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Every request waiting for reconciliation.
+    fn parked(&self) -> impl Future<Output = Result<Vec<Parked>, StoreError>> + Send;
+
+    /// Settles a parked request, only if it is still parked under the same claim.
+    fn resolve(
+        &self,
+        parked: &Parked,
+        resolution: &Resolution,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The customer's consent ([`crate::messages::consent`]).
     fn consent(&self, phone: &PhoneNumber) -> impl Future<Output = Result<Consent, StoreError>> + Send;

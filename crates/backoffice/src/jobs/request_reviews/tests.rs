@@ -75,6 +75,8 @@ struct FakeMessenger {
     sent: Mutex<Vec<(String, String)>>,
     answers: Mutex<HashMap<String, SendError>>,
     delay: Duration,
+    /// What Twilio's Messages list shows; `None`: Twilio unreachable.
+    twilio_log: Mutex<Option<Vec<crate::twilio::ListedMessage>>>,
 }
 
 impl FakeMessenger {
@@ -99,6 +101,21 @@ impl FakeMessenger {
 }
 
 impl ReviewMessenger for FakeMessenger {
+    async fn sent_to(
+        &self,
+        _to: &crate::domain::phone::PhoneNumber,
+        _since: DateTime<Utc>,
+    ) -> Result<crate::twilio::MessageList, crate::twilio::LookupError> {
+        match self.twilio_log.lock().unwrap().clone() {
+            Some(messages) => Ok(crate::twilio::MessageList { messages, requests: 1 }),
+            None => Err(crate::twilio::LookupError::Unreachable("connection refused".into())),
+        }
+    }
+
+    fn absent_after(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::minutes(30)
+    }
+
     async fn send_review_request(&self, order: &DueOrder) -> Result<SentMessage, SendError> {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
@@ -302,6 +319,90 @@ async fn an_ambiguous_error_is_parked_for_reconciliation_and_never_resent() {
         "still visible for a person to decide"
     );
     assert_eq!(deps.messenger.messages_to("lost-answer"), 1);
+}
+
+/// A parked request and the same deps, `minutes_later` on the clock.
+async fn parked_then(
+    order_id: &str,
+    twilio_log: Option<Vec<crate::twilio::ListedMessage>>,
+    minutes_later: i64,
+) -> ReviewDeps<InMemoryOrders, FakeMessenger> {
+    let store = InMemoryOrders::default();
+    add(&store, order_id, 7);
+    let deps = deps(store, FakeMessenger::failing(order_id, SendError::Timeout));
+    assert_eq!(run_once(&deps, "run-1").await.report.unknown, 1);
+    *deps.messenger.twilio_log.lock().unwrap() = twilio_log;
+    ReviewDeps {
+        clock: Arc::new(FixedClock(utc(NOW) + TimeDelta::minutes(minutes_later))),
+        ..deps
+    }
+}
+
+fn listed(sid: &str, created: DateTime<Utc>, body: &str) -> crate::twilio::ListedMessage {
+    crate::twilio::ListedMessage {
+        sid: sid.into(),
+        to: None,
+        from: None,
+        body: Some(body.into()),
+        direction: Some("outbound-api".into()),
+        status: Some("delivered".into()),
+        messaging_service_sid: None,
+        date_created: Some(created.to_rfc2822()),
+        date_sent: Some((created + TimeDelta::seconds(1)).to_rfc2822()),
+    }
+}
+
+#[tokio::test]
+async fn reconciliation_settles_as_sent_what_twilio_has_without_resending() {
+    let log = vec![
+        listed("SM-other", utc(NOW) + TimeDelta::seconds(2), "Order B-9 is ready"),
+        listed(
+            "SM-found",
+            utc(NOW) + TimeDelta::seconds(3),
+            "How was order lost-answer?",
+        ),
+    ];
+    let deps = parked_then("lost-answer", Some(log), 2).await;
+    let second = run_once(&deps, "run-2").await;
+    assert_eq!(second.report.reconciliation.found, 1);
+    assert_eq!(second.report.awaiting_reconciliation, 0);
+    assert_eq!(deps.store.status_of("lost-answer"), Some(RequestStatus::Sent));
+    assert_eq!(
+        deps.store.get("lost-answer").unwrap().message_sid.as_deref(),
+        Some("SM-found")
+    );
+    assert_eq!(deps.messenger.messages_to("lost-answer"), 1, "never sent again");
+}
+
+#[tokio::test]
+async fn reconciliation_puts_back_in_line_what_twilio_never_had_once_the_wait_is_over() {
+    let deps = parked_then("never-left", Some(Vec::new()), 10).await;
+    let early = run_once(&deps, "run-2").await;
+    assert_eq!(early.report.reconciliation.undecided.get("too_recent"), Some(&1));
+    assert_eq!(deps.store.status_of("never-left"), Some(RequestStatus::Unknown));
+
+    let deps = ReviewDeps {
+        clock: Arc::new(FixedClock(utc(NOW) + TimeDelta::minutes(31))),
+        ..deps
+    };
+    let later = run_once(&deps, "run-3").await;
+    assert_eq!(later.report.reconciliation.requeued, 1);
+    assert_eq!(later.sent, 1, "back in line, and sent by the same run");
+    assert_eq!(deps.store.status_of("never-left"), Some(RequestStatus::Sent));
+    assert_eq!(deps.messenger.messages_to("never-left"), 2);
+}
+
+#[tokio::test]
+async fn reconciliation_leaves_the_request_parked_while_twilio_is_unreachable() {
+    let deps = parked_then("in-doubt", None, 60).await;
+    let second = run_once(&deps, "run-2").await;
+    assert_eq!(
+        second.report.reconciliation.undecided.get("twilio_unreachable"),
+        Some(&1)
+    );
+    assert_eq!(second.report.awaiting_reconciliation, 1);
+    assert_eq!(deps.store.status_of("in-doubt"), Some(RequestStatus::Unknown));
+    assert_eq!(deps.messenger.messages_to("in-doubt"), 1);
 }
 
 #[tokio::test]

@@ -20,6 +20,9 @@ pub fn metrics(response: &SendMessagesResponse) -> Vec<MetricDocument> {
             Metric::count("MessagesSkipped", report.skipped.values().sum()),
             Metric::count("MessagesHeld", report.held),
             Metric::count("MessagesAwaitingReconciliation", report.awaiting_reconciliation),
+            Metric::count("ReconciledFound", report.reconciliation.found),
+            Metric::count("ReconciledRequeued", report.reconciliation.requeued),
+            Metric::count("ReconcileListRequests", report.reconciliation.list_requests),
             Metric::count("RunLeftWork", u64::from(report.more)),
             Metric {
                 name: "RunDuration",

@@ -1,0 +1,309 @@
+//! Settles, without a person, the messages whose send outcome is unknown: Twilio's own
+//! Messages list says whether it has them (docs/decisions/reconciliation.md).
+//!
+//! For each parked message the list of WhatsApp messages this account sent to the
+//! customer since the claim's day is read, and one is looked for that was created while
+//! the claim could still send (from a little before the claim to [`SEND_SPAN`] after it)
+//! and names the message's order or cart (every template and plain text carries its id).
+//! - exactly one: **found**, settled as sent with its SID and time, so a reply still
+//!   finds the order;
+//! - none, once [`absent_after`] has passed since the claim (Twilio drops a message left
+//!   in its queue longer than its `ValidityPeriod`, so none can still appear): **absent**,
+//!   back in line;
+//! - anything else (the list unreachable, several candidates, redacted bodies, no claim
+//!   time): left parked, and counted by reason. A person decides those (docs/runbook.md).
+//!
+//! Every settlement is conditional on the message still being parked under the same
+//! claim, so two runs reconciling at once settle it once.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+
+use super::engine::{MessageId, Messenger, Outbox};
+use crate::domain::phone::PhoneNumber;
+use crate::runtime::clock::Clock;
+use crate::runtime::job::Deadline;
+use crate::store::StoreError;
+use crate::twilio::ListedMessage;
+
+/// How long after its claim a send can still create the message at Twilio: every
+/// attempt's timeout and the waits between them, with room to spare.
+pub const SEND_SPAN: TimeDelta = TimeDelta::minutes(5);
+/// How far the clocks of Twilio and of this function may disagree.
+const CLOCK_SKEW: TimeDelta = TimeDelta::minutes(2);
+/// Added to the wait, for Twilio's list to show what it has.
+const LIST_DELAY: TimeDelta = TimeDelta::minutes(10);
+
+/// How long after a claim a message missing from Twilio's list is surely never sent:
+/// the send span, the longest a message may wait in Twilio's queue (`validity_period`),
+/// and the list's own delay.
+pub fn absent_after(validity_period: Duration) -> TimeDelta {
+    SEND_SPAN + TimeDelta::from_std(validity_period).unwrap_or(TimeDelta::hours(10)) + LIST_DELAY
+}
+
+/// A message parked for reconciliation, as the outbox lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    pub id: MessageId,
+    /// `None` when the stored number is not usable: left to a person.
+    pub customer_phone: Option<PhoneNumber>,
+    /// The claim it is parked under; every settlement requires it unchanged.
+    pub claim_id: Option<String>,
+    pub claimed_at: Option<DateTime<Utc>>,
+}
+
+/// How a parked message is settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Twilio has it.
+    Sent {
+        message_sid: String,
+        sent_at: DateTime<Utc>,
+    },
+    /// Twilio does not have it and never will: back in line.
+    Requeue { reason: String },
+}
+
+/// What Twilio's list says about one parked message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    Found {
+        message_sid: String,
+        sent_at: DateTime<Utc>,
+    },
+    Absent,
+    /// Nothing can be concluded yet, or at all: left parked.
+    Undecided(&'static str),
+}
+
+/// Reads the list's messages (those this account sent to the customer) for `parked`.
+pub fn examine(parked: &Parked, listed: &[ListedMessage], now: DateTime<Utc>, absent_after: TimeDelta) -> Finding {
+    let Some(claimed_at) = parked.claimed_at else {
+        return Finding::Undecided("no_claim_time");
+    };
+    let from = claimed_at - CLOCK_SKEW;
+    let until = claimed_at + SEND_SPAN + CLOCK_SKEW;
+    let mut in_window = Vec::new();
+    for message in listed {
+        match message.created_at() {
+            Some(at) if at >= from && at <= until => in_window.push((at, message)),
+            Some(_) => {}
+            None => return Finding::Undecided("unreadable_date"),
+        }
+    }
+    let subject = parked.id.subject_id.as_str();
+    let matching: Vec<_> = in_window
+        .iter()
+        .filter(|(_, message)| message.body.as_deref().is_some_and(|body| body.contains(subject)))
+        .collect();
+    match matching.as_slice() {
+        [(created_at, message)] => {
+            return Finding::Found {
+                message_sid: message.sid.clone(),
+                sent_at: message.sent_at().unwrap_or(*created_at),
+            };
+        }
+        [] => {}
+        _ => return Finding::Undecided("several_matches"),
+    }
+    if in_window
+        .iter()
+        .any(|(_, message)| message.body.as_deref().is_none_or(str::is_empty))
+    {
+        return Finding::Undecided("body_redacted");
+    }
+    if now < claimed_at + absent_after {
+        return Finding::Undecided("too_recent");
+    }
+    Finding::Absent
+}
+
+/// What reconciliation did in one run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileReport {
+    /// Twilio had them: settled as sent.
+    pub found: u64,
+    /// Twilio never had them: back in line (sent by this run if still due).
+    pub requeued: u64,
+    /// Left parked, by reason (`too_recent`, `several_matches`, `twilio_unreachable`...).
+    pub undecided: BTreeMap<&'static str, u64>,
+    /// Settled by another run first.
+    pub taken_elsewhere: u64,
+    /// Twilio list requests made.
+    pub list_requests: u64,
+}
+
+impl ReconcileReport {
+    fn undecided(&mut self, reason: &'static str) {
+        *self.undecided.entry(reason).or_default() += 1;
+    }
+}
+
+/// Settles what it can of the parked messages; stops at the deadline. A store error
+/// reading the parked messages aborts; one settling a message leaves it parked.
+pub async fn reconcile<O: Outbox, M: Messenger>(
+    outbox: &O,
+    messenger: &M,
+    clock: &dyn Clock,
+    deadline: Deadline,
+    function: &'static str,
+) -> Result<ReconcileReport, StoreError> {
+    let mut report = ReconcileReport::default();
+    for parked in outbox.parked().await? {
+        if deadline.reached() {
+            report.undecided("deadline");
+            continue;
+        }
+        let Some(phone) = &parked.customer_phone else {
+            report.undecided("invalid_phone");
+            continue;
+        };
+        let Some(claimed_at) = parked.claimed_at else {
+            report.undecided("no_claim_time");
+            continue;
+        };
+        let list = match messenger.sent_to(phone, claimed_at - CLOCK_SKEW).await {
+            Ok(list) => list,
+            Err(error) => {
+                tracing::warn!(function, message_id = %parked.id, %error, "reconciliation: Twilio's list unavailable, left parked");
+                report.undecided("twilio_unreachable");
+                continue;
+            }
+        };
+        report.list_requests += u64::from(list.requests);
+        let resolution = match examine(&parked, &list.messages, clock.now(), messenger.absent_after()) {
+            Finding::Found { message_sid, sent_at } => Resolution::Sent { message_sid, sent_at },
+            Finding::Absent => Resolution::Requeue {
+                reason: "reconciled: Twilio never had the message".into(),
+            },
+            Finding::Undecided(reason) => {
+                report.undecided(reason);
+                continue;
+            }
+        };
+        match outbox.resolve(&parked, &resolution).await {
+            Ok(true) => {
+                let (outcome, count) = match &resolution {
+                    Resolution::Sent { .. } => ("found at Twilio: settled as sent", &mut report.found),
+                    Resolution::Requeue { .. } => ("absent at Twilio: back in line", &mut report.requeued),
+                };
+                *count += 1;
+                tracing::info!(function, message_id = %parked.id, to = %phone.masked(), ?resolution, "reconciled: {outcome}");
+            }
+            Ok(false) => report.taken_elsewhere += 1,
+            Err(error) => {
+                tracing::warn!(function, message_id = %parked.id, %error, "reconciliation could not be recorded");
+                report.undecided("store_error");
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::kind::Kind;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    fn parked(claimed_at: &str) -> Parked {
+        Parked {
+            id: MessageId {
+                kind: Kind::PaymentReminder,
+                subject_id: "A-1001".into(),
+            },
+            customer_phone: Some(PhoneNumber::parse("+33612345678").unwrap()),
+            claim_id: Some("run-1".into()),
+            claimed_at: Some(at(claimed_at)),
+        }
+    }
+
+    fn listed(sid: &str, created: &str, body: Option<&str>) -> ListedMessage {
+        ListedMessage {
+            sid: sid.into(),
+            to: Some("whatsapp:+33612345678".into()),
+            from: Some("whatsapp:+14155550100".into()),
+            body: body.map(str::to_owned),
+            direction: Some("outbound-api".into()),
+            status: Some("delivered".into()),
+            messaging_service_sid: None,
+            date_created: Some(at(created).to_rfc2822()),
+            date_sent: None,
+        }
+    }
+
+    const WAIT: TimeDelta = TimeDelta::minutes(30);
+
+    #[test]
+    fn the_one_message_naming_the_order_in_the_claim_window_is_found() {
+        let messages = [
+            listed("SM-other", "2026-12-03T09:00:10Z", Some("Your order B-7 is ready")),
+            listed(
+                "SM-it",
+                "2026-12-03T09:00:03Z",
+                Some("Reminder: order A-1001 awaits payment"),
+            ),
+            listed("SM-yesterday", "2026-12-02T09:00:03Z", Some("order A-1001")),
+        ];
+        let finding = examine(
+            &parked("2026-12-03T09:00:00Z"),
+            &messages,
+            at("2026-12-03T09:01:00Z"),
+            WAIT,
+        );
+        assert_eq!(
+            finding,
+            Finding::Found {
+                message_sid: "SM-it".into(),
+                sent_at: at("2026-12-03T09:00:03Z"),
+            }
+        );
+    }
+
+    #[test]
+    fn nothing_in_the_window_is_absent_only_once_the_wait_is_over() {
+        let messages = [listed("SM-old", "2026-12-02T09:00:03Z", Some("order A-1001"))];
+        let claim = parked("2026-12-03T09:00:00Z");
+        assert_eq!(
+            examine(&claim, &messages, at("2026-12-03T09:29:59Z"), WAIT),
+            Finding::Undecided("too_recent")
+        );
+        assert_eq!(
+            examine(&claim, &messages, at("2026-12-03T09:30:00Z"), WAIT),
+            Finding::Absent
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_told_apart_is_left_to_a_person() {
+        let claim = parked("2026-12-03T09:00:00Z");
+        let late = at("2026-12-04T09:00:00Z");
+        let two = [
+            listed("SM-1", "2026-12-03T09:00:01Z", Some("order A-1001")),
+            listed("SM-2", "2026-12-03T09:00:02Z", Some("order A-1001 again")),
+        ];
+        assert_eq!(examine(&claim, &two, late, WAIT), Finding::Undecided("several_matches"));
+        let redacted = [listed("SM-1", "2026-12-03T09:00:01Z", None)];
+        assert_eq!(
+            examine(&claim, &redacted, late, WAIT),
+            Finding::Undecided("body_redacted")
+        );
+        let no_time = Parked {
+            claimed_at: None,
+            ..claim.clone()
+        };
+        assert_eq!(examine(&no_time, &[], late, WAIT), Finding::Undecided("no_claim_time"));
+    }
+
+    #[test]
+    fn the_wait_covers_twilios_queue() {
+        assert_eq!(absent_after(Duration::from_secs(900)), TimeDelta::minutes(30));
+    }
+}
