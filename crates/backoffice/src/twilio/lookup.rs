@@ -95,12 +95,7 @@ impl TwilioClient {
         let config = &self.inner.config;
         let list_path = format!("/2010-04-01/Accounts/{}/Messages.json", config.account_sid);
         let mut list = MessageList::default();
-        let query = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("To", &format!("whatsapp:{}", to.as_str()))
-            .append_pair("DateSent>", &sent_since.format("%Y-%m-%d").to_string())
-            .append_pair("PageSize", &PAGE_SIZE.to_string())
-            .finish();
-        let first = self.inner.http.get(format!("{}?{query}", self.inner.messages_url));
+        let first = self.inner.http.get(self.messages_list_url(to, sent_since));
         let mut request = Some(first);
         while let Some(next) = request.take() {
             if list.requests >= MAX_LIST_PAGES {
@@ -139,6 +134,17 @@ impl TwilioClient {
             "read Twilio's Messages list"
         );
         Ok(list)
+    }
+
+    /// The first page's URL: messages to `to`'s WhatsApp address sent on or after
+    /// `sent_since`'s day (`DateSent>`, which Twilio reads as "on or after").
+    pub fn messages_list_url(&self, to: &PhoneNumber, sent_since: DateTime<Utc>) -> String {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("To", &format!("whatsapp:{}", to.as_str()))
+            .append_pair("DateSent>", &sent_since.format("%Y-%m-%d").to_string())
+            .append_pair("PageSize", &PAGE_SIZE.to_string())
+            .finish();
+        format!("{}?{query}", self.inner.messages_url)
     }
 
     /// Whether this client created `message`: sent through the API, from this account's

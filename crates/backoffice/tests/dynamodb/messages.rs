@@ -33,7 +33,7 @@ use devstack::stack::Stack;
 use crate::utc;
 use serde_json::json;
 use strum::IntoEnumIterator;
-use wiremock::matchers::{body_string_contains, method, path_regex};
+use wiremock::matchers::{body_string_contains, method, path_regex, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use devstack::streams::{StreamTap, batch, stream_records};
@@ -234,6 +234,9 @@ impl Shop {
     async fn received(&self) -> BTreeMap<(String, String), usize> {
         let mut received = BTreeMap::new();
         for request in self.twilio.received_requests().await.unwrap_or_default() {
+            if request.method.as_str() != "POST" {
+                continue;
+            }
             let form: BTreeMap<String, String> = url::form_urlencoded::parse(&request.body).into_owned().collect();
             let kind = Kind::iter()
                 .find(|kind| form.get("ContentSid") == Some(&content_sid(*kind)))
@@ -606,6 +609,117 @@ async fn twilio_faults_release_park_or_fail_a_message_and_only_the_released_one_
     assert_eq!((second.sent, second.total), (1, 1), "only the released one: {second:?}");
     assert_eq!(second.report.awaiting_reconciliation, 1);
     assert_eq!(shop_status(&shop, "o-down").await, MessageStatus::Sent);
+    shop.stack.cleanup().await;
+}
+
+/// What Twilio's Messages list shows for one recipient.
+async fn twilio_lists(twilio: &MockServer, phone: &str, messages: serde_json::Value) {
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/2010-04-01/Accounts/AC[0-9a-f]{32}/Messages\.json$"))
+        .and(query_param("To", format!("whatsapp:{phone}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"messages": messages, "next_page_uri": null})))
+        .mount(twilio)
+        .await;
+}
+
+#[tokio::test]
+async fn reconciliation_settles_what_twilio_has_requeues_what_it_never_had_and_two_runs_do_it_once() {
+    let twilio = MockServer::start().await;
+    for phone in ["+33612345641", "+33612345642", "+33612345643"] {
+        // The first send of each times out: the outcome is unknown.
+        Mock::given(method("POST"))
+            .and(body_string_contains(format!("To=whatsapp%3A%2B{}", &phone[1..])))
+            .respond_with(
+                ResponseTemplate::new(201)
+                    .set_body_json(json!({"sid": "SM0123456789abcdef0123456789abcdef", "status": "queued"}))
+                    .set_delay(Duration::from_secs(2)),
+            )
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&twilio)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"sid": "SMfedcba9876543210fedcba9876543210", "status": "queued"})),
+        )
+        .with_priority(5)
+        .mount(&twilio)
+        .await;
+    let mut shop = Shop::with_twilio("reconcile", twilio).await;
+    for (order, phone) in [
+        ("o-at-twilio", "+33612345641"),
+        ("o-never-sent", "+33612345642"),
+        ("o-in-doubt", "+33612345643"),
+    ] {
+        shop.app_creates_order(order, phone).await;
+    }
+    shop.deliver().await;
+    shop.advance(TimeDelta::minutes(1));
+    let claimed_at = shop.now();
+    let first = shop.dispatch("first").await;
+    assert_eq!(first.report.unknown, 3, "{first:?}");
+
+    let created = (claimed_at + TimeDelta::seconds(1)).to_rfc2822();
+    let ours = |sid: &str, body: &str| {
+        json!({"sid": sid, "body": body, "direction": "outbound-api", "from": "whatsapp:+14155238886",
+               "status": "delivered", "date_created": created, "date_sent": created})
+    };
+    twilio_lists(
+        &shop.twilio,
+        "+33612345641",
+        json!([ours(
+            "SMfound0000000000000000000000000001",
+            "Merci Ana ! Commande o-at-twilio reçue."
+        )]),
+    )
+    .await;
+    twilio_lists(&shop.twilio, "+33612345642", json!([])).await;
+    // Twilio's list for the third customer is down (no answer but 404).
+
+    shop.advance(TimeDelta::minutes(31));
+    let (a, b) = if devstack::stack::emulator_is_moto() {
+        // moto does not isolate the requeued message's concurrent claims (see
+        // `concurrent_runs_send_each_due_message_once`): one run after the other there.
+        (shop.dispatch("run-a").await, shop.dispatch("run-b").await)
+    } else {
+        tokio::join!(shop.dispatch("run-a"), shop.dispatch("run-b"))
+    };
+    let found = a.report.reconciliation.found + b.report.reconciliation.found;
+    let requeued = a.report.reconciliation.requeued + b.report.reconciliation.requeued;
+    assert_eq!((found, requeued), (1, 1), "each settled once: {a:?} {b:?}");
+    assert_eq!(a.sent + b.sent, 1, "the one Twilio never had, sent again once");
+
+    let at_twilio = shop.message(Kind::OrderConfirmation, "o-at-twilio").await.unwrap();
+    assert_eq!(at_twilio.status, MessageStatus::Sent);
+    assert_eq!(
+        at_twilio.message_sid.as_deref(),
+        Some("SMfound0000000000000000000000000001")
+    );
+    assert_eq!(shop_status(&shop, "o-never-sent").await, MessageStatus::Sent);
+    assert_eq!(
+        shop_status(&shop, "o-in-doubt").await,
+        MessageStatus::Unknown,
+        "left for a person"
+    );
+    let received = shop.received().await;
+    let sent_to = |order: &str| {
+        received
+            .get(&(order.to_owned(), Kind::OrderConfirmation.to_string()))
+            .copied()
+    };
+    assert_eq!(sent_to("o-at-twilio"), Some(1), "never sent twice");
+    assert_eq!(
+        sent_to("o-never-sent"),
+        Some(2),
+        "the lost attempt and the one after reconciliation"
+    );
+    assert_eq!(sent_to("o-in-doubt"), Some(1));
+    assert_eq!(
+        a.report.awaiting_reconciliation.max(b.report.awaiting_reconciliation),
+        1
+    );
     shop.stack.cleanup().await;
 }
 

@@ -5,3 +5,4 @@
 mod sweeper_faults;
 mod twilio_contract;
 mod twilio_faults;
+mod twilio_lookup;
