@@ -10,6 +10,7 @@ pub mod domain;
 pub mod https;
 pub mod jobs;
 pub mod messages;
+pub mod report;
 pub mod runtime;
 pub mod secrets;
 pub mod store;

@@ -9,7 +9,8 @@ use backoffice::jobs::record_review_reply::dynamo::DynamoReplies;
 use backoffice::jobs::record_review_reply::forward::Forwarder;
 use backoffice::jobs::record_review_reply::{self, FunctionUrlRequest, ReplyConfig, ReplyDeps, SignatureValidator};
 use backoffice::runtime::clock::SystemClock;
-use backoffice::runtime::config::ProcessEnv;
+use backoffice::report::counters::DailyCounters;
+use backoffice::runtime::config::{ProcessEnv, shop_timezone};
 use backoffice::runtime::init;
 use backoffice::secrets::twilio_config;
 use backoffice::twilio::TwilioClient;
@@ -52,13 +53,21 @@ async fn deps() -> Result<ReplyDeps<DynamoReplies, ShopAlerts>, Error> {
         Some(url) => Some(Forwarder::new(url.clone(), validator.clone(), config.forward_timeout)?),
         None => None,
     };
+    let client = dynamodb_client(&sdk_config);
+    let mut store = DynamoReplies::new(
+        client.clone(),
+        &config.orders_table,
+        &config.reviews_table,
+        &config.consent_table,
+    );
+    if let Some(messages_table) = &config.messages_table {
+        store = store.with_deliveries(messages_table);
+    }
+    if let Some(stats_table) = &config.stats_table {
+        store = store.with_counters(DailyCounters::new(client, stats_table, shop_timezone(&ProcessEnv)?));
+    }
     Ok(ReplyDeps {
-        store: DynamoReplies::new(
-            dynamodb_client(&sdk_config),
-            &config.orders_table,
-            &config.reviews_table,
-            &config.consent_table,
-        ),
+        store,
         alerts,
         validator,
         clock: Arc::new(SystemClock),

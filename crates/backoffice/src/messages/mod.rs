@@ -3,6 +3,7 @@
 
 pub mod caps;
 pub mod consent;
+pub mod delivery;
 pub mod eligibility;
 pub mod engine;
 pub mod kind;

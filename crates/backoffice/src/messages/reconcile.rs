@@ -10,8 +10,10 @@
 //! - none, once [`absent_after`] has passed since the claim (Twilio drops a message left
 //!   in its queue longer than its `ValidityPeriod`, so none can still appear): **absent**,
 //!   back in line;
-//! - anything else (the list unreachable, several candidates, redacted bodies, no claim
-//!   time): left parked, and counted by reason. A person decides those (docs/runbook.md).
+//! - anything else (the list unreachable, several candidates, a message in the window that
+//!   does not name the subject, no claim time): left parked, and counted by reason. A
+//!   person decides those (docs/runbook.md). Absent is concluded only when nothing at all
+//!   went to the customer around the claim, so this path never messages anyone twice.
 //!
 //! Every settlement is conditional on the message still being parked under the same
 //! claim, so two runs reconciling at once settle it once.
@@ -109,11 +111,10 @@ pub fn examine(parked: &Parked, listed: &[ListedMessage], now: DateTime<Utc>, ab
         [] => {}
         _ => return Finding::Undecided("several_matches"),
     }
-    if in_window
-        .iter()
-        .any(|(_, message)| message.body.as_deref().is_none_or(str::is_empty))
-    {
-        return Finding::Undecided("body_redacted");
+    // Something went to the customer then, but it does not name the order or cart (a
+    // template without the id, a redacted body): it may be this message. Never called absent.
+    if !in_window.is_empty() {
+        return Finding::Undecided("unmatched_in_window");
     }
     if now < claimed_at + absent_after {
         return Finding::Undecided("too_recent");

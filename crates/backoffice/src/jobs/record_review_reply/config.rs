@@ -27,6 +27,10 @@ pub struct ReplyConfig {
     pub alert_topic_arn: Option<String>,
     pub admin_whatsapp_to: Option<PhoneNumber>,
     pub admin_alert_template_sid: Option<String>,
+    /// Where delivery statuses are recorded (`MESSAGES_TABLE`); unset: not recorded.
+    pub messages_table: Option<String>,
+    /// Where the day's counters are (`STATS_TABLE`); unset: nothing counted.
+    pub stats_table: Option<String>,
 }
 
 fn invalid(name: &'static str, value: impl Into<String>, reason: &str) -> ConfigError {
@@ -42,7 +46,8 @@ impl ReplyConfig {
     /// `FORWARD_WEBHOOK_URL` (unset: nothing forwarded), `FORWARD_TIMEOUT_MS` (8000), `REPLY_WEBHOOK_URL` (unset),
     /// `REPLY_WINDOW_DAYS` (14), `ALERT_COOLDOWN_HOURS` (24), `ALERT_TOPIC_ARN` (unset:
     /// alerts are logged only),
-    /// `ADMIN_WHATSAPP_TO` and `ADMIN_ALERT_TEMPLATE_SID` (both or neither).
+    /// `ADMIN_WHATSAPP_TO` and `ADMIN_ALERT_TEMPLATE_SID` (both or neither),
+    /// `MESSAGES_TABLE` and `STATS_TABLE` (unset: statuses not recorded, nothing counted).
     pub fn from_env(env: &impl EnvSource) -> Result<Self, ConfigError> {
         let webhook_url = env.var("REPLY_WEBHOOK_URL").map(|url| url.trim().to_owned());
         if let Some(url) = &webhook_url {
@@ -132,6 +137,8 @@ impl ReplyConfig {
             alert_topic_arn: env.var("ALERT_TOPIC_ARN"),
             admin_whatsapp_to,
             admin_alert_template_sid,
+            messages_table: env.var("MESSAGES_TABLE").filter(|v| !v.trim().is_empty()),
+            stats_table: env.var("STATS_TABLE").filter(|v| !v.trim().is_empty()),
         })
     }
 }

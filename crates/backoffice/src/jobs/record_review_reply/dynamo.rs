@@ -14,6 +14,8 @@ use super::{NewReview, ReplyStore, RequestedOrder, StoredReview, WriteOutcome};
 use crate::domain::consent::{ConsentChange, ConsentSource};
 use crate::domain::phone::PhoneNumber;
 use crate::messages::consent::DynamoConsents;
+use crate::messages::delivery::{DynamoDeliveries, Recorded, StatusUpdate};
+use crate::report::counters::{Counter, DailyCounters};
 use crate::store::StoreError;
 use crate::store::dynamo::{Item, is_condition_failure, rfc3339, s, store_error, string};
 
@@ -26,6 +28,9 @@ pub struct DynamoReplies {
     orders_table: String,
     reviews_table: String,
     consents: DynamoConsents,
+    /// Without a Messages table, delivery statuses are not recorded.
+    deliveries: Option<DynamoDeliveries>,
+    counters: Option<DailyCounters>,
 }
 
 impl DynamoReplies {
@@ -40,6 +45,28 @@ impl DynamoReplies {
             client,
             orders_table: orders_table.into(),
             reviews_table: reviews_table.into(),
+            deliveries: None,
+            counters: None,
+        }
+    }
+
+    /// Records delivery statuses on the Messages table (and on Orders for review requests).
+    pub fn with_deliveries(self, messages_table: impl Into<String>) -> Self {
+        Self {
+            deliveries: Some(DynamoDeliveries::new(
+                self.client.clone(),
+                messages_table,
+                self.orders_table.clone(),
+            )),
+            ..self
+        }
+    }
+
+    /// Counts received messages, reviews and delivery milestones in the day's counters.
+    pub fn with_counters(self, counters: DailyCounters) -> Self {
+        Self {
+            counters: Some(counters),
+            ..self
         }
     }
 
@@ -111,6 +138,25 @@ pub fn decode_review(item: &Item) -> Option<StoredReview> {
 }
 
 impl ReplyStore for DynamoReplies {
+    async fn record_delivery(&self, update: &StatusUpdate) -> Result<Recorded, StoreError> {
+        match &self.deliveries {
+            Some(deliveries) => deliveries.record(update).await,
+            None => Ok(Recorded::NotOurs),
+        }
+    }
+
+    async fn count(
+        &self,
+        at: DateTime<Utc>,
+        increments: &[(Counter, u64)],
+        negative_review: Option<&str>,
+    ) -> Result<(), StoreError> {
+        match &self.counters {
+            Some(counters) => counters.add(at, increments, negative_review).await,
+            None => Ok(()),
+        }
+    }
+
     async fn record_consent(
         &self,
         phone: &PhoneNumber,

@@ -1,6 +1,6 @@
 //! In-memory stand-ins for the reply function's store and alerts, for unit tests.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -12,6 +12,9 @@ use super::{
 };
 use crate::domain::consent::{ConsentChange, ConsentSource};
 use crate::domain::phone::PhoneNumber;
+use crate::messages::delivery::{DeliveryStatus, Recorded, StatusUpdate, milestones};
+use crate::messages::outbox::message_key;
+use crate::report::counters::Counter;
 use crate::store::StoreError;
 use crate::store::dynamo::rfc3339;
 
@@ -33,6 +36,9 @@ struct State {
     queries: u64,
     /// (customer, change, source), in the order they were recorded.
     consents: Vec<(String, ConsentChange, ConsentSource)>,
+    /// Message key to (its SID, its recorded status).
+    deliveries: HashMap<String, (String, Option<DeliveryStatus>)>,
+    counters: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -100,7 +106,60 @@ impl MemoryReplies {
     }
 }
 
+impl MemoryReplies {
+    /// A message sent under `sid`, whose statuses may now be recorded.
+    pub fn add_sent_message(&self, key: &str, sid: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .deliveries
+            .insert(key.to_owned(), (sid.to_owned(), None));
+    }
+
+    /// The status recorded for a message.
+    pub fn delivery_of(&self, key: &str) -> Option<DeliveryStatus> {
+        self.state.lock().unwrap().deliveries.get(key).and_then(|(_, status)| *status)
+    }
+
+    /// Every counter added, by attribute name.
+    pub fn counted(&self) -> BTreeMap<String, u64> {
+        self.state.lock().unwrap().counters.clone()
+    }
+}
+
 impl ReplyStore for MemoryReplies {
+    async fn record_delivery(&self, update: &StatusUpdate) -> Result<Recorded, StoreError> {
+        let mut state = self.state.lock().unwrap();
+        let Some((sid, status)) = state.deliveries.get_mut(&message_key(&update.id)) else {
+            return Ok(Recorded::NotOurs);
+        };
+        if *sid != update.message_sid {
+            return Ok(Recorded::NotOurs);
+        }
+        let from = status.map_or(0, DeliveryStatus::rank);
+        if from >= update.status.rank() {
+            return Ok(Recorded::Stale);
+        }
+        *status = Some(update.status);
+        Ok(Recorded::Advanced(milestones(from, update.status, update.error_code)))
+    }
+
+    async fn count(
+        &self,
+        _at: DateTime<Utc>,
+        increments: &[(Counter, u64)],
+        negative_review: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state.lock().unwrap();
+        for (counter, by) in increments {
+            *state.counters.entry(counter.attribute()).or_default() += by;
+        }
+        if let Some(entry) = negative_review {
+            *state.counters.entry(format!("negativeReviews:{entry}")).or_default() += 1;
+        }
+        Ok(())
+    }
+
     async fn record_consent(
         &self,
         phone: &PhoneNumber,

@@ -27,6 +27,7 @@ pub mod rating;
 mod record;
 pub mod request;
 pub mod signature;
+pub mod status;
 mod store;
 pub mod twiml;
 
@@ -38,6 +39,7 @@ use metrics::Summary;
 use request::param;
 
 use crate::domain::phone::PhoneNumber;
+use crate::report;
 use crate::runtime::clock::Clock;
 use crate::runtime::job::JobError;
 
@@ -124,7 +126,7 @@ async fn answer<S: ReplyStore, A: NegativeReviewAlerts>(
         Err(refusal) => return Ok(bad_request(summary, refusal.label(), refusal.status())),
     };
     let url = match &deps.config.webhook_url {
-        Some(url) => url.clone(),
+        Some(url) => with_query(url, &request.raw_query_string),
         None => match request.function_url() {
             Some(url) => url,
             None => return Ok(bad_request(summary, "no requestContext.domainName", 400)),
@@ -133,6 +135,9 @@ async fn answer<S: ReplyStore, A: NegativeReviewAlerts>(
     let params = form_params(&body);
     if let Err(rejection) = deps.validator.verify_decoded(&url, &params, &signature) {
         return Ok(reject(summary, rejection, Some(&url)));
+    }
+    if status::is_status_callback(&params) {
+        return delivery_status(deps, request, &params, summary).await;
     }
     let from = param(&params, "From").map(|f| f.trim().strip_prefix("whatsapp:").unwrap_or(f.trim()));
     let Some(from) = from.and_then(|f| PhoneNumber::parse(f).ok()) else {
@@ -153,6 +158,7 @@ async fn answer<S: ReplyStore, A: NegativeReviewAlerts>(
     };
     let result = record_reply(deps, &reply).await?;
     summary.outcome = Some(result.outcome);
+    count_incoming(deps, &result).await;
     // Not a review reply nor a consent change: the shop's handler answers, if it is there.
     let not_ours = matches!(
         result.outcome,
@@ -166,6 +172,72 @@ async fn answer<S: ReplyStore, A: NegativeReviewAlerts>(
     let response = forwarded.unwrap_or_else(|| FunctionUrlResponse::twiml(result.twiml()));
     summary.result = Some(result);
     Ok(response)
+}
+
+/// The URL Twilio signed when the function sits behind `REPLY_WEBHOOK_URL`: that URL,
+/// with the query this request came with (a status callback's `?message=...`) when it has one.
+fn with_query(configured: &str, raw_query: &str) -> String {
+    if raw_query.is_empty() {
+        return configured.to_owned();
+    }
+    let base = configured.split_once('?').map_or(configured, |(base, _)| base);
+    format!("{base}?{raw_query}")
+}
+
+/// Counts a message received from a customer (not a replay of one), and the review it
+/// made. Logged and lost when the counters cannot be updated: the reply is recorded.
+async fn count_incoming<S: ReplyStore, A: NegativeReviewAlerts>(deps: &ReplyDeps<S, A>, result: &ReplyResult) {
+    if result.outcome == ReplyOutcome::Replayed {
+        return;
+    }
+    let mut increments = vec![(report::counters::Counter::Received, 1)];
+    let mut negative = None;
+    if let (ReplyOutcome::Recorded, Some(rating), Some(order_id)) = (result.outcome, result.rating, &result.order_id) {
+        increments.push((report::counters::Counter::Reviews, 1));
+        increments.push((report::counters::Counter::RatingSum, u64::from(rating)));
+        if rating <= NEGATIVE_RATING_MAX {
+            increments.push((report::counters::Counter::NegativeReviews, 1));
+            negative = Some(format!("{order_id}:{rating}"));
+        }
+    }
+    if let Err(error) = deps
+        .store
+        .count(deps.clock.now(), &increments, negative.as_deref())
+        .await
+    {
+        tracing::error!(function = FUNCTION_NAME, %error, "the day's counters were not updated");
+    }
+}
+
+/// A signed status callback: recorded on its message, answered 200 with an empty body.
+async fn delivery_status<S: ReplyStore, A: NegativeReviewAlerts>(
+    deps: &ReplyDeps<S, A>,
+    request: &FunctionUrlRequest,
+    params: &[(String, String)],
+    summary: &mut Summary,
+) -> Result<FunctionUrlResponse, JobError> {
+    summary.outcome = Some(ReplyOutcome::DeliveryStatus);
+    summary.message_sid = param(params, "MessageSid").map(str::to_owned);
+    let refuse = |summary: &mut Summary, refusal: status::StatusRefusal| {
+        summary.outcome = Some(ReplyOutcome::BadRequest);
+        summary.reason = Some(refusal.label());
+        FunctionUrlResponse::text(400, refusal.label())
+    };
+    let id = match status::reference(&request.raw_query_string) {
+        None => {
+            summary.reason = Some("untracked message");
+            return Ok(FunctionUrlResponse::text(200, ""));
+        }
+        Some(Err(refusal)) => return Ok(refuse(summary, refusal)),
+        Some(Ok(id)) => id,
+    };
+    let update = match status::read_update(id, params, deps.clock.now()) {
+        Ok(update) => update,
+        Err(refusal) => return Ok(refuse(summary, refusal)),
+    };
+    let recorded = status::record(&deps.store, &update).await?;
+    summary.delivery = Some((update, recorded));
+    Ok(FunctionUrlResponse::text(200, ""))
 }
 
 #[cfg(test)]

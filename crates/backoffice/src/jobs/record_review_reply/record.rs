@@ -84,6 +84,8 @@ pub enum ReplyOutcome {
     OptedOut,
     /// A consent keyword or button: the customer opted back in.
     OptedIn,
+    /// A status callback about a message the back office sent.
+    DeliveryStatus,
 }
 
 impl ReplyOutcome {

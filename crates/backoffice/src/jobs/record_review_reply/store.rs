@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::consent::{ConsentChange, ConsentSource};
 use crate::domain::phone::PhoneNumber;
+use crate::messages::delivery::{Recorded, StatusUpdate};
+use crate::report::counters::Counter;
 use crate::store::StoreError;
 
 pub use crate::domain::review::{NewReview, StoredReview};
@@ -73,6 +75,19 @@ pub trait ReplyStore: Send + Sync {
         at: DateTime<Utc>,
         cutoff: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records a message's delivery status, over a lower one only
+    /// ([`crate::messages::delivery`]).
+    fn record_delivery(&self, update: &StatusUpdate) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+
+    /// Adds to the counters of `at`'s shop day ([`crate::report::counters`]); nothing
+    /// when the function counts nothing (no `STATS_TABLE`).
+    fn count(
+        &self,
+        at: DateTime<Utc>,
+        increments: &[(Counter, u64)],
+        negative_review: Option<&str>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Gives the claim back after the alert could not be sent, so that Twilio's retry of
     /// the message can try again.

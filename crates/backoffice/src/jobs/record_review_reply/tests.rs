@@ -932,3 +932,130 @@ mod forwarding {
         assert_eq!(text_reply(&deps, "SM305", "bonjour").await.body, twiml::no_reply());
     }
 }
+
+/// A status callback for `reference`, signed by Twilio for the URL with that query.
+fn status_event(reference: &str, params: &[(&str, &str)]) -> FunctionUrlRequest {
+    let validator = SignatureValidator::new(AuthToken::new(TOKEN));
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("message", reference)
+        .finish();
+    signed_twilio_post(&validator, &format!("{URL}?{query}"), &owned(params)).unwrap()
+}
+
+async fn status(deps: &ReplyDeps<MemoryReplies, RecordingAlerts>, sid: &str, status: &str) -> FunctionUrlResponse {
+    let params = [
+        ("MessageSid", sid),
+        ("MessageStatus", status),
+        ("To", "whatsapp:+33612345678"),
+        ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+    ];
+    respond(deps, &status_event("payment_reminder#A-1", &params)).await.unwrap()
+}
+
+#[tokio::test]
+async fn delivery_statuses_are_recorded_once_whatever_their_order() {
+    let deps = deps();
+    deps.store.add_sent_message("payment_reminder#A-1", "SM9");
+
+    assert_eq!(status(&deps, "SM9", "read").await.status_code, 200);
+    for late_or_again in ["delivered", "sent", "read", "queued"] {
+        assert_eq!(status(&deps, "SM9", late_or_again).await.status_code, 200);
+    }
+
+    assert_eq!(
+        deps.store.delivery_of("payment_reminder#A-1"),
+        Some(crate::messages::delivery::DeliveryStatus::Read),
+        "a late status never overwrites read"
+    );
+    let counted = deps.store.counted();
+    assert_eq!(counted.get("delivered.payment_reminder"), Some(&1), "read passed delivered");
+    assert_eq!(counted.get("read.payment_reminder"), Some(&1));
+    assert_eq!(counted.get("received"), None, "a status is not a message from a customer");
+}
+
+#[tokio::test]
+async fn an_undelivered_status_is_counted_with_its_error_code_once() {
+    let deps = deps();
+    deps.store.add_sent_message("payment_reminder#A-1", "SM9");
+    let params = [("MessageSid", "SM9"), ("MessageStatus", "undelivered"), ("ErrorCode", "63016")];
+    for _ in 0..2 {
+        let response = respond(&deps, &status_event("payment_reminder#A-1", &params)).await.unwrap();
+        assert_eq!(response.status_code, 200);
+    }
+    assert_eq!(deps.store.counted().get("undelivered.payment_reminder"), Some(&1));
+    assert_eq!(
+        deps.store.delivery_of("payment_reminder#A-1"),
+        Some(crate::messages::delivery::DeliveryStatus::Undelivered)
+    );
+}
+
+#[tokio::test]
+async fn a_forged_or_re_aimed_status_callback_is_refused_and_records_nothing() {
+    let deps = deps();
+    deps.store.add_sent_message("payment_reminder#A-1", "SM9");
+    deps.store.add_sent_message("payment_reminder#A-2", "SM8");
+    let params = [("MessageSid", "SM9"), ("MessageStatus", "read")];
+
+    let forger = SignatureValidator::new(AuthToken::new("not-the-token"));
+    let forged = signed_twilio_post(&forger, &format!("{URL}?message=payment_reminder%23A-1"), &owned(&params)).unwrap();
+    assert_eq!(respond(&deps, &forged).await.unwrap().status_code, 403);
+
+    // Twilio's genuine callback for A-1, its query changed to point at A-2.
+    let mut re_aimed = status_event("payment_reminder#A-1", &params);
+    re_aimed.raw_query_string = "message=payment_reminder%23A-2".into();
+    assert_eq!(respond(&deps, &re_aimed).await.unwrap().status_code, 403);
+
+    assert_eq!(deps.store.delivery_of("payment_reminder#A-1"), None);
+    assert_eq!(deps.store.delivery_of("payment_reminder#A-2"), None);
+    assert!(deps.store.counted().is_empty());
+}
+
+#[tokio::test]
+async fn a_status_for_another_sid_or_an_unknown_message_changes_nothing() {
+    let deps = deps();
+    deps.store.add_sent_message("payment_reminder#A-1", "SM9");
+    assert_eq!(status(&deps, "SM-other", "read").await.status_code, 200);
+    assert_eq!(deps.store.delivery_of("payment_reminder#A-1"), None);
+    let unknown = respond(&deps, &status_event("order_confirmation#nope", &[("MessageSid", "SM1"), ("MessageStatus", "read")]))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status_code, 200);
+    assert!(deps.store.counted().is_empty());
+}
+
+#[tokio::test]
+async fn a_signed_status_callback_with_bad_fields_is_refused_by_name() {
+    let deps = deps();
+    for (reference, params, reason) in [
+        ("nonsense", vec![("MessageSid", "SM1"), ("MessageStatus", "read")], "invalid message reference"),
+        ("payment_reminder#A-1", vec![("MessageStatus", "read")], "missing MessageSid"),
+        ("payment_reminder#A-1", vec![("MessageSid", "SM1"), ("MessageStatus", "lost")], "unknown MessageStatus"),
+        (
+            "payment_reminder#A-1",
+            vec![("MessageSid", "SM1"), ("MessageStatus", "failed"), ("ErrorCode", "12x")],
+            "invalid ErrorCode",
+        ),
+    ] {
+        let response = respond(&deps, &status_event(reference, &params)).await.unwrap();
+        assert_eq!((response.status_code, response.body.as_str()), (400, reason));
+    }
+}
+
+#[tokio::test]
+async fn replies_and_reviews_are_counted_for_the_day_and_a_replay_is_not() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+    deps.store.add_request("+33698765432", "ord-2", days_ago(1));
+
+    text_reply(&deps, "SM001", "2 trop tard").await;
+    text_reply(&deps, "SM001", "2 trop tard").await;
+    send(&deps, &reply("+33698765432", "SM002", "5")).await;
+    send(&deps, &reply("+33611111111", "SM003", "bonjour")).await;
+
+    let counted = deps.store.counted();
+    assert_eq!(counted.get("received"), Some(&3), "the replay is not counted");
+    assert_eq!(counted.get("reviews"), Some(&2));
+    assert_eq!(counted.get("ratingSum"), Some(&7));
+    assert_eq!(counted.get("negativeReviewCount"), Some(&1));
+    assert_eq!(counted.get("negativeReviews:ord-1:2"), Some(&1));
+}
