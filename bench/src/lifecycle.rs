@@ -152,6 +152,8 @@ pub async fn bench_lifecycle(
                 dispatcher_config.kinds.clone(),
                 clock,
             ),
+            // The figures of the daily report are counted apart (docs/benchmarks.md).
+            tally: None,
         },
         config: DeriveConfig::from_env(&env)?,
     };

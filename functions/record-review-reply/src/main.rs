@@ -8,8 +8,8 @@ use backoffice::jobs::record_review_reply::alerts::{ShopAlerts, WhatsAppAdminAle
 use backoffice::jobs::record_review_reply::dynamo::DynamoReplies;
 use backoffice::jobs::record_review_reply::forward::Forwarder;
 use backoffice::jobs::record_review_reply::{self, FunctionUrlRequest, ReplyConfig, ReplyDeps, SignatureValidator};
-use backoffice::runtime::clock::SystemClock;
 use backoffice::report::counters::DailyCounters;
+use backoffice::runtime::clock::SystemClock;
 use backoffice::runtime::config::{ProcessEnv, shop_timezone};
 use backoffice::runtime::init;
 use backoffice::secrets::twilio_config;

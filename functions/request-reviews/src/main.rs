@@ -6,6 +6,7 @@ use backoffice::aws::{SdkSettings, dynamodb_client, load_sdk_config};
 use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
 use backoffice::messages::consent::DynamoConsents;
+use backoffice::report::counters::DailyCounters;
 use backoffice::runtime::clock::SystemClock;
 use backoffice::runtime::config::ProcessEnv;
 use backoffice::runtime::init;
@@ -30,13 +31,14 @@ async fn deps() -> Result<ReviewDeps<DynamoOrders, TwilioClient>, Error> {
     let sdk_config = load_sdk_config(&SdkSettings::from_env(&ProcessEnv)?).await;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
     let twilio = TwilioClient::new(twilio_config(&ProcessEnv, &secrets).await?)?;
+    let client = dynamodb_client(&sdk_config);
+    let mut store = DynamoOrders::new(client.clone(), &config.orders_table, &config.reviews_table)
+        .with_consents(DynamoConsents::new(client.clone(), &config.consent_table));
+    if let Some(counters) = DailyCounters::from_env(client, &ProcessEnv)? {
+        store = store.with_counters(counters);
+    }
     Ok(ReviewDeps {
-        store: DynamoOrders::new(
-            dynamodb_client(&sdk_config),
-            &config.orders_table,
-            &config.reviews_table,
-        )
-        .with_consents(DynamoConsents::new(dynamodb_client(&sdk_config), &config.consent_table)),
+        store,
         messenger: twilio,
         clock: Arc::new(SystemClock),
         config,

@@ -6,6 +6,7 @@ use backoffice::aws::{SdkSettings, dynamodb_client, load_sdk_config};
 use backoffice::jobs::send_messages::{self, SendMessagesConfig, SendMessagesDeps};
 use backoffice::messages::outbox::DynamoOutbox;
 use backoffice::messages::sender::KindMessenger;
+use backoffice::report::counters::DailyCounters;
 use backoffice::runtime::clock::SystemClock;
 use backoffice::runtime::config::ProcessEnv;
 use backoffice::runtime::init;
@@ -31,14 +32,19 @@ async fn deps() -> Result<SendMessagesDeps<DynamoOutbox, KindMessenger>, Error> 
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
     let twilio = TwilioClient::new(twilio_config(&ProcessEnv, &secrets).await?)?;
     let clock = Arc::new(SystemClock);
+    let client = dynamodb_client(&sdk_config);
+    let mut outbox = DynamoOutbox::new(
+        client.clone(),
+        (&config.tables).into(),
+        config.kinds.clone(),
+        clock.clone(),
+    )
+    .with_caps(config.caps);
+    if let Some(counters) = DailyCounters::from_env(client, &ProcessEnv)? {
+        outbox = outbox.with_counters(counters);
+    }
     Ok(SendMessagesDeps {
-        outbox: DynamoOutbox::new(
-            dynamodb_client(&sdk_config),
-            (&config.tables).into(),
-            config.kinds.clone(),
-            clock.clone(),
-        )
-        .with_caps(config.caps),
+        outbox,
         messenger: KindMessenger {
             twilio,
             kinds: config.kinds.clone(),

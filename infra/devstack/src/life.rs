@@ -13,8 +13,11 @@ use backoffice::jobs::derive_schedule::{DeriveConfig, DeriveDeps, process};
 use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
 use backoffice::jobs::send_messages::{self, SendMessagesConfig, SendMessagesDeps};
+use backoffice::messages::consent::DynamoConsents;
 use backoffice::messages::outbox::DynamoOutbox;
 use backoffice::messages::sender::KindMessenger;
+use backoffice::report::counters::DailyCounters;
+use backoffice::report::events::DynamoTally;
 use backoffice::runtime::clock::Clock;
 use backoffice::runtime::job::Deadline;
 use backoffice::twilio::{TwilioClient, TwilioConfig};
@@ -61,11 +64,17 @@ pub async fn order_life(stack: &Stack, twilio: &TwilioStandIn, env: &HashMap<Str
         clock.clone(),
     );
     let orders = DynamoOrders::new(stack.client.clone(), &stack.tables.orders, &stack.tables.reviews);
+    let counters = DailyCounters::from_env(stack.client.clone(), env)?;
     let consumer = DeriveDeps {
         store: DynamoSchedule {
             carts: DynamoCarts::new(stack.client.clone(), stack.tables.carts.clone()),
             orders: orders.clone(),
             outbox: outbox.clone(),
+            tally: counters.clone().map(|counters| DynamoTally {
+                counters,
+                consents: DynamoConsents::new(stack.client.clone(), &stack.tables.consent),
+                outbox: outbox.clone(),
+            }),
         },
         config: DeriveConfig::from_env(env)?,
     };

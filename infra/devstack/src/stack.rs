@@ -26,6 +26,7 @@ pub struct TableNames {
     pub reviews: String,
     pub messages: String,
     pub consent: String,
+    pub stats: String,
 }
 
 impl TableNames {
@@ -36,6 +37,7 @@ impl TableNames {
             reviews: format!("{prefix}-reviews"),
             messages: format!("{prefix}-messages"),
             consent: format!("{prefix}-consent"),
+            stats: format!("{prefix}-stats"),
         }
     }
 
@@ -47,18 +49,20 @@ impl TableNames {
             "ReviewsTable" => Some(&self.reviews),
             "MessagesTable" => Some(&self.messages),
             "ConsentTable" => Some(&self.consent),
+            "StatsTable" => Some(&self.stats),
             _ => None,
         }
     }
 
     /// `CARTS_TABLE=...` and friends, for a function's environment.
-    pub fn env_vars(&self) -> [(&'static str, &str); 5] {
+    pub fn env_vars(&self) -> [(&'static str, &str); 6] {
         [
             ("CARTS_TABLE", &self.carts),
             ("ORDERS_TABLE", &self.orders),
             ("REVIEWS_TABLE", &self.reviews),
             ("MESSAGES_TABLE", &self.messages),
             ("CONSENT_TABLE", &self.consent),
+            ("STATS_TABLE", &self.stats),
         ]
     }
 }
@@ -187,6 +191,7 @@ impl Stack {
             "ReviewsTable",
             "MessagesTable",
             "ConsentTable",
+            "StatsTable",
         ] {
             let definition: &TableDefinition = definitions
                 .iter()

@@ -4,6 +4,7 @@
 //! (its metric list) and `tests.rs`.
 
 pub mod clean_expired_carts;
+pub mod daily_report;
 pub mod derive_schedule;
 pub mod erase_customer;
 pub mod record_review_reply;

@@ -8,6 +8,7 @@
 //! | `changedAt`, `source`, `messageSid` | the last change: when, how (`keyword`, `button`, `twilio`), by which reply |
 //! | `lastSentAt` | N, epoch seconds: the last message claimed for this customer ([`super::caps`]) |
 //! | `marketing1`..`marketingN` | N, epoch seconds: the last `MARKETING_PER_WEEK` marketing messages, newest first (0: none) |
+//! | `firstOrderId` | the customer's first order, for the daily report's new and returning customers |
 //!
 //! A message goes out only if its customer is not opted out of its category now, and did
 //! not opt out after the change that made the message: a customer who opts out and back
@@ -202,6 +203,25 @@ impl DynamoConsents {
             message: format!("the customer's claim write cannot be built: {e}"),
             retryable: false,
         })
+    }
+
+    /// Whether `order_id` is the customer's first order: the first order ever written for
+    /// the phone is kept (`if_not_exists`), so asking again about the same order gives the
+    /// same answer.
+    pub async fn is_first_order(&self, phone: &PhoneNumber, order_id: &str) -> Result<bool, StoreError> {
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("phone", s(phone.as_str()))
+            .update_expression("SET firstOrderId = if_not_exists(firstOrderId, :order)")
+            .expression_attribute_values(":order", s(order_id))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", &self.table, e))?;
+        let first = output.attributes.as_ref().and_then(|item| string(item, "firstOrderId"));
+        Ok(first.as_deref() == Some(order_id))
     }
 
     /// Records a message sent outside a claim transaction (the review request), for the caps.

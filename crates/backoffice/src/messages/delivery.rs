@@ -209,7 +209,10 @@ impl DynamoDeliveries {
             }
             _ => {}
         }
-        let result = request.update_expression(format!("SET {}", sets.join(", "))).send().await;
+        let result = request
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await;
         match result {
             Ok(output) => {
                 let old_rank = output
@@ -219,7 +222,11 @@ impl DynamoDeliveries {
                     .and_then(|rank| rank.as_n().ok())
                     .and_then(|rank| rank.parse::<u8>().ok())
                     .unwrap_or(0);
-                Ok(Recorded::Advanced(milestones(old_rank, update.status, update.error_code)))
+                Ok(Recorded::Advanced(milestones(
+                    old_rank,
+                    update.status,
+                    update.error_code,
+                )))
             }
             Err(error) if is_condition_failure(&error) => Ok(why_refused(&error, &layout, &update.message_sid)),
             Err(error) => Err(store_error("UpdateItem", layout.table, error)),
@@ -266,7 +273,9 @@ mod tests {
         assert_eq!(milestones(4, Read, None), [Milestone::Read]);
         assert_eq!(
             milestones(2, Undelivered, Some(63016)),
-            [Milestone::Failed { error_code: Some(63016) }]
+            [Milestone::Failed {
+                error_code: Some(63016)
+            }]
         );
         assert!(Read.rank() > Delivered.rank() && Delivered.rank() > Failed.rank() && Failed.rank() > Sent.rank());
     }

@@ -22,6 +22,7 @@ use super::kind::Kind;
 use super::quiet::QuietHours;
 use super::reconcile::{Parked, ReconcileReport, Resolution, reconcile};
 use crate::domain::phone::PhoneNumber;
+use crate::report::counters::Counter;
 use crate::runtime::clock::Clock;
 use crate::runtime::job::{Aborted, Deadline};
 use crate::store::StoreError;
@@ -206,6 +207,16 @@ pub trait Outbox: Send + Sync {
         resolution: &Resolution,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Adds a run's sends to the day's counters ([`crate::report::counters`]). Nothing by
+    /// default (stores that count nothing).
+    fn count(
+        &self,
+        _at: DateTime<Utc>,
+        _increments: &[(Counter, u64)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
+
     /// Records that the customer opted out, as Twilio said when it refused `message`
     /// (error 21610): no later message goes to them until they opt back in.
     fn record_opt_out(
@@ -364,8 +375,40 @@ enum Outcome {
     StoreError,
 }
 
-/// Sends every due message of the outbox.
+/// Sends every due message of the outbox, then adds what went out (or was refused) to
+/// the day's counters: one write per run, whatever the run's size. A counter write that
+/// fails is logged and lost; the run's sends stand.
 pub async fn dispatch<O: Outbox, M: Messenger>(
+    outbox: &O,
+    messenger: &M,
+    clock: &dyn Clock,
+    deadline: Deadline,
+    options: &DispatchOptions,
+) -> Result<DispatchReport, DispatchAborted> {
+    let outcome = dispatch_due(outbox, messenger, clock, deadline, options).await;
+    if !options.dry_run {
+        let report = match &outcome {
+            Ok(report) => report,
+            Err(aborted) => &aborted.report,
+        };
+        let increments: Vec<(Counter, u64)> = report
+            .by_kind
+            .iter()
+            .flat_map(|(kind, counts)| {
+                [
+                    (Counter::Sent(*kind), counts.sent),
+                    (Counter::Failed(*kind), counts.failed),
+                ]
+            })
+            .collect();
+        if let Err(error) = outbox.count(clock.now(), &increments).await {
+            tracing::error!(function = options.function, %error, "the day's counters were not updated");
+        }
+    }
+    outcome
+}
+
+async fn dispatch_due<O: Outbox, M: Messenger>(
     outbox: &O,
     messenger: &M,
     clock: &dyn Clock,

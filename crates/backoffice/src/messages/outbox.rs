@@ -30,6 +30,7 @@ use super::plan::{Scheduled, Step};
 use super::reconcile::{Parked, Resolution};
 use crate::domain::consent::{ConsentChange, ConsentSource, OptOut};
 use crate::domain::phone::PhoneNumber;
+use crate::report::counters::{Counter, DailyCounters};
 use crate::runtime::clock::Clock;
 use crate::store::StoreError;
 use crate::store::dynamo::{Item, item_exists, n, rfc3339, s, store_error, string, written};
@@ -191,6 +192,7 @@ pub struct DynamoOutbox {
     caps: Caps,
     kinds: KindsConfig,
     clock: std::sync::Arc<dyn Clock>,
+    counters: Option<DailyCounters>,
 }
 
 /// The tables a [`DynamoOutbox`] reads and writes.
@@ -215,6 +217,15 @@ impl DynamoOutbox {
             reviews_table: tables.reviews,
             kinds,
             clock,
+            counters: None,
+        }
+    }
+
+    /// Counts each run's sends in the day's counters.
+    pub fn with_counters(self, counters: DailyCounters) -> Self {
+        Self {
+            counters: Some(counters),
+            ..self
         }
     }
 
@@ -737,6 +748,13 @@ impl Outbox for DynamoOutbox {
                 .expression_attribute_values(":reason", s(reason)),
         };
         written(update.send().await, "UpdateItem", &self.messages_table)
+    }
+
+    async fn count(&self, at: DateTime<Utc>, increments: &[(Counter, u64)]) -> Result<(), StoreError> {
+        match &self.counters {
+            Some(counters) => counters.add(at, increments, None).await,
+            None => Ok(()),
+        }
     }
 
     async fn record_opt_out(&self, message: &DueMessage, at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -294,7 +294,16 @@ mod tests {
         let redacted = [listed("SM-1", "2026-12-03T09:00:01Z", None)];
         assert_eq!(
             examine(&claim, &redacted, late, WAIT),
-            Finding::Undecided("body_redacted")
+            Finding::Undecided("unmatched_in_window")
+        );
+        let without_the_id = [listed(
+            "SM-1",
+            "2026-12-03T09:00:01Z",
+            Some("You left items in your cart"),
+        )];
+        assert_eq!(
+            examine(&claim, &without_the_id, late, WAIT),
+            Finding::Undecided("unmatched_in_window")
         );
         let no_time = Parked {
             claimed_at: None,

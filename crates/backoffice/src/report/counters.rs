@@ -16,6 +16,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use jiff::tz::TimeZone;
 
 use crate::messages::kind::Kind;
+use crate::runtime::config::{ConfigError, EnvSource, shop_timezone};
 use crate::store::StoreError;
 use crate::store::dynamo::{Item, n, rfc3339, s, store_error, written};
 
@@ -112,6 +113,15 @@ impl DailyCounters {
             table: table.into(),
             timezone,
         }
+    }
+
+    /// `STATS_TABLE` (unset: `None`, nothing counted) and `SHOP_TIMEZONE`, the calendar
+    /// the days follow.
+    pub fn from_env(client: Client, env: &impl EnvSource) -> Result<Option<Self>, ConfigError> {
+        let Some(table) = env.var("STATS_TABLE").filter(|table| !table.trim().is_empty()) else {
+            return Ok(None);
+        };
+        Ok(Some(Self::new(client, table.trim(), shop_timezone(env)?)))
     }
 
     pub fn table(&self) -> &str {
@@ -216,7 +226,12 @@ impl DailyCounters {
 
     /// Records how the claimed report ended: sent (kept, so it never goes out twice), or
     /// not (the claim is given back, for a retry).
-    pub async fn settle_report(&self, day: &str, channel: &str, sent_at: Option<DateTime<Utc>>) -> Result<(), StoreError> {
+    pub async fn settle_report(
+        &self,
+        day: &str,
+        channel: &str,
+        sent_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
         let update = self
             .client
             .update_item()
@@ -304,6 +319,9 @@ mod tests {
         assert_eq!(day.get(Counter::Reviews), 0);
         assert_eq!(day.counters.len(), 2, "expiresAt is not a counter");
         assert!(day.negative_reviews.contains("ord-1:2"));
-        assert_eq!(day.reported.get("sns").map(String::as_str), Some("2026-12-03T07:00:00Z"));
+        assert_eq!(
+            day.reported.get("sns").map(String::as_str),
+            Some("2026-12-03T07:00:00Z")
+        );
     }
 }

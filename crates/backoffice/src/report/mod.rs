@@ -3,6 +3,7 @@
 //! `daily-report` function, so the dashboard's "Daily report" row shows the same numbers.
 
 pub mod counters;
+pub mod events;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -23,6 +23,8 @@ use backoffice::messages::kind::{Kind, KindsConfig};
 use backoffice::messages::outbox::{DynamoOutbox, MessageStatus};
 use backoffice::messages::quiet::QuietHours;
 use backoffice::messages::sender::KindMessenger;
+use backoffice::report::counters::DailyCounters;
+use backoffice::report::events::DynamoTally;
 use backoffice::runtime::clock::Clock;
 use backoffice::runtime::job::Deadline;
 use backoffice::testing::{ManualClock, twilio_client};
@@ -37,6 +39,10 @@ use wiremock::matchers::{body_string_contains, method, path_regex, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use devstack::streams::{StreamTap, batch, stream_records};
+
+fn paris() -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::get("Europe/Paris").unwrap()
+}
 
 /// Each kind's template, so the stand-in tells the kinds apart.
 fn content_sid(kind: Kind) -> String {
@@ -81,6 +87,7 @@ struct Shop {
     consumer: DeriveDeps<DynamoSchedule>,
     dispatcher: SendMessagesDeps<DynamoOutbox, KindMessenger>,
     reviews: ReviewDeps<DynamoOrders, TwilioClient>,
+    counters: DailyCounters,
     /// Hands each stream record to the consumer once.
     tap: StreamTap,
 }
@@ -121,7 +128,9 @@ impl Shop {
             reviews: stack.tables.reviews.clone(),
             consent: stack.tables.consent.clone(),
         };
-        let outbox = DynamoOutbox::new(stack.client.clone(), (&tables).into(), kinds(), clock.clone());
+        let counters = DailyCounters::new(stack.client.clone(), &stack.tables.stats, paris());
+        let outbox = DynamoOutbox::new(stack.client.clone(), (&tables).into(), kinds(), clock.clone())
+            .with_counters(counters.clone());
         let orders = DynamoOrders::new(stack.client.clone(), &stack.tables.orders, &stack.tables.reviews);
         Self {
             consumer: DeriveDeps {
@@ -129,6 +138,11 @@ impl Shop {
                     carts: DynamoCarts::new(stack.client.clone(), stack.tables.carts.clone()),
                     orders: orders.clone(),
                     outbox: outbox.clone(),
+                    tally: Some(DynamoTally {
+                        counters: counters.clone(),
+                        consents: DynamoConsents::new(stack.client.clone(), &stack.tables.consent),
+                        outbox: outbox.clone(),
+                    }),
                 },
                 config: DeriveConfig {
                     carts_table: stack.tables.carts.clone(),
@@ -157,7 +171,9 @@ impl Shop {
                 },
             },
             reviews: ReviewDeps {
-                store: orders.with_consents(DynamoConsents::new(stack.client.clone(), &stack.tables.consent)),
+                store: orders
+                    .with_consents(DynamoConsents::new(stack.client.clone(), &stack.tables.consent))
+                    .with_counters(counters.clone()),
                 messenger: client(),
                 clock: clock.clone(),
                 config: ReviewJobConfig {
@@ -175,6 +191,7 @@ impl Shop {
                     caps: Caps::default(),
                 },
             },
+            counters,
             stack,
             twilio,
             clock,

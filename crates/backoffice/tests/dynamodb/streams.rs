@@ -42,6 +42,7 @@ fn consumer(stack: &Stack) -> DeriveDeps<DynamoSchedule> {
                 KindsConfig::all_disabled(),
                 std::sync::Arc::new(SystemClock),
             ),
+            tally: None,
         },
         config: DeriveConfig {
             carts_table: stack.tables.carts.clone(),

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::cart::{CART_LIFETIME, expiry_shard_for};
 use crate::messages::plan::Step;
+use crate::report::events::ShopEvent;
 use crate::store::dynamo::{Item, string};
 
 /// A write that completes an item's derived attributes.
@@ -24,6 +25,8 @@ pub enum Derivation {
     },
     /// A message to schedule, postpone or drop in the Messages table.
     Message(Step),
+    /// A business event for the day's counters (the owner's daily report).
+    Tally(ShopEvent),
 }
 
 /// Why a record's item cannot be completed: counted, logged, never retried.

@@ -6,18 +6,25 @@ use super::store::{Applied, ScheduleStore};
 use crate::jobs::clean_expired_carts::dynamo::DynamoCarts;
 use crate::jobs::request_reviews::dynamo::DynamoOrders;
 use crate::messages::outbox::{self, DynamoOutbox};
+use crate::report::events::DynamoTally;
 use crate::store::StoreError;
 
 pub struct DynamoSchedule {
     pub carts: DynamoCarts,
     pub orders: DynamoOrders,
     pub outbox: DynamoOutbox,
+    /// Counts business events for the daily report; `None`: nothing counted.
+    pub tally: Option<DynamoTally>,
 }
 
 impl ScheduleStore for DynamoSchedule {
     async fn apply(&self, derivation: &Derivation) -> Result<Applied, StoreError> {
         let written = match derivation {
             Derivation::Message(step) => self.outbox.apply(step).await? == outbox::Applied::Written,
+            Derivation::Tally(event) => match &self.tally {
+                Some(tally) => tally.count(event).await?,
+                None => false,
+            },
             Derivation::CartExpiry {
                 cart_id,
                 expiry_shard,
@@ -38,5 +45,9 @@ impl ScheduleStore for DynamoSchedule {
             }
         };
         Ok(if written { Applied::Written } else { Applied::Superseded })
+    }
+
+    fn counts_events(&self) -> bool {
+        self.tally.is_some()
     }
 }

@@ -29,6 +29,7 @@ pub use self::config::{DeriveConfig, SourceTable};
 use self::derive::{derive_cart, derive_order};
 use self::store::{Applied, ScheduleStore};
 use crate::messages::plan::{plan_cart, plan_order};
+use crate::report::events as report_events;
 use crate::runtime::metrics::emit;
 use crate::store::dynamo::Item;
 
@@ -54,6 +55,8 @@ pub struct BatchReport {
     pub derived: u64,
     /// Messages scheduled, postponed or dropped in the Messages table.
     pub messages: u64,
+    /// Business events counted for the daily report (orders, abandoned and recovered carts).
+    pub counted: u64,
     /// Nothing to derive: complete already (this function's own writes included), not
     /// completed, or a removal; or a message already scheduled or no longer waiting.
     pub unchanged: u64,
@@ -91,7 +94,7 @@ pub async fn process<S: ScheduleStore>(
                 continue;
             }
         };
-        let (derivations, unusable) = match derivations_of(&deps.config, &record) {
+        let (derivations, unusable) = match derivations_of(&deps.config, &record, deps.store.counts_events()) {
             Ok(found) => found,
             Err(reason) => {
                 *report.unusable.entry(reason).or_default() += 1;
@@ -106,7 +109,10 @@ pub async fn process<S: ScheduleStore>(
         }
         for derivation in &derivations {
             let is_message = matches!(derivation, derive::Derivation::Message(_));
+            let is_event = matches!(derivation, derive::Derivation::Tally(_));
             match deps.store.apply(derivation).await {
+                Ok(Applied::Written) if is_event => report.counted += 1,
+                Ok(Applied::Superseded) if is_event => {}
                 Ok(Applied::Written) if is_message => report.messages += 1,
                 Ok(Applied::Written) => report.derived += 1,
                 Ok(Applied::Superseded) if is_message => report.unchanged += 1,
@@ -132,9 +138,18 @@ pub async fn process<S: ScheduleStore>(
 fn derivations_of(
     config: &DeriveConfig,
     record: &EventRecord,
+    count_events: bool,
 ) -> Result<(Vec<derive::Derivation>, Vec<&'static str>), &'static str> {
+    let old: Option<Item> = (!record.change.old_image.is_empty()).then(|| record.change.old_image.clone().into());
+    let changed_at = record.change.approximate_creation_date_time;
     if record.event_name == "REMOVE" {
-        return Ok((Vec::new(), Vec::new()));
+        let removed_cart =
+            record.event_source_arn.as_deref().and_then(|arn| config.table_of(arn)) == Some(SourceTable::Carts);
+        let events = match (count_events && removed_cart, &old) {
+            (true, Some(old)) => report_events::cart_events(Some(old), None, changed_at),
+            _ => Vec::new(),
+        };
+        return Ok((events.into_iter().map(derive::Derivation::Tally).collect(), Vec::new()));
     }
     let table = record
         .event_source_arn
@@ -145,8 +160,6 @@ fn derivations_of(
         return Err("no_new_image");
     }
     let item: Item = record.change.new_image.clone().into();
-    let old: Option<Item> = (!record.change.old_image.is_empty()).then(|| record.change.old_image.clone().into());
-    let changed_at = record.change.approximate_creation_date_time;
     let (derived, planned) = match table {
         SourceTable::Carts => (
             derive_cart(&item),
@@ -169,6 +182,13 @@ fn derivations_of(
         Ok(steps) => derivations.extend(steps.into_iter().map(derive::Derivation::Message)),
         Err(reason) => unusable.push(<&'static str>::from(reason)),
     }
+    if count_events {
+        let events = match table {
+            SourceTable::Carts => report_events::cart_events(old.as_ref(), Some(&item), changed_at),
+            SourceTable::Orders => report_events::order_events(old.as_ref(), &item, changed_at),
+        };
+        derivations.extend(events.into_iter().map(derive::Derivation::Tally));
+    }
     Ok((derivations, unusable))
 }
 
@@ -179,6 +199,7 @@ impl BatchReport {
             records,
             derived = self.derived,
             messages = self.messages,
+            counted = self.counted,
             unchanged = self.unchanged,
             superseded = self.superseded,
             unusable = serde_json::to_string(&self.unusable).unwrap_or_default(),

@@ -15,4 +15,10 @@ pub enum Applied {
 
 pub trait ScheduleStore {
     fn apply(&self, derivation: &Derivation) -> impl Future<Output = Result<Applied, StoreError>> + Send;
+
+    /// Whether the records' business events are counted for the daily report (a Stats
+    /// table is configured).
+    fn counts_events(&self) -> bool {
+        false
+    }
 }

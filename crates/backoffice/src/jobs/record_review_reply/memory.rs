@@ -118,7 +118,12 @@ impl MemoryReplies {
 
     /// The status recorded for a message.
     pub fn delivery_of(&self, key: &str) -> Option<DeliveryStatus> {
-        self.state.lock().unwrap().deliveries.get(key).and_then(|(_, status)| *status)
+        self.state
+            .lock()
+            .unwrap()
+            .deliveries
+            .get(key)
+            .and_then(|(_, status)| *status)
     }
 
     /// Every counter added, by attribute name.

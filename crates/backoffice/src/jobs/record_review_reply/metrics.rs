@@ -1,9 +1,9 @@
 //! The webhook's `reply summary` log line and its metrics.
 
 use super::alerts::NEGATIVE_RATING_MAX;
-use crate::messages::delivery::{Milestone, Recorded, StatusUpdate};
 use super::rating::RatingSource;
 use super::{AlertStatus, FUNCTION_NAME, ReplyOutcome, ReplyResult};
+use crate::messages::delivery::{Milestone, Recorded, StatusUpdate};
 use crate::runtime::job::JobError;
 use crate::runtime::metrics::{Metric, MetricDocument, Unit};
 
@@ -108,10 +108,7 @@ impl Summary {
         let figures = vec![
             Metric::count("MessagesDelivered", count(|m| *m == Milestone::Delivered)),
             Metric::count("MessagesRead", count(|m| *m == Milestone::Read)),
-            Metric::count(
-                "MessagesUndelivered",
-                count(|m| matches!(m, Milestone::Failed { .. })),
-            ),
+            Metric::count("MessagesUndelivered", count(|m| matches!(m, Milestone::Failed { .. }))),
         ];
         let function = || ("Function", FUNCTION_NAME.to_owned());
         let mut documents = vec![
@@ -129,7 +126,10 @@ impl Summary {
                 documents.push(MetricDocument {
                     dimensions: vec![
                         function(),
-                        ("ErrorCode", error_code.map_or("none".to_owned(), |code| code.to_string())),
+                        (
+                            "ErrorCode",
+                            error_code.map_or("none".to_owned(), |code| code.to_string()),
+                        ),
                     ],
                     metrics: vec![Metric::count("MessagesUndelivered", 1)],
                 });

@@ -67,7 +67,10 @@ pub fn read_update(
     let status = param(params, "MessageStatus")
         .and_then(|status| status.trim().parse::<DeliveryStatus>().ok())
         .ok_or(StatusRefusal::UnknownStatus)?;
-    let error_code = match param(params, "ErrorCode").map(str::trim).filter(|code| !code.is_empty()) {
+    let error_code = match param(params, "ErrorCode")
+        .map(str::trim)
+        .filter(|code| !code.is_empty())
+    {
         None => None,
         Some(code) => Some(code.parse::<u32>().map_err(|_| StatusRefusal::BadErrorCode)?),
     };
@@ -113,7 +116,10 @@ mod tests {
 
     #[test]
     fn tells_a_status_callback_from_an_incoming_message() {
-        assert!(is_status_callback(&params(&[("MessageSid", "SM1"), ("MessageStatus", "read")])));
+        assert!(is_status_callback(&params(&[
+            ("MessageSid", "SM1"),
+            ("MessageStatus", "read")
+        ])));
         assert!(!is_status_callback(&params(&[
             ("MessageSid", "SM1"),
             ("SmsStatus", "received"),
@@ -131,9 +137,13 @@ mod tests {
         let at = "2026-12-03T09:00:00Z".parse().unwrap();
         let read = |pairs: &[(&str, &str)]| read_update(id.clone(), &params(pairs), at);
         assert_eq!(
-            read(&[("MessageSid", "SM1"), ("MessageStatus", "undelivered"), ("ErrorCode", "63016")])
-                .unwrap()
-                .error_code,
+            read(&[
+                ("MessageSid", "SM1"),
+                ("MessageStatus", "undelivered"),
+                ("ErrorCode", "63016")
+            ])
+            .unwrap()
+            .error_code,
             Some(63016)
         );
         assert_eq!(read(&[("MessageStatus", "read")]), Err(StatusRefusal::MissingSid));

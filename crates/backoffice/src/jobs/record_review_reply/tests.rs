@@ -949,7 +949,9 @@ async fn status(deps: &ReplyDeps<MemoryReplies, RecordingAlerts>, sid: &str, sta
         ("To", "whatsapp:+33612345678"),
         ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
     ];
-    respond(deps, &status_event("payment_reminder#A-1", &params)).await.unwrap()
+    respond(deps, &status_event("payment_reminder#A-1", &params))
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -968,18 +970,32 @@ async fn delivery_statuses_are_recorded_once_whatever_their_order() {
         "a late status never overwrites read"
     );
     let counted = deps.store.counted();
-    assert_eq!(counted.get("delivered.payment_reminder"), Some(&1), "read passed delivered");
+    assert_eq!(
+        counted.get("delivered.payment_reminder"),
+        Some(&1),
+        "read passed delivered"
+    );
     assert_eq!(counted.get("read.payment_reminder"), Some(&1));
-    assert_eq!(counted.get("received"), None, "a status is not a message from a customer");
+    assert_eq!(
+        counted.get("received"),
+        None,
+        "a status is not a message from a customer"
+    );
 }
 
 #[tokio::test]
 async fn an_undelivered_status_is_counted_with_its_error_code_once() {
     let deps = deps();
     deps.store.add_sent_message("payment_reminder#A-1", "SM9");
-    let params = [("MessageSid", "SM9"), ("MessageStatus", "undelivered"), ("ErrorCode", "63016")];
+    let params = [
+        ("MessageSid", "SM9"),
+        ("MessageStatus", "undelivered"),
+        ("ErrorCode", "63016"),
+    ];
     for _ in 0..2 {
-        let response = respond(&deps, &status_event("payment_reminder#A-1", &params)).await.unwrap();
+        let response = respond(&deps, &status_event("payment_reminder#A-1", &params))
+            .await
+            .unwrap();
         assert_eq!(response.status_code, 200);
     }
     assert_eq!(deps.store.counted().get("undelivered.payment_reminder"), Some(&1));
@@ -997,7 +1013,12 @@ async fn a_forged_or_re_aimed_status_callback_is_refused_and_records_nothing() {
     let params = [("MessageSid", "SM9"), ("MessageStatus", "read")];
 
     let forger = SignatureValidator::new(AuthToken::new("not-the-token"));
-    let forged = signed_twilio_post(&forger, &format!("{URL}?message=payment_reminder%23A-1"), &owned(&params)).unwrap();
+    let forged = signed_twilio_post(
+        &forger,
+        &format!("{URL}?message=payment_reminder%23A-1"),
+        &owned(&params),
+    )
+    .unwrap();
     assert_eq!(respond(&deps, &forged).await.unwrap().status_code, 403);
 
     // Twilio's genuine callback for A-1, its query changed to point at A-2.
@@ -1016,9 +1037,15 @@ async fn a_status_for_another_sid_or_an_unknown_message_changes_nothing() {
     deps.store.add_sent_message("payment_reminder#A-1", "SM9");
     assert_eq!(status(&deps, "SM-other", "read").await.status_code, 200);
     assert_eq!(deps.store.delivery_of("payment_reminder#A-1"), None);
-    let unknown = respond(&deps, &status_event("order_confirmation#nope", &[("MessageSid", "SM1"), ("MessageStatus", "read")]))
-        .await
-        .unwrap();
+    let unknown = respond(
+        &deps,
+        &status_event(
+            "order_confirmation#nope",
+            &[("MessageSid", "SM1"), ("MessageStatus", "read")],
+        ),
+    )
+    .await
+    .unwrap();
     assert_eq!(unknown.status_code, 200);
     assert!(deps.store.counted().is_empty());
 }
@@ -1027,9 +1054,21 @@ async fn a_status_for_another_sid_or_an_unknown_message_changes_nothing() {
 async fn a_signed_status_callback_with_bad_fields_is_refused_by_name() {
     let deps = deps();
     for (reference, params, reason) in [
-        ("nonsense", vec![("MessageSid", "SM1"), ("MessageStatus", "read")], "invalid message reference"),
-        ("payment_reminder#A-1", vec![("MessageStatus", "read")], "missing MessageSid"),
-        ("payment_reminder#A-1", vec![("MessageSid", "SM1"), ("MessageStatus", "lost")], "unknown MessageStatus"),
+        (
+            "nonsense",
+            vec![("MessageSid", "SM1"), ("MessageStatus", "read")],
+            "invalid message reference",
+        ),
+        (
+            "payment_reminder#A-1",
+            vec![("MessageStatus", "read")],
+            "missing MessageSid",
+        ),
+        (
+            "payment_reminder#A-1",
+            vec![("MessageSid", "SM1"), ("MessageStatus", "lost")],
+            "unknown MessageStatus",
+        ),
         (
             "payment_reminder#A-1",
             vec![("MessageSid", "SM1"), ("MessageStatus", "failed"), ("ErrorCode", "12x")],

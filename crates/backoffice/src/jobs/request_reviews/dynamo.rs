@@ -15,6 +15,7 @@ use crate::domain::consent::{ConsentChange, ConsentSource, OptOut};
 use crate::domain::phone::PhoneNumber;
 use crate::messages::caps::Caps;
 use crate::messages::consent::{Consent, DynamoConsents};
+use crate::report::counters::{Counter, DailyCounters};
 use crate::store::StoreError;
 use crate::store::dynamo::{Item, is_condition_failure, item_exists, n, rfc3339, s, store_error, string};
 use crate::store::partition::Partition;
@@ -27,6 +28,7 @@ pub struct DynamoOrders {
     pub(super) reviews_table: String,
     /// Without it (tools and tests that write orders), every customer reads as consenting.
     consents: Option<DynamoConsents>,
+    counters: Option<DailyCounters>,
 }
 
 impl DynamoOrders {
@@ -36,6 +38,15 @@ impl DynamoOrders {
             orders_table: orders_table.into(),
             reviews_table: reviews_table.into(),
             consents: None,
+            counters: None,
+        }
+    }
+
+    /// Counts each run's review requests in the day's counters.
+    pub fn with_counters(self, counters: DailyCounters) -> Self {
+        Self {
+            counters: Some(counters),
+            ..self
         }
     }
 
@@ -367,6 +378,13 @@ impl ReviewRequestStore for DynamoOrders {
                 .expression_attribute_values(":reason", s(reason)),
         };
         crate::store::dynamo::written(update.send().await, "UpdateItem", &self.orders_table)
+    }
+
+    async fn count(&self, at: DateTime<Utc>, increments: &[(Counter, u64)]) -> Result<(), StoreError> {
+        match &self.counters {
+            Some(counters) => counters.add(at, increments, None).await,
+            None => Ok(()),
+        }
     }
 
     async fn consent(&self, phone: &PhoneNumber) -> Result<Consent, StoreError> {

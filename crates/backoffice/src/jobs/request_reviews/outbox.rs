@@ -187,6 +187,14 @@ impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
         Ok(resolved)
     }
 
+    async fn count(
+        &self,
+        at: DateTime<Utc>,
+        increments: &[(crate::report::counters::Counter, u64)],
+    ) -> Result<(), StoreError> {
+        self.0.count(at, increments).await
+    }
+
     async fn record_opt_out(&self, message: &DueMessage, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.0.record_twilio_opt_out(&message.customer_phone, at).await
     }

@@ -131,6 +131,15 @@ pub trait ReviewRequestStore: Send + Sync {
         caps: &Caps,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Adds a run's sends to the day's counters; nothing by default.
+    fn count(
+        &self,
+        _at: DateTime<Utc>,
+        _increments: &[(crate::report::counters::Counter, u64)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
+
     /// Records Twilio's word that the customer opted out of every message (error 21610).
     fn record_twilio_opt_out(
         &self,
