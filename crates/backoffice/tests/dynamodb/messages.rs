@@ -11,8 +11,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use backoffice::domain::consent::{ConsentChange, ConsentSource, OptOut};
 use backoffice::domain::phone::PhoneNumber;
 use backoffice::jobs::clean_expired_carts::dynamo::DynamoCarts;
+use backoffice::jobs::daily_report::{self, ReportConfig, ReportDeps, ReportSender};
 use backoffice::jobs::derive_schedule::dynamo::DynamoSchedule;
 use backoffice::jobs::derive_schedule::{BatchReport, DeriveConfig, DeriveDeps, process};
+use backoffice::jobs::record_review_reply::dynamo::DynamoReplies;
+use backoffice::jobs::record_review_reply::memory::RecordingAlerts;
+use backoffice::jobs::record_review_reply::{ReplyConfig, ReplyDeps, SignatureValidator, respond, signed_twilio_post};
 use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
 use backoffice::jobs::send_messages::{self, OutboxTablesConfig, SendMessagesConfig, SendMessagesDeps};
@@ -23,11 +27,14 @@ use backoffice::messages::kind::{Kind, KindsConfig};
 use backoffice::messages::outbox::{DynamoOutbox, MessageStatus};
 use backoffice::messages::quiet::QuietHours;
 use backoffice::messages::sender::KindMessenger;
+use backoffice::report::DailyReport;
 use backoffice::report::counters::DailyCounters;
 use backoffice::report::events::DynamoTally;
 use backoffice::runtime::clock::Clock;
 use backoffice::runtime::job::Deadline;
+use backoffice::testing::TEST_ACCOUNT_SID;
 use backoffice::testing::{ManualClock, twilio_client};
+use backoffice::twilio::AuthToken;
 use backoffice::twilio::TwilioClient;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use devstack::stack::Stack;
@@ -276,7 +283,13 @@ impl Shop {
 
     /// An order as the shop's app writes it: business attributes only.
     async fn app_creates_order(&self, order_id: &str, phone: &str) {
-        self.stack
+        self.app_creates_order_totalling(order_id, phone, None).await;
+    }
+
+    /// The same, with the order's total (`totalCents`).
+    async fn app_creates_order_totalling(&self, order_id: &str, phone: &str, total_cents: Option<u64>) {
+        let mut put = self
+            .stack
             .client
             .put_item()
             .table_name(&self.stack.tables.orders)
@@ -285,10 +298,11 @@ impl Shop {
             .item("customerName", s("Ana Lima"))
             .item("status", s("pending"))
             .item("paymentStatus", s("pending"))
-            .item("createdAt", s(&text(self.now())))
-            .send()
-            .await
-            .unwrap();
+            .item("createdAt", s(&text(self.now())));
+        if let Some(total) = total_cents {
+            put = put.item("totalCents", AttributeValue::N(total.to_string()));
+        }
+        put.send().await.unwrap();
     }
 
     /// The app's update of an order: `SET name = value, ...`.
@@ -944,5 +958,245 @@ async fn marketing_is_capped_across_kinds_delayed_when_it_can_wait_and_dropped_w
         received.get(&("o-capped".to_owned(), Kind::ReviewReminder.to_string())),
         Some(&1)
     );
+    shop.stack.cleanup().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The owner's daily report: a known day of events through the real components (the
+// streams and derive-schedule, send-messages, request-reviews, the webhook's replies and
+// status callbacks), then the report's figures and its delivery once per channel.
+// ---------------------------------------------------------------------------------------
+
+const WEBHOOK_URL: &str = "https://reply.lambda-url.eu-west-3.on.aws/";
+
+/// 08:00 in Paris on today's date: the whole test stays within one shop day, whatever
+/// the hour it runs at (the streams stamp records with the real time, which is today too).
+fn this_morning_in_paris() -> DateTime<Utc> {
+    let today = jiff::Timestamp::now().to_zoned_datetime(paris()).date();
+    let morning = today.at(8, 0, 0, 0).to_zoned_datetime(paris()).unwrap();
+    DateTime::from_timestamp(morning.timestamp().as_second(), 0).unwrap()
+}
+
+fn webhook(shop: &Shop) -> ReplyDeps<DynamoReplies, RecordingAlerts> {
+    let tables = &shop.stack.tables;
+    let env = backoffice::testing::env_of(&[
+        ("ORDERS_TABLE", tables.orders.as_str()),
+        ("REVIEWS_TABLE", tables.reviews.as_str()),
+        ("CONSENT_TABLE", tables.consent.as_str()),
+    ]);
+    ReplyDeps {
+        store: DynamoReplies::new(
+            shop.stack.client.clone(),
+            &tables.orders,
+            &tables.reviews,
+            &tables.consent,
+        )
+        .with_deliveries(&tables.messages)
+        .with_counters(shop.counters.clone()),
+        alerts: RecordingAlerts::default(),
+        validator: SignatureValidator::new(AuthToken::new("test-token")),
+        clock: shop.clock.clone(),
+        config: ReplyConfig::from_env(&env).unwrap(),
+        forwarder: None,
+    }
+}
+
+async fn post(deps: &ReplyDeps<DynamoReplies, RecordingAlerts>, url: &str, params: &[(&str, &str)]) -> u16 {
+    let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let request = signed_twilio_post(&deps.validator, url, &params).unwrap();
+    respond(deps, &request).await.unwrap().status_code
+}
+
+async fn status_callback(deps: &ReplyDeps<DynamoReplies, RecordingAlerts>, key: &str, status: &str, code: &str) -> u16 {
+    let url = format!("{WEBHOOK_URL}?message={}", key.replace('#', "%23"));
+    let mut params = vec![
+        ("MessageSid", "SM0123456789abcdef0123456789abcdef"),
+        ("MessageStatus", status),
+        ("AccountSid", TEST_ACCOUNT_SID),
+    ];
+    if !code.is_empty() {
+        params.push(("ErrorCode", code));
+    }
+    post(deps, &url, &params).await
+}
+
+/// Records every report it is asked to deliver; fails WhatsApp while `whatsapp_down`.
+#[derive(Default)]
+struct OwnerInbox {
+    delivered: std::sync::Mutex<Vec<(&'static str, String)>>,
+    whatsapp_down: std::sync::atomic::AtomicBool,
+}
+
+impl ReportSender for OwnerInbox {
+    fn channels(&self) -> Vec<&'static str> {
+        vec!["email", "whatsapp"]
+    }
+
+    async fn deliver(&self, channel: &'static str, report: &DailyReport, _: &ReportConfig) -> Result<(), String> {
+        if channel == "whatsapp" && self.whatsapp_down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("Twilio refused the message (HTTP 500)".into());
+        }
+        self.delivered.lock().unwrap().push((channel, report.day.clone()));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_daily_report_holds_a_known_days_figures_and_goes_out_once_per_channel() {
+    let mut shop = Shop::build(
+        "report",
+        accepting_twilio().await,
+        QuietHours::never(paris()),
+        this_morning_in_paris(),
+    )
+    .await;
+    let day = shop.counters.day_of(shop.now());
+
+    // Orders: a customer orders twice (new, then returning), another once; two more were
+    // completed a week ago and are due their review request today.
+    for (order, phone, total) in [
+        ("o-1", "+33612345651", Some(2500)),
+        ("o-2", "+33612345652", Some(1250)),
+        ("o-3", "+33612345651", Some(1000)),
+        ("o-r1", "+33612345653", None),
+        ("o-r2", "+33612345654", None),
+    ] {
+        shop.app_creates_order_totalling(order, phone, total).await;
+    }
+    let week_ago = text(shop.now() - TimeDelta::days(8));
+    for order in ["o-r1", "o-r2"] {
+        shop.app_updates_order(
+            order,
+            &[
+                ("status", "completed".into()),
+                ("paymentStatus", "paid".into()),
+                ("completedAt", week_ago.clone()),
+            ],
+        )
+        .await;
+    }
+    // Carts: one left to expire, one ordered after its reminder, one ordered before it.
+    for (cart, phone) in [
+        ("c-left", "+33612345655"),
+        ("c-back", "+33612345656"),
+        ("c-quick", "+33612345657"),
+    ] {
+        shop.app_creates_cart(cart, phone).await;
+    }
+    shop.deliver().await;
+    shop.advance(TimeDelta::minutes(1));
+    shop.dispatch("confirmations").await;
+    shop.app_orders_cart("c-quick", "o-1").await;
+    shop.deliver().await;
+    shop.advance(TimeDelta::minutes(61));
+    let reminders = shop.dispatch("cart reminders").await;
+    assert_eq!(reminders.report.by_kind[&Kind::AbandonedCart].sent, 2, "{reminders:?}");
+    shop.app_orders_cart("c-back", "o-2").await;
+    shop.stack
+        .client
+        .delete_item()
+        .table_name(&shop.stack.tables.carts)
+        .key("cartId", s("c-left"))
+        .send()
+        .await
+        .unwrap();
+    shop.deliver().await;
+    // A replayed batch counts nothing twice.
+    shop.replay(false).await;
+
+    // Review requests (no gap after the order confirmation, here), then the customers'
+    // answers and Twilio's status callbacks.
+    shop.reviews.config.caps.gap = TimeDelta::zero();
+    let reviews = request_reviews::run(&shop.reviews, &json!({}), Deadline::unbounded(), "reviews")
+        .await
+        .unwrap();
+    assert_eq!(reviews.sent, 2, "{reviews:?}");
+    let deps = webhook(&shop);
+    for (phone, sid, body) in [
+        ("+33612345653", "SMreply1", "5 parfait"),
+        ("+33612345654", "SMreply2", "2 trop long"),
+        ("+33612345654", "SMreply2", "2 trop long"),
+    ] {
+        let from = format!("whatsapp:{phone}");
+        let params = [
+            ("From", from.as_str()),
+            ("MessageSid", sid),
+            ("Body", body),
+            ("To", "whatsapp:+14155238886"),
+        ];
+        assert_eq!(post(&deps, WEBHOOK_URL, &params).await, 200);
+    }
+    for (key, status, code) in [
+        ("order_confirmation#o-1", "read", ""),
+        ("order_confirmation#o-1", "delivered", ""),
+        ("order_confirmation#o-1", "sent", ""),
+        ("order_confirmation#o-2", "delivered", ""),
+        ("order_confirmation#o-2", "delivered", ""),
+        ("order_confirmation#o-3", "undelivered", "63024"),
+        ("review_request#o-r1", "read", ""),
+    ] {
+        assert_eq!(status_callback(&deps, key, status, code).await, 200, "{key} {status}");
+    }
+    let delivered = shop.message(Kind::OrderConfirmation, "o-1").await.unwrap();
+    assert_eq!(delivered.status, MessageStatus::Sent);
+
+    let stored = shop.counters.day(&day).await.unwrap();
+    let report = DailyReport::from_day(&stored);
+    let confirmations = &report.messages[&Kind::OrderConfirmation];
+    assert_eq!(
+        (
+            confirmations.sent,
+            confirmations.delivered,
+            confirmations.read,
+            confirmations.failed
+        ),
+        (5, 2, 1, 1),
+        "{report:?}"
+    );
+    let requests = &report.messages[&Kind::ReviewRequest];
+    assert_eq!((requests.sent, requests.delivered, requests.read), (2, 1, 1));
+    assert_eq!(report.messages[&Kind::AbandonedCart].sent, 2);
+    assert_eq!((report.orders, report.revenue_cents), (5, 4750));
+    assert_eq!((report.new_customers, report.returning_customers), (4, 1));
+    assert_eq!((report.carts_abandoned, report.carts_recovered), (1, 1));
+    assert_eq!((report.review_requests, report.reviews), (2, 2));
+    assert_eq!(report.review_conversion, Some(1.0));
+    assert_eq!(report.average_rating, Some(3.5));
+    assert_eq!(report.negative_reviews.len(), 1);
+    assert_eq!(report.negative_reviews[0].order_id, "o-r2");
+    assert_eq!(report.received, 2, "the replayed reply is not counted");
+
+    // The next morning: once per channel, whatever the retries and duplicate runs.
+    let inbox = OwnerInbox::default();
+    inbox.whatsapp_down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let morning = ReportDeps {
+        counters: shop.counters.clone(),
+        sender: inbox,
+        clock: Arc::new(backoffice::runtime::clock::FixedClock(shop.now() + TimeDelta::days(1))),
+        config: ReportConfig::from_env(&backoffice::testing::env_of(&[("SHOP_TIMEZONE", "Europe/Paris")])).unwrap(),
+    };
+    let failed = daily_report::run(&morning, &json!({})).await;
+    assert!(failed.is_err(), "a channel failed: Lambda retries the run");
+    morning
+        .sender
+        .whatsapp_down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let scheduled = json!({});
+    let (a, b) = tokio::join!(
+        daily_report::run(&morning, &scheduled),
+        daily_report::run(&morning, &scheduled)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.day, day);
+    assert_eq!(a.report, report, "the report is the counters' figures");
+    let delivered = morning.sender.delivered.lock().unwrap().clone();
+    assert_eq!(
+        delivered,
+        [("email", day.clone()), ("whatsapp", day.clone())],
+        "each channel once: {a:?} {b:?}"
+    );
+    let again = daily_report::run(&morning, &json!({})).await.unwrap();
+    assert!(again.sent.is_empty());
+    assert_eq!(again.skipped.get("email"), Some(&"already_sent"));
     shop.stack.cleanup().await;
 }
