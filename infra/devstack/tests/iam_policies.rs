@@ -31,6 +31,9 @@ use serde_norway::Value;
 /// - `review`: `.get_item()`, `put_review`/`correct_review`: `.put_item()` (conditional),
 ///   `claim_alert` and `release_alert`: `.update_item()`, all on the reviews table (never on the orders table)
 /// - `record_consent` (`DynamoConsents::record`): `.update_item()` on the consent table
+/// - `record_delivery` (`DynamoDeliveries::record`, `messages/delivery.rs`): `.update_item()`
+///   on the messages table, and on the orders table for a review request
+/// - `count` (`DailyCounters::add`, `report/counters.rs`): `.update_item()` on the stats table
 /// - `ShopAlerts::alert`: `.publish()` on `NegativeReviewTopic`
 /// - `twilio_config` (`secrets.rs`): `.get_secret_value()` on `TwilioSecretArn`, at cold start
 ///
@@ -39,6 +42,10 @@ use serde_norway::Value;
 /// - `DynamoOrders::queue_for_review`: `.update_item()` on the orders table
 /// - `DynamoOutbox::apply` (`messages/outbox.rs`): `Schedule` and `Postpone` (`put`):
 ///   `.put_item()`, `Drop` (`close_pending`): `.update_item()`, on the messages table
+/// - `DynamoTally::count` (`report/events.rs`): `DailyCounters::first_time`'s `.put_item()`
+///   and `add`'s `.update_item()` on the stats table, `DynamoConsents::is_first_order`'s
+///   `.update_item()` on the consent table, `DynamoOutbox::message`'s `.get_item()` on the
+///   messages table (was a converted cart's reminder sent?)
 ///
 /// send-messages (`jobs/send_messages/` through `impl Outbox for DynamoOutbox` in
 /// `messages/outbox.rs`, and `secrets.rs`):
@@ -52,6 +59,15 @@ use serde_norway::Value;
 /// - the claim's `Update` of the customer (consent and caps, `DynamoConsents::claim_update`),
 ///   `why_refused`'s `.get_item()` and `record_opt_out`'s `.update_item()` on the consent table
 /// - `twilio_config` (`secrets.rs`): `.get_secret_value()` on `TwilioSecretArn`, at cold start
+/// - reconciliation (`messages/reconcile.rs`): `parked` reads the `reconcile` partition of
+///   `due-index`, `resolve` is an `.update_item()` on the messages table
+/// - `count` (`DailyCounters::add`): `.update_item()` on the stats table, once per run
+///   (request-reviews too)
+///
+/// daily-report (`jobs/daily_report/`): `DailyCounters::day`'s `.get_item()`,
+/// `claim_report` and `settle_report`'s `.update_item()` on the stats table;
+/// `OwnerChannels::deliver`'s `.publish()` on `DailyReportTopic`; `twilio_config` when the
+/// report goes to WhatsApp
 ///
 /// (Reading the streams is the event source mapping's: SAM adds AWS's managed
 /// `AWSLambdaDynamoDBExecutionRole` to the role for that, outside `Policies`.)
@@ -71,6 +87,10 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
             ("dynamodb:UpdateItem", "!GetAtt OrdersTable.Arn"),
             ("dynamodb:PutItem", "!GetAtt MessagesTable.Arn"),
             ("dynamodb:UpdateItem", "!GetAtt MessagesTable.Arn"),
+            ("dynamodb:GetItem", "!GetAtt MessagesTable.Arn"),
+            ("dynamodb:PutItem", "!GetAtt StatsTable.Arn"),
+            ("dynamodb:UpdateItem", "!GetAtt StatsTable.Arn"),
+            ("dynamodb:UpdateItem", "!GetAtt ConsentTable.Arn"),
         ],
     ),
     (
@@ -87,6 +107,16 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
             ("dynamodb:GetItem", "!GetAtt ReviewsTable.Arn"),
             ("dynamodb:GetItem", "!GetAtt ConsentTable.Arn"),
             ("dynamodb:UpdateItem", "!GetAtt ConsentTable.Arn"),
+            ("dynamodb:UpdateItem", "!GetAtt StatsTable.Arn"),
+            ("secretsmanager:GetSecretValue", "!Ref TwilioSecretArn"),
+        ],
+    ),
+    (
+        "DailyReportFunction",
+        &[
+            ("dynamodb:GetItem", "!GetAtt StatsTable.Arn"),
+            ("dynamodb:UpdateItem", "!GetAtt StatsTable.Arn"),
+            ("sns:Publish", "!Ref DailyReportTopic"),
             ("secretsmanager:GetSecretValue", "!Ref TwilioSecretArn"),
         ],
     ),
@@ -120,6 +150,7 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
             ("dynamodb:GetItem", "!GetAtt ReviewsTable.Arn"),
             ("dynamodb:GetItem", "!GetAtt ConsentTable.Arn"),
             ("dynamodb:UpdateItem", "!GetAtt ConsentTable.Arn"),
+            ("dynamodb:UpdateItem", "!GetAtt StatsTable.Arn"),
             ("secretsmanager:GetSecretValue", "!Ref TwilioSecretArn"),
         ],
     ),
@@ -131,6 +162,9 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
             ("dynamodb:PutItem", "!GetAtt ReviewsTable.Arn"),
             ("dynamodb:UpdateItem", "!GetAtt ReviewsTable.Arn"),
             ("dynamodb:UpdateItem", "!GetAtt ConsentTable.Arn"),
+            ("dynamodb:UpdateItem", "!GetAtt MessagesTable.Arn"),
+            ("dynamodb:UpdateItem", "!GetAtt OrdersTable.Arn"),
+            ("dynamodb:UpdateItem", "!GetAtt StatsTable.Arn"),
             ("sns:Publish", "!Ref NegativeReviewTopic"),
             ("secretsmanager:GetSecretValue", "!Ref TwilioSecretArn"),
         ],
@@ -152,7 +186,7 @@ const OWN_TABLES: &[(&str, &[&str])] = &[
     ),
     (
         "DeriveScheduleFunction",
-        &["CartsTable", "OrdersTable", "MessagesTable"],
+        &["CartsTable", "OrdersTable", "MessagesTable", "StatsTable", "ConsentTable"],
     ),
     (
         "SendMessagesFunction",
@@ -162,16 +196,24 @@ const OWN_TABLES: &[(&str, &[&str])] = &[
             "CartsTable",
             "ReviewsTable",
             "ConsentTable",
+            "StatsTable",
         ],
     ),
     (
         "RequestReviewsFunction",
-        &["OrdersTable", "ReviewsTable", "ConsentTable"],
+        &["OrdersTable", "ReviewsTable", "ConsentTable", "StatsTable"],
     ),
     (
         "RecordReviewReplyFunction",
-        &["OrdersTable", "ReviewsTable", "ConsentTable"],
+        &[
+            "OrdersTable",
+            "ReviewsTable",
+            "ConsentTable",
+            "MessagesTable",
+            "StatsTable",
+        ],
     ),
+    ("DailyReportFunction", &["StatsTable"]),
 ];
 
 fn template() -> Value {
