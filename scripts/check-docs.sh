@@ -19,6 +19,7 @@ work, mode = sys.argv[1], sys.argv[2]
 def mask(text):
     text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", text)
     text = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "<time>", text)
+    text = re.sub(r"\b\d{4}-\d\d-\d\d\b", "<day>", text)
     return re.sub(r'"durationMs": \d+', '"durationMs": <ms>', text)
 
 def read(name):

@@ -162,13 +162,15 @@ moto=http://$gateway:$moto_port
 export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=eu-west-3 AWS_REGION=eu-west-3
 
 # The Twilio secret and the alert topic, as the stack would have them.
-read -r secret_arn topic_arn < <(python3 - "$moto" "$(stack_var TWILIO_ACCOUNT_SID)" "$(stack_var TWILIO_AUTH_TOKEN)" <<'PY'
+read -r secret_arn topic_arn report_topic_arn < <(python3 - "$moto" "$(stack_var TWILIO_ACCOUNT_SID)" "$(stack_var TWILIO_AUTH_TOKEN)" <<'PY'
 import json, sys, boto3
 endpoint, account_sid, auth_token = sys.argv[1:4]
 secret = boto3.client("secretsmanager", endpoint_url=endpoint).create_secret(
     Name="shop/twilio", SecretString=json.dumps({"accountSid": account_sid, "authToken": auth_token}))
-topic = boto3.client("sns", endpoint_url=endpoint).create_topic(Name="shop-negative-reviews")
-print(secret["ARN"], topic["TopicArn"])
+sns = boto3.client("sns", endpoint_url=endpoint)
+topic = sns.create_topic(Name="shop-negative-reviews")
+report_topic = sns.create_topic(Name="shop-daily-report")
+print(secret["ARN"], topic["TopicArn"], report_topic["TopicArn"])
 PY
 )
 
@@ -180,6 +182,10 @@ common = {
     "ORDERS_TABLE": "$(stack_var ORDERS_TABLE)",
     "REVIEWS_TABLE": "$(stack_var REVIEWS_TABLE)",
     "CONSENT_TABLE": "$(stack_var CONSENT_TABLE)",
+    "STATS_TABLE": "$(stack_var STATS_TABLE)",
+    "MESSAGES_TABLE": "$(stack_var MESSAGES_TABLE)",
+    # The function URL's attribute does not resolve under sam local: no status callbacks.
+    "STATUS_CALLBACK_URL": "",
     "TWILIO_SECRET_ARN": "$secret_arn",
     "TWILIO_WHATSAPP_FROM": "$(stack_var TWILIO_WHATSAPP_FROM)",
     "TWILIO_API_BASE_URL": "$(stack_var TWILIO_API_BASE_URL)",
@@ -191,11 +197,14 @@ json.dump({
     "Parameters": {"AWS_ENDPOINT_URL_DYNAMODB": "$dynamodb"},
     "CleanExpiredCartsFunction": {"CARTS_TABLE": "$(stack_var CARTS_TABLE)"},
     "DeriveScheduleFunction": {"CARTS_TABLE": "$(stack_var CARTS_TABLE)", "ORDERS_TABLE": "$(stack_var ORDERS_TABLE)",
-                               "MESSAGES_TABLE": "$(stack_var MESSAGES_TABLE)", **no_quiet_hours},
+                               "MESSAGES_TABLE": "$(stack_var MESSAGES_TABLE)", "CONSENT_TABLE": "$(stack_var CONSENT_TABLE)",
+                               "STATS_TABLE": "$(stack_var STATS_TABLE)", **no_quiet_hours},
     "SendMessagesFunction": {**common, "CARTS_TABLE": "$(stack_var CARTS_TABLE)", "MESSAGES_TABLE": "$(stack_var MESSAGES_TABLE)",
                              **no_quiet_hours},
     "RequestReviewsFunction": {**common, "REVIEW_TEMPLATE_SID": "$(stack_var REVIEW_TEMPLATE_SID)", **no_quiet_hours},
     "RecordReviewReplyFunction": {**common, "AWS_ENDPOINT_URL_SNS": "$moto", "ALERT_TOPIC_ARN": "$topic_arn"},
+    "DailyReportFunction": {"STATS_TABLE": "$(stack_var STATS_TABLE)", "AWS_ENDPOINT_URL_SNS": "$moto",
+                            "REPORT_TOPIC_ARN": "$report_topic_arn"},
 }, open(sys.argv[1], "w"), indent=2)
 PY
 
@@ -274,6 +283,17 @@ target/debug/devstack webhook-event --url "$webhook_url" --from +33620000001 \
 negative=$(invoke RecordReviewReplyFunction "$work/negative.json")
 check "a rating of 1 is recorded and answered 200" test "$(json_field statusCode <<<"$negative")" = 200
 check "and the shop is alerted through SNS" grep -q '"alert":"sent"' "$work/RecordReviewReplyFunction.log"
+
+step "DailyReportFunction"
+preview=$(invoke DailyReportFunction events/manual-dry-run.json)
+check "a dry run reads yesterday's figures and sends nothing" \
+  python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(not (r["dryRun"] and r["sent"] == [] and "orders" in r["report"]))' "$preview"
+report=$(invoke DailyReportFunction events/scheduler.json)
+check "the scheduled run e-mails the report through SNS" \
+  python3 -c 'import json,sys; sys.exit(json.loads(sys.argv[1])["sent"] != ["email"])' "$report"
+again=$(invoke DailyReportFunction events/eventbridge-scheduled.json)
+check "a duplicate delivery sends it no second time" \
+  python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(not (r["sent"] == [] and r["skipped"] == {"email": "already_sent"}))' "$again"
 
 step "a function whose settings are wrong"
 python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); e["CleanExpiredCartsFunction"]["CARTS_TABLE"]=""; print(json.dumps(e))' \

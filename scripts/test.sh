@@ -18,8 +18,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "one TLS stack: rustls with ring in every function, no aws-lc-rs, no OpenSSL (docs/benchmarks.md)"
 for crate in aws-lc-rs aws-lc-sys openssl-sys native-tls; do
-  if cargo tree --quiet -p clean-expired-carts -p derive-schedule -p request-reviews -p record-review-reply -p send-messages -p erase-customer -e normal -i "$crate" >/dev/null 2>&1; then
-    cargo tree -p clean-expired-carts -p derive-schedule -p request-reviews -p record-review-reply -p send-messages -p erase-customer -e normal -i "$crate"
+  if cargo tree --quiet -p clean-expired-carts -p derive-schedule -p request-reviews -p record-review-reply -p send-messages -p erase-customer -p daily-report -e normal -i "$crate" >/dev/null 2>&1; then
+    cargo tree -p clean-expired-carts -p derive-schedule -p request-reviews -p record-review-reply -p send-messages -p erase-customer -p daily-report -e normal -i "$crate"
     echo "FAIL: $crate is linked into a function; see crates/backoffice/src/https.rs"
     exit 1
   fi
@@ -62,7 +62,7 @@ if rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
   # The deployed size is a regression check (docs/benchmarks.md): each stripped bootstrap must
   # stay within the 6 MiB target of the release profile.
   max_bootstrap_bytes=$((6 * 1024 * 1024))
-  for fn in CleanExpiredCartsFunction DeriveScheduleFunction RequestReviewsFunction RecordReviewReplyFunction SendMessagesFunction EraseCustomerFunction; do
+  for fn in CleanExpiredCartsFunction DeriveScheduleFunction RequestReviewsFunction RecordReviewReplyFunction SendMessagesFunction EraseCustomerFunction DailyReportFunction; do
     test -x "$sam_build_dir/$fn/bootstrap" || { echo "sam build made no $fn/bootstrap"; exit 1; }
     bytes=$(stat -c %s "$sam_build_dir/$fn/bootstrap")
     echo "$fn/bootstrap: $bytes bytes (limit $max_bootstrap_bytes)"

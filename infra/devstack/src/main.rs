@@ -27,6 +27,8 @@ use backoffice::jobs::clean_expired_carts::{self, SweeperConfig, SweeperDeps};
 use backoffice::jobs::record_review_reply::{SignatureValidator, signed_twilio_post};
 use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
+use backoffice::jobs::daily_report::{self, OwnerChannels, ReportConfig, ReportDeps};
+use backoffice::report::counters::DailyCounters;
 use backoffice::runtime::clock::SystemClock;
 use backoffice::runtime::job::Deadline;
 use backoffice::twilio::{AuthToken, TwilioClient, TwilioConfig};
@@ -97,8 +99,9 @@ async fn demo() -> Result<(), Failure> {
     let orders = DynamoOrders::new(stack.client.clone(), &stack.tables.orders, &stack.tables.reviews);
     seed_demo_orders(&stack.client, &orders, &stack.tables.reviews, now, 5).await?;
     println!("\nseeded 5 due orders, 1 not yet due, 1 too old, 1 already reviewed, 1 with a bad phone number");
+    let counters = DailyCounters::from_env(stack.client.clone(), &env)?.ok_or("STATS_TABLE")?;
     let reviews = ReviewDeps {
-        store: orders,
+        store: orders.with_counters(counters.clone()),
         messenger: TwilioClient::new(TwilioConfig::from_env(&env)?)?,
         clock: Arc::new(SystemClock),
         config: ReviewJobConfig::from_env(&env)?,
@@ -125,6 +128,7 @@ async fn demo() -> Result<(), Failure> {
     println!("a second run the same day sends {} message(s)", again.sent);
 
     demo_replies(&stack, &env).await?;
+    demo_report(counters, &env).await?;
 
     // A stack of its own, so that only this order's changes are on the streams.
     let life = Stack::embedded("life", 0).await?;
@@ -146,6 +150,30 @@ async fn demo_replies(stack: &Stack, env: &HashMap<String, String>) -> Result<()
         "reviews in the table: {}",
         count_items(&stack.client, &stack.tables.reviews).await?
     );
+    Ok(())
+}
+
+/// Today's figures as the owner will read them tomorrow morning: the daily-report job in a
+/// dry run as of tomorrow, printed as its e-mail.
+async fn demo_report(counters: DailyCounters, env: &HashMap<String, String>) -> Result<(), Failure> {
+    let config = ReportConfig::from_env(env)?;
+    let deps = ReportDeps {
+        counters,
+        sender: OwnerChannels {
+            sns: None,
+            whatsapp: None,
+        },
+        clock: Arc::new(SystemClock),
+        config,
+    };
+    let tomorrow = Utc::now() + chrono::TimeDelta::days(1);
+    let payload = serde_json::json!({"now": tomorrow.to_rfc3339(), "dryRun": true});
+    let preview = daily_report::run(&deps, &payload).await?;
+    println!("
+the owner's report of the day (daily-report, as it will e-mail it tomorrow morning):");
+    for line in preview.report.render(deps.config.locale, &deps.config.currency).lines() {
+        println!("  {line}");
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use backoffice::report::counters::DailyCounters;
 use backoffice::domain::phone::PhoneNumber;
 use backoffice::jobs::record_review_reply::alerts::AlertError;
 use backoffice::jobs::record_review_reply::dynamo::DynamoReplies;
@@ -79,13 +80,18 @@ pub async fn play_replies_at(
     let mut env = env.clone();
     env.insert("REPLY_WEBHOOK_URL".into(), DEMO_WEBHOOK_URL.into());
     let validator = SignatureValidator::new(TwilioConfig::from_env(&env)?.auth_token);
+    let mut store = DynamoReplies::new(
+        stack.client.clone(),
+        &stack.tables.orders,
+        &stack.tables.reviews,
+        &stack.tables.consent,
+    )
+    .with_deliveries(&stack.tables.messages);
+    if let Some(counters) = DailyCounters::from_env(stack.client.clone(), &env)? {
+        store = store.with_counters(counters);
+    }
     let deps = ReplyDeps {
-        store: DynamoReplies::new(
-            stack.client.clone(),
-            &stack.tables.orders,
-            &stack.tables.reviews,
-            &stack.tables.consent,
-        ),
+        store,
         alerts: PrintedAlerts,
         validator: validator.clone(),
         clock,

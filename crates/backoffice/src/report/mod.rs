@@ -113,26 +113,28 @@ impl DailyReport {
         let _ = writeln!(text);
         let _ = writeln!(
             text,
-            "{}: {} · {} {}",
+            "{}{} {} · {} {}",
             t.orders,
+            t.colon,
             self.orders,
             money(self.revenue_cents, currency),
             t.revenue
         );
         let _ = writeln!(
             text,
-            "{}: {} {} · {} {}",
-            t.customers, self.new_customers, t.new, self.returning_customers, t.returning
+            "{}{} {} {} · {} {}",
+            t.customers, t.colon, self.new_customers, t.new, self.returning_customers, t.returning
         );
         let _ = writeln!(
             text,
-            "{}: {} {} · {} {}",
-            t.carts, self.carts_abandoned, t.abandoned, self.carts_recovered, t.recovered
+            "{}{} {} {} · {} {}",
+            t.carts, t.colon, self.carts_abandoned, t.abandoned, self.carts_recovered, t.recovered
         );
         let _ = writeln!(
             text,
-            "{}: {} → {} ({}) · {} {}",
+            "{}{} {} → {} ({}) · {} {}",
             t.reviews,
+            t.colon,
             self.review_requests,
             self.reviews,
             percent(self.review_conversion),
@@ -142,7 +144,7 @@ impl DailyReport {
         for negative in &self.negative_reviews {
             let _ = writeln!(text, "  ! {} {}/5", negative.order_id, negative.rating);
         }
-        let _ = writeln!(text, "{}: {}", t.received, self.received);
+        let _ = writeln!(text, "{}{} {}", t.received, t.colon, self.received);
         let _ = writeln!(text);
         let _ = writeln!(text, "{}", t.messages_header);
         if self.messages.is_empty() {
@@ -197,6 +199,8 @@ fn percent(ratio: Option<f64>) -> String {
 }
 
 struct Texts {
+    /// French sets a space before a colon.
+    colon: &'static str,
     title: &'static str,
     orders: &'static str,
     revenue: &'static str,
@@ -222,6 +226,7 @@ impl Texts {
     fn of(locale: Locale) -> Self {
         match locale {
             Locale::En => Self {
+                colon: ":",
                 title: "Daily report",
                 orders: "Orders",
                 revenue: "revenue",
@@ -243,6 +248,7 @@ impl Texts {
                 failed: "failed",
             },
             Locale::Fr => Self {
+                colon: " :",
                 title: "Rapport du",
                 orders: "Commandes",
                 revenue: "de chiffre d'affaires",
