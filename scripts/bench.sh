@@ -48,12 +48,13 @@ step "release builds, at once: host (profile bench-host, nice 19; emulator with 
 (
   export CARGO_TARGET_DIR="$host_target_dir" LIBSQLITE3_SYS_USE_PKG_CONFIG=$use_system_sqlite
   nice -n 19 cargo build --profile bench-host --quiet \
-    -p bench -p clean-expired-carts -p request-reviews -p record-review-reply -p derive-schedule -p send-messages
+    -p bench -p clean-expired-carts -p request-reviews -p record-review-reply -p derive-schedule -p send-messages \
+    -p daily-report
   echo "host build done at $(( $(date +%s) - started ))s"
 ) >"$host_log" 2>&1 &
 host_build=$!
 cargo lambda build --release --arm64 --quiet -p clean-expired-carts -p request-reviews -p record-review-reply \
-  -p derive-schedule -p send-messages
+  -p derive-schedule -p send-messages -p daily-report
 echo "arm64 build done at $(( $(date +%s) - started ))s"
 if ! wait "$host_build"; then
   cat "$host_log"
@@ -62,7 +63,7 @@ if ! wait "$host_build"; then
 fi
 cat "$host_log"
 lambda_dir="$CARGO_TARGET_DIR/lambda"
-for function in clean-expired-carts request-reviews record-review-reply derive-schedule send-messages; do
+for function in clean-expired-carts request-reviews record-review-reply derive-schedule send-messages daily-report; do
   file "$lambda_dir/$function/bootstrap" 2>/dev/null || ls -l "$lambda_dir/$function/bootstrap"
 done
 opt_level=$(sed -n '/^\[profile.release\]/,/^\[/s/^opt-level *= *//p' Cargo.toml | tr -d '"')
@@ -80,11 +81,13 @@ release="$host_target_dir/bench-host"
   --function record-review-reply="$release/record-review-reply" \
   --function derive-schedule="$release/derive-schedule" \
   --function send-messages="$release/send-messages" \
+  --function daily-report="$release/daily-report" \
   --bootstrap clean-expired-carts="$lambda_dir/clean-expired-carts/bootstrap" \
   --bootstrap request-reviews="$lambda_dir/request-reviews/bootstrap" \
   --bootstrap record-review-reply="$lambda_dir/record-review-reply/bootstrap" \
   --bootstrap derive-schedule="$lambda_dir/derive-schedule/bootstrap" \
   --bootstrap send-messages="$lambda_dir/send-messages/bootstrap" \
+  --bootstrap daily-report="$lambda_dir/daily-report/bootstrap" \
   --bootstrap-target aarch64-unknown-linux-gnu \
   --opt-level "${opt_level:-3}" \
   --host-profile "bench-host: release without cross-crate LTO, codegen-units 1 (the emulator 16), x86_64" \

@@ -15,7 +15,7 @@ use lexopt::{Arg, Parser};
 pub const USAGE: &str = "\
 usage:
   bench run [--carts N] [--expired-pct P] [--scale K] [--large-carts N] [--orders N] [--mps N]
-            [--lifecycle-orders N]
+            [--lifecycle-orders N] [--reconcile-parked N] [--report-events N]
             [--init-starts N] [--ceiling-keys N] [--function NAME=PATH]... [--bootstrap NAME=PATH]...
             [--bootstrap-target T] [--opt-level L] [--host-profile P] [--emulator E] [--build-s S]
             [--out FILE]
@@ -50,6 +50,10 @@ pub struct RunOptions {
     /// Orders created at the start of the lifecycle bench (twice as many 12 hours later,
     /// half as many carts).
     pub lifecycle_orders: usize,
+    /// Messages parked as unknown for the reconciliation bench.
+    pub reconcile_parked: usize,
+    /// Order events of the report bench's large day (a tenth for the small one).
+    pub report_events: usize,
     /// Cold starts timed per function.
     pub init_starts: usize,
     /// Keys deleted at each concurrency of the emulator's ceiling.
@@ -77,6 +81,8 @@ impl Default for RunOptions {
             orders: 2_000,
             mps: 80,
             lifecycle_orders: 600,
+            reconcile_parked: 200,
+            report_events: 2_000,
             init_starts: 20,
             ceiling_keys: 10_000,
             out: PathBuf::from("bench/results.json"),
@@ -153,6 +159,8 @@ fn run_options(parser: &mut Parser) -> Result<RunOptions, Failure> {
             "large-carts" => o.large_carts = number(parser, name)?,
             "orders" => o.orders = number(parser, name)?,
             "lifecycle-orders" => o.lifecycle_orders = number(parser, name)?,
+            "reconcile-parked" => o.reconcile_parked = number(parser, name)?,
+            "report-events" => o.report_events = number(parser, name)?,
             "mps" => o.mps = number(parser, name)?,
             "init-starts" => o.init_starts = number(parser, name)?,
             "ceiling-keys" => o.ceiling_keys = number(parser, name)?,

@@ -41,6 +41,7 @@ pub fn function_env(endpoint: &str) -> Vec<(String, String)> {
         ("REVIEWS_TABLE", "bench-r-reviews".into()),
         ("MESSAGES_TABLE", "bench-l-messages".into()),
         ("CONSENT_TABLE", "bench-l-consent".into()),
+        ("STATS_TABLE", "bench-rp-large-stats".into()),
         ("QUIET_HOURS_START", "00:00".into()),
         ("QUIET_HOURS_END", "00:00".into()),
         ("TWILIO_ACCOUNT_SID", LOCAL_ACCOUNT_SID.into()),

@@ -16,6 +16,7 @@
 //! their table are the library's ([`bench::results`]).
 
 mod cli;
+mod closing;
 mod functions;
 mod lifecycle;
 mod reviews;

@@ -43,6 +43,12 @@ pub struct Results {
     pub lifecycle: Option<Lifecycle>,
     pub machine: Machine,
     pub measured_binaries: MeasuredBinaries,
+    /// `null` in results written before it was measured.
+    #[serde(default)]
+    pub reconciliation: Option<Reconciliation>,
+    /// `null` in results written before it was measured.
+    #[serde(default)]
+    pub report: Option<ReportReads>,
     pub reviews: Reviews,
     pub sweep: Sweep,
     /// `null` when record-review-reply was not among the `--function`s.
@@ -156,6 +162,32 @@ pub struct Lifecycle {
     pub rate_ratio: Float,
     pub requests_per_stream_record: Float,
     pub stream_records: usize,
+}
+
+/// One send-messages run reconciling messages whose outcome was unknown, half of them at
+/// Twilio and half never created, against the Twilio stand-in's Messages list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reconciliation {
+    /// send-messages' HTTP requests by DynamoDB operation in that run.
+    pub dynamodb_requests: BTreeMap<String, u64>,
+    pub found: u64,
+    pub list_requests: u64,
+    pub list_requests_per_unknown: Float,
+    pub parked: u64,
+    pub requeued: u64,
+    /// Requeued and sent again by the same run.
+    pub resent: u64,
+}
+
+/// The daily report's DynamoDB requests after a small and a large day of order events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportReads {
+    pub events_large: u64,
+    pub events_small: u64,
+    pub requests_large: u64,
+    pub requests_small: u64,
+    /// derive-schedule's requests to count one order (customer, marker, counters).
+    pub tally_requests_per_event: Float,
 }
 
 /// Peak RSS of one record-review-reply process under the many-parameter flood.
@@ -335,6 +367,38 @@ pub fn results_table(results: &Results) -> String {
             ),
         ]),
         None => rows.push(("lifecycle.*", "not measured yet: run make bench".into(), "")),
+    }
+    match &results.reconciliation {
+        Some(reconciliation) => rows.push((
+            "reconciliation.list_requests_per_unknown",
+            format!(
+                "{:.3} ({} parked: {} found at Twilio, {} requeued and sent again)",
+                reconciliation.list_requests_per_unknown,
+                reconciliation.parked,
+                reconciliation.found,
+                reconciliation.requeued
+            ),
+            "1 (one page per customer)",
+        )),
+        None => rows.push(("reconciliation.*", "not measured yet: run make bench".into(), "")),
+    }
+    match &results.report {
+        Some(report) => rows.extend([
+            (
+                "report.dynamodb_requests",
+                format!(
+                    "{} after {} order events / {} after {}",
+                    report.requests_small, report.events_small, report.requests_large, report.events_large
+                ),
+                "the same whatever the day's size",
+            ),
+            (
+                "report.tally_requests_per_event",
+                format!("{:.3}", report.tally_requests_per_event),
+                "(customer, marker, counters)",
+            ),
+        ]),
+        None => rows.push(("report.*", "not measured yet: run make bench".into(), "")),
     }
     let mut table = String::from("| metric | value | target |\n|---|---|---|\n");
     for (metric, value, target) in rows {

@@ -11,6 +11,7 @@ use chrono::Utc;
 use devstack::embedded::EmbeddedDynamo;
 
 use crate::cli::RunOptions;
+use crate::closing::{bench_reconciliation, bench_report_reads};
 use crate::functions::{cold_and_warm_invocations, function_env, median, time_to_first_poll, webhook_flood_rss};
 use crate::lifecycle::bench_lifecycle;
 use crate::reviews::bench_reviews;
@@ -65,6 +66,24 @@ pub async fn run_all(options: &RunOptions) -> Result<(), Failure> {
         ),
     );
 
+    // ---- Closing the loop: reconciliation's Twilio lookups, the report's reads. ----
+    let reconciliation = bench_reconciliation(&endpoint, options.reconcile_parked, now).await?;
+    log(
+        started,
+        format!(
+            "reconciliation: {:.3} list requests per unknown message ({} found, {} requeued)",
+            reconciliation.list_requests_per_unknown, reconciliation.found, reconciliation.requeued
+        ),
+    );
+    let report = bench_report_reads(&endpoint, options.report_events / 10, options.report_events, now).await?;
+    log(
+        started,
+        format!(
+            "report: {} DynamoDB requests after {} events, {} after {}",
+            report.requests_small, report.events_small, report.requests_large, report.events_large
+        ),
+    );
+
     // ---- Init: exec to the first poll of the Runtime API. ----
     let mut by_function = BTreeMap::new();
     for (name, binary) in &options.functions {
@@ -110,6 +129,8 @@ pub async fn run_all(options: &RunOptions) -> Result<(), Failure> {
         sweep,
         reviews,
         lifecycle: Some(lifecycle),
+        reconciliation: Some(reconciliation),
+        report: Some(report),
         webhook,
         binary: Binary {
             bootstrap_bytes: bootstrap_bytes.values().copied().max(),

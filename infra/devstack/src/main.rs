@@ -24,10 +24,10 @@ use std::time::Duration;
 use backoffice::domain::phone::PhoneNumber;
 use backoffice::jobs::clean_expired_carts::dynamo::DynamoCarts;
 use backoffice::jobs::clean_expired_carts::{self, SweeperConfig, SweeperDeps};
+use backoffice::jobs::daily_report::{self, OwnerChannels, ReportConfig, ReportDeps};
 use backoffice::jobs::record_review_reply::{SignatureValidator, signed_twilio_post};
 use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
-use backoffice::jobs::daily_report::{self, OwnerChannels, ReportConfig, ReportDeps};
 use backoffice::report::counters::DailyCounters;
 use backoffice::runtime::clock::SystemClock;
 use backoffice::runtime::job::Deadline;
@@ -169,8 +169,10 @@ async fn demo_report(counters: DailyCounters, env: &HashMap<String, String>) -> 
     let tomorrow = Utc::now() + chrono::TimeDelta::days(1);
     let payload = serde_json::json!({"now": tomorrow.to_rfc3339(), "dryRun": true});
     let preview = daily_report::run(&deps, &payload).await?;
-    println!("
-the owner's report of the day (daily-report, as it will e-mail it tomorrow morning):");
+    println!(
+        "
+the owner's report of the day (daily-report, as it will e-mail it tomorrow morning):"
+    );
     for line in preview.report.render(deps.config.locale, &deps.config.currency).lines() {
         println!("  {line}");
     }

@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use backoffice::report::counters::DailyCounters;
 use backoffice::domain::phone::PhoneNumber;
 use backoffice::jobs::record_review_reply::alerts::AlertError;
 use backoffice::jobs::record_review_reply::dynamo::DynamoReplies;
 use backoffice::jobs::record_review_reply::{
     self, NegativeReview, NegativeReviewAlerts, ReplyConfig, ReplyDeps, SignatureValidator, signed_twilio_post,
 };
+use backoffice::report::counters::DailyCounters;
 use backoffice::runtime::clock::{Clock, SystemClock};
 use backoffice::twilio::{AuthToken, TwilioConfig};
 

@@ -1,7 +1,8 @@
 //! A local stand-in for Twilio's Messages API: answers every send to
 //! `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` with 201 and a fresh message
 //! SID, optionally after a delay (the benchmark's 150 ms), and remembers what it was
-//! asked to send and when. For the demo, the local stack and the benchmark; the contract
+//! asked to send and when; `GET` on the same path lists them by `To`, as reconciliation
+//! asks Twilio. For the demo, the local stack and the benchmark; the contract
 //! tests use Prism with Twilio's own OpenAPI description instead, and the fault tests
 //! (429, 5xx, timeouts) use wiremock.
 //!
@@ -28,6 +29,7 @@ pub const LOCAL_TEMPLATE_SID: &str = "HX00000000000000000000000000000000";
 /// One message as the stand-in received it.
 #[derive(Debug, Clone)]
 pub struct ReceivedMessage {
+    pub sid: String,
     pub to: String,
     pub content_sid: Option<String>,
     pub content_variables: Option<String>,
@@ -35,11 +37,13 @@ pub struct ReceivedMessage {
     /// When the whole request had arrived: the moment the client sent it, give or take
     /// the loopback.
     pub received_at: Instant,
+    pub received_at_utc: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Default)]
 struct Inbox {
     messages: Mutex<Vec<ReceivedMessage>>,
+    list_requests: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone)]
@@ -70,7 +74,10 @@ impl TwilioStandIn {
     pub async fn start_at(host: IpAddr, delay: Duration) -> std::io::Result<Self> {
         let inbox = Arc::new(Inbox::default());
         let app = Router::new()
-            .route("/2010-04-01/Accounts/{account_sid}/Messages.json", post(accept_message))
+            .route(
+                "/2010-04-01/Accounts/{account_sid}/Messages.json",
+                post(accept_message).get(list_messages),
+            )
             .with_state(StandInState {
                 inbox: inbox.clone(),
                 delay,
@@ -98,6 +105,18 @@ impl TwilioStandIn {
             ("TWILIO_WHATSAPP_FROM", LOCAL_WHATSAPP_FROM.into()),
             ("REVIEW_TEMPLATE_SID", LOCAL_TEMPLATE_SID.into()),
         ]
+    }
+
+    /// How many times the Messages list was read.
+    pub fn list_requests(&self) -> u64 {
+        self.inbox.list_requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Forgets every message it received (the bench's lost answers are kept, the rest not).
+    pub fn keep_only(&self, keep: impl Fn(&ReceivedMessage) -> bool) {
+        if let Ok(mut messages) = self.inbox.messages.lock() {
+            messages.retain(|message| keep(message));
+        }
     }
 
     /// The messages accepted so far, in the order they arrived.
@@ -129,27 +148,78 @@ async fn accept_message(State(state): State<StandInState>, Path(account_sid): Pa
             .map(|(_, value)| value.into_owned())
     };
     let message = ReceivedMessage {
+        sid: String::new(),
         to: field("To").unwrap_or_default(),
         content_sid: field("ContentSid"),
         content_variables: field("ContentVariables"),
         body: field("Body"),
         received_at,
+        received_at_utc: chrono::Utc::now(),
     };
-    let n = match state.inbox.messages.lock() {
+    let sid = match state.inbox.messages.lock() {
         Ok(mut messages) => {
-            messages.push(message);
-            messages.len()
+            let sid = format!("SM{:032x}", messages.len() + 1);
+            messages.push(ReceivedMessage {
+                sid: sid.clone(),
+                ..message
+            });
+            sid
         }
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
     if !state.delay.is_zero() {
         tokio::time::sleep(state.delay).await;
     }
-    let sid = format!("SM{n:032x}");
     (
         StatusCode::CREATED,
         [("content-type", "application/json")],
         serde_json::json!({ "sid": sid, "status": "queued" }).to_string(),
+    )
+        .into_response()
+}
+
+/// The Messages list filtered by `To`, one page, each message as Twilio shows it (a
+/// template's body is its variables, as the rendered text would carry them).
+async fn list_messages(
+    State(state): State<StandInState>,
+    Path(account_sid): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    if !is_account_sid(&account_sid) {
+        return (StatusCode::NOT_FOUND, "no such account").into_response();
+    }
+    state
+        .inbox
+        .list_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let query = query.unwrap_or_default();
+    let to = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == "To")
+        .map(|(_, value)| value.into_owned());
+    let messages: Vec<serde_json::Value> = match state.inbox.messages.lock() {
+        Ok(messages) => messages
+            .iter()
+            .filter(|message| to.as_deref().is_none_or(|to| message.to == to))
+            .map(|message| {
+                let date = message.received_at_utc.to_rfc2822();
+                serde_json::json!({
+                    "sid": message.sid,
+                    "to": message.to,
+                    "from": format!("whatsapp:{LOCAL_WHATSAPP_FROM}"),
+                    "body": message.body.clone().or_else(|| message.content_variables.clone()),
+                    "direction": "outbound-api",
+                    "status": "delivered",
+                    "date_created": date,
+                    "date_sent": date,
+                })
+            })
+            .collect(),
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        serde_json::json!({ "messages": messages, "next_page_uri": null }).to_string(),
     )
         .into_response()
 }

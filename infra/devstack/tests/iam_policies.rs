@@ -186,7 +186,13 @@ const OWN_TABLES: &[(&str, &[&str])] = &[
     ),
     (
         "DeriveScheduleFunction",
-        &["CartsTable", "OrdersTable", "MessagesTable", "StatsTable", "ConsentTable"],
+        &[
+            "CartsTable",
+            "OrdersTable",
+            "MessagesTable",
+            "StatsTable",
+            "ConsentTable",
+        ],
     ),
     (
         "SendMessagesFunction",
