@@ -21,7 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --quiet -p devstack -p clean-expired-carts -p request-reviews -p derive-schedule -p send-messages
+cargo build --quiet -p devstack -p clean-expired-carts -p request-reviews -p derive-schedule -p send-messages -p daily-report
 target/debug/devstack serve --port "$DYNAMODB_PORT" --prefix e2e --seed-carts 20 --seed-orders 6 >"$work/devstack.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do grep -q '^ready$' "$work/devstack.log" && break; sleep 0.1; done
@@ -195,12 +195,20 @@ check "send-messages sends the idle cart's reminder" test "$(json_field sent <<<
 again=$(invoke send-messages events/eventbridge-scheduled.json)
 check "a duplicate delivery sends nothing" test "$(json_field total <<<"$again")" = 0
 
+# daily-report: yesterday's figures, one read of the stats table; no channel configured here.
+report=$(invoke daily-report events/manual-dry-run.json)
+check "daily-report previews yesterday's report in a dry run" \
+  python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(not (r["dryRun"] and r["success"] and "reviewConversion" in r["report"]))' "$report"
+echo '{"dryrun": true}' >"$work/misspelt.json"
+refused=$(invoke daily-report "$work/misspelt.json" || true)
+check "daily-report refuses a misspelt field by name" grep -q "dryrun" <<<"$refused"
+
 # A function whose settings are wrong answers the invocation with an error naming the
 # variable (reported through the Runtime API's /runtime/init/error), instead of exiting
 # and leaving the invoker waiting: a second emulator with no table names at all.
 BAD_INVOKE_PORT=$((INVOKE_PORT + 1))
 printf 'AWS_ACCESS_KEY_ID=local\nAWS_SECRET_ACCESS_KEY=local\nAWS_REGION=eu-west-3\n' >"$work/missing.env"
-for function_and_variable in clean-expired-carts:CARTS_TABLE request-reviews:ORDERS_TABLE record-review-reply:ORDERS_TABLE send-messages:MESSAGES_TABLE; do
+for function_and_variable in clean-expired-carts:CARTS_TABLE request-reviews:ORDERS_TABLE record-review-reply:ORDERS_TABLE send-messages:MESSAGES_TABLE daily-report:STATS_TABLE; do
   function=${function_and_variable%%:*}
   variable=${function_and_variable##*:}
   # One emulator per function: cargo lambda watch stops its scheduler after an init error.

@@ -7,7 +7,7 @@
 //! | `kind`, `subjectId`, `customerPhone`, `customerName` | copied from the subject when scheduled |
 //! | `dueAt`, `sendBefore` | epoch seconds; `dueAt` is `due-index`'s range key |
 //! | `status` | `pending`, `sending`, `sent`, `failed`, `unknown` or `skipped` |
-//! | `dueShard` | `due-index`'s hash key: `00`..`15` while pending, `sending` while claimed, `reconcile` when unknown; removed once settled |
+//! | `dueShard` | `due-index`'s hash key: `00`..`15` while pending, `sending` while claimed, `reconcile` when unknown, `reconcile-by-hand` when reconciliation cannot decide; removed once settled |
 //! | `claimId`, `claimedAt`, `attempts`, `messageSid`, `sentAt`, `lastError`, `skipReason` | the engine's record |
 //! | `expiresAt` | TTL: 90 days after `sendBefore` |
 
@@ -41,6 +41,8 @@ use crate::store::shard::shard_of;
 pub const DUE_INDEX: &str = "due-index";
 const SENDING: &str = "sending";
 const RECONCILE: &str = "reconcile";
+/// `dueShard` of a message reconciliation could not decide: a person does.
+const RECONCILE_BY_HAND: &str = "reconcile-by-hand";
 /// How long a settled message is kept for the record.
 const KEPT_FOR: TimeDelta = TimeDelta::days(90);
 
@@ -693,7 +695,7 @@ impl Outbox for DynamoOutbox {
     }
 
     async fn awaiting_reconciliation(&self) -> Result<u64, StoreError> {
-        self.partition(RECONCILE).count().await
+        Ok(self.partition(RECONCILE).count().await? + self.partition(RECONCILE_BY_HAND).count().await?)
     }
 
     async fn parked(&self) -> Result<Vec<Parked>, StoreError> {
@@ -746,6 +748,10 @@ impl Outbox for DynamoOutbox {
                 .expression_attribute_values(":pending", s(MessageStatus::Pending.as_str()))
                 .expression_attribute_values(":shard", s(shard_of(&message_key(&parked.id))))
                 .expression_attribute_values(":reason", s(reason)),
+            Resolution::ByHand { reason } => update
+                .update_expression("SET dueShard = :byHand, lastError = :reason, reconciledAt = :now")
+                .expression_attribute_values(":byHand", s(RECONCILE_BY_HAND))
+                .expression_attribute_values(":reason", s(format!("reconciliation cannot decide: {reason}"))),
         };
         written(update.send().await, "UpdateItem", &self.messages_table)
     }

@@ -10,10 +10,14 @@
 //! - none, once [`absent_after`] has passed since the claim (Twilio drops a message left
 //!   in its queue longer than its `ValidityPeriod`, so none can still appear): **absent**,
 //!   back in line;
-//! - anything else (the list unreachable, several candidates, a message in the window that
-//!   does not name the subject, no claim time): left parked, and counted by reason. A
-//!   person decides those (docs/runbook.md). Absent is concluded only when nothing at all
-//!   went to the customer around the claim, so this path never messages anyone twice.
+//! - anything else (several candidates, a message in the window that does not name the
+//!   subject, no claim time): moved aside for a person (docs/runbook.md), so no later run
+//!   asks Twilio again. Absent is concluded only when nothing at all went to the customer
+//!   around the claim, so this path never messages anyone twice.
+//!
+//! Twilio is asked once per message, after the wait: a message is looked up only once its
+//! claim is older than [`absent_after`], when every answer is final. Twilio unreachable,
+//! it stays parked for the next run.
 //!
 //! Every settlement is conditional on the message still being parked under the same
 //! claim, so two runs reconciling at once settle it once.
@@ -67,6 +71,8 @@ pub enum Resolution {
     },
     /// Twilio does not have it and never will: back in line.
     Requeue { reason: String },
+    /// Nothing can tell: moved aside for a person, never looked up again.
+    ByHand { reason: String },
 }
 
 /// What Twilio's list says about one parked message.
@@ -122,6 +128,26 @@ pub fn examine(parked: &Parked, listed: &[ListedMessage], now: DateTime<Utc>, ab
     Finding::Absent
 }
 
+fn by_hand(reason: &'static str) -> Resolution {
+    Resolution::ByHand {
+        reason: reason.to_owned(),
+    }
+}
+
+/// The static label of a reason given to [`by_hand`].
+fn undecided_label(reason: &str) -> &'static str {
+    [
+        "invalid_phone",
+        "no_claim_time",
+        "several_matches",
+        "unmatched_in_window",
+        "unreadable_date",
+    ]
+    .into_iter()
+    .find(|label| *label == reason)
+    .unwrap_or("other")
+}
+
 /// What reconciliation did in one run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -130,8 +156,11 @@ pub struct ReconcileReport {
     pub found: u64,
     /// Twilio never had them: back in line (sent by this run if still due).
     pub requeued: u64,
-    /// Left parked, by reason (`too_recent`, `several_matches`, `twilio_unreachable`...).
+    /// Not settled, by reason: still parked (`too_recent`, `twilio_unreachable`) or moved
+    /// aside for a person (`several_matches`, `unmatched_in_window`...).
     pub undecided: BTreeMap<&'static str, u64>,
+    /// Moved aside for a person by this run.
+    pub left_for_a_person: u64,
     /// Settled by another run first.
     pub taken_elsewhere: u64,
     /// Twilio list requests made.
@@ -154,46 +183,61 @@ pub async fn reconcile<O: Outbox, M: Messenger>(
     function: &'static str,
 ) -> Result<ReconcileReport, StoreError> {
     let mut report = ReconcileReport::default();
+    let now = clock.now();
     for parked in outbox.parked().await? {
         if deadline.reached() {
             report.undecided("deadline");
             continue;
         }
-        let Some(phone) = &parked.customer_phone else {
-            report.undecided("invalid_phone");
-            continue;
-        };
-        let Some(claimed_at) = parked.claimed_at else {
-            report.undecided("no_claim_time");
-            continue;
-        };
-        let list = match messenger.sent_to(phone, claimed_at - CLOCK_SKEW).await {
-            Ok(list) => list,
-            Err(error) => {
-                tracing::warn!(function, message_id = %parked.id, %error, "reconciliation: Twilio's list unavailable, left parked");
-                report.undecided("twilio_unreachable");
+        let resolution = match (&parked.customer_phone, parked.claimed_at) {
+            (None, _) => by_hand("invalid_phone"),
+            (_, None) => by_hand("no_claim_time"),
+            // Before the wait is over an answer may still change: not asked yet.
+            (Some(_), Some(claimed_at)) if now < claimed_at + messenger.absent_after() => {
+                report.undecided("too_recent");
                 continue;
             }
-        };
-        report.list_requests += u64::from(list.requests);
-        let resolution = match examine(&parked, &list.messages, clock.now(), messenger.absent_after()) {
-            Finding::Found { message_sid, sent_at } => Resolution::Sent { message_sid, sent_at },
-            Finding::Absent => Resolution::Requeue {
-                reason: "reconciled: Twilio never had the message".into(),
+            (Some(phone), Some(claimed_at)) => match messenger.sent_to(phone, claimed_at - CLOCK_SKEW).await {
+                Err(error) => {
+                    tracing::warn!(function, message_id = %parked.id, %error, "reconciliation: Twilio's list unavailable, left parked");
+                    report.undecided("twilio_unreachable");
+                    continue;
+                }
+                Ok(list) => {
+                    report.list_requests += u64::from(list.requests);
+                    match examine(&parked, &list.messages, now, messenger.absent_after()) {
+                        Finding::Found { message_sid, sent_at } => Resolution::Sent { message_sid, sent_at },
+                        Finding::Absent => Resolution::Requeue {
+                            reason: "reconciled: Twilio never had the message".into(),
+                        },
+                        Finding::Undecided("too_recent") => {
+                            report.undecided("too_recent");
+                            continue;
+                        }
+                        Finding::Undecided(reason) => by_hand(reason),
+                    }
+                }
             },
-            Finding::Undecided(reason) => {
-                report.undecided(reason);
-                continue;
-            }
         };
+        let to = parked.customer_phone.as_ref().map(|phone| phone.masked().to_string());
         match outbox.resolve(&parked, &resolution).await {
             Ok(true) => {
-                let (outcome, count) = match &resolution {
-                    Resolution::Sent { .. } => ("found at Twilio: settled as sent", &mut report.found),
-                    Resolution::Requeue { .. } => ("absent at Twilio: back in line", &mut report.requeued),
+                let outcome = match &resolution {
+                    Resolution::Sent { .. } => {
+                        report.found += 1;
+                        "found at Twilio: settled as sent"
+                    }
+                    Resolution::Requeue { .. } => {
+                        report.requeued += 1;
+                        "absent at Twilio: back in line"
+                    }
+                    Resolution::ByHand { reason } => {
+                        report.left_for_a_person += 1;
+                        report.undecided(undecided_label(reason));
+                        "cannot be decided: left for a person"
+                    }
                 };
-                *count += 1;
-                tracing::info!(function, message_id = %parked.id, to = %phone.masked(), ?resolution, "reconciled: {outcome}");
+                tracing::info!(function, message_id = %parked.id, to, ?resolution, "reconciliation: {outcome}");
             }
             Ok(false) => report.taken_elsewhere += 1,
             Err(error) => {

@@ -1200,3 +1200,83 @@ async fn the_daily_report_holds_a_known_days_figures_and_goes_out_once_per_chann
     assert_eq!(again.skipped.get("email"), Some(&"already_sent"));
     shop.stack.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_review_request_found_at_twilio_is_settled_as_sent_and_its_reply_still_finds_the_order() {
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"sid": "SMlost000000000000000000000000000001", "status": "queued"}))
+                .set_delay(Duration::from_secs(2)),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&twilio)
+        .await;
+    let mut shop = Shop::build(
+        "review-reconcile",
+        twilio,
+        QuietHours::never(paris()),
+        this_morning_in_paris(),
+    )
+    .await;
+    shop.reviews.config.caps.gap = TimeDelta::zero();
+    shop.app_creates_order("o-asked", "+33612345661").await;
+    let week_ago = text(shop.now() - TimeDelta::days(8));
+    shop.app_updates_order(
+        "o-asked",
+        &[
+            ("status", "completed".into()),
+            ("paymentStatus", "paid".into()),
+            ("completedAt", week_ago),
+        ],
+    )
+    .await;
+    shop.deliver().await;
+    let claimed_at = shop.now();
+    let first = request_reviews::run(&shop.reviews, &json!({}), Deadline::unbounded(), "first")
+        .await
+        .unwrap();
+    assert_eq!(first.report.unknown, 1, "{first:?}");
+    let created = (claimed_at + TimeDelta::seconds(1)).to_rfc2822();
+    twilio_lists(
+        &shop.twilio,
+        "+33612345661",
+        json!([{"sid": "SMlost000000000000000000000000000001", "body": "Ana, comment était la commande o-asked ?",
+                "direction": "outbound-api", "from": "whatsapp:+14155238886", "status": "delivered",
+                "date_created": created, "date_sent": created}]),
+    )
+    .await;
+
+    shop.advance(TimeDelta::minutes(31));
+    let second = request_reviews::run(&shop.reviews, &json!({}), Deadline::unbounded(), "second")
+        .await
+        .unwrap();
+    assert_eq!(second.report.reconciliation.found, 1, "{second:?}");
+    assert_eq!((second.sent, second.report.awaiting_reconciliation), (0, 0));
+    let posts = shop
+        .twilio
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|request| request.method.as_str() == "POST")
+        .count();
+    assert_eq!(posts, 1, "never sent twice");
+
+    let deps = webhook(&shop);
+    let params = [
+        ("From", "whatsapp:+33612345661"),
+        ("MessageSid", "SMreply-asked"),
+        ("Body", "4 bien"),
+        ("To", "whatsapp:+14155238886"),
+    ];
+    assert_eq!(post(&deps, WEBHOOK_URL, &params).await, 200);
+    let review = deps.store.review_item("o-asked").await.unwrap();
+    assert!(
+        review.is_some(),
+        "the reply found the order the reconciled request was about"
+    );
+    shop.stack.cleanup().await;
+}

@@ -8,8 +8,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use chrono::{DateTime, Utc};
 
 use super::store::{
-    Claim, ClaimOutcome, InFlightClaim, Parked, PendingPage, RECONCILE_PARTITION, REVIEW_PENDING_INDEX, RequestStatus,
-    Resolution, ReviewRequestStore, SENDING_PARTITION, Settlement, decode_pending_entry,
+    BY_HAND_PARTITION, Claim, ClaimOutcome, InFlightClaim, Parked, PendingPage, RECONCILE_PARTITION,
+    REVIEW_PENDING_INDEX, RequestStatus, Resolution, ReviewRequestStore, SENDING_PARTITION, Settlement,
+    decode_pending_entry,
 };
 use crate::domain::consent::{ConsentChange, ConsentSource, OptOut};
 use crate::domain::phone::PhoneNumber;
@@ -319,7 +320,7 @@ impl ReviewRequestStore for DynamoOrders {
     }
 
     async fn awaiting_reconciliation(&self) -> Result<u64, StoreError> {
-        self.partition(RECONCILE_PARTITION).count().await
+        Ok(self.partition(RECONCILE_PARTITION).count().await? + self.partition(BY_HAND_PARTITION).count().await?)
     }
 
     async fn parked(&self) -> Result<Vec<Parked>, StoreError> {
@@ -350,12 +351,13 @@ impl ReviewRequestStore for DynamoOrders {
             .table_name(&self.orders_table)
             .key("orderId", s(order_id))
             .expression_attribute_values(":unknown", s(RequestStatus::Unknown.as_str()));
-        update = match &parked.claim_id {
-            Some(claim_id) => update
-                .condition_expression("reviewRequestStatus = :unknown AND reviewClaimId = :claimId")
-                .expression_attribute_values(":claimId", s(claim_id)),
+        // The index holds the claim's time, not its id: the same claim is the same time.
+        update = match parked.claimed_at {
+            Some(at) => update
+                .condition_expression("reviewRequestStatus = :unknown AND reviewClaimedAt = :claimedAt")
+                .expression_attribute_values(":claimedAt", s(rfc3339(at))),
             None => {
-                update.condition_expression("reviewRequestStatus = :unknown AND attribute_not_exists(reviewClaimId)")
+                update.condition_expression("reviewRequestStatus = :unknown AND attribute_not_exists(reviewClaimedAt)")
             }
         };
         update = match resolution {
@@ -376,6 +378,10 @@ impl ReviewRequestStore for DynamoOrders {
                 .expression_attribute_values(":pending", s(RequestStatus::Pending.as_str()))
                 .expression_attribute_values(":shard", s(shard_of(order_id)))
                 .expression_attribute_values(":reason", s(reason)),
+            Resolution::ByHand { reason } => update
+                .update_expression("SET reviewPendingShard = :byHand, reviewLastError = :reason")
+                .expression_attribute_values(":byHand", s(BY_HAND_PARTITION))
+                .expression_attribute_values(":reason", s(format!("reconciliation cannot decide: {reason}"))),
         };
         crate::store::dynamo::written(update.send().await, "UpdateItem", &self.orders_table)
     }

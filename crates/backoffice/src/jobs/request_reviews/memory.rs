@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use super::store::{
-    Claim, ClaimOutcome, InFlightClaim, Parked, PendingPage, RECONCILE_PARTITION, RequestStatus, Resolution,
-    ReviewRequestStore, SENDING_PARTITION, Settlement, decode_pending_entry,
+    BY_HAND_PARTITION, Claim, ClaimOutcome, InFlightClaim, Parked, PendingPage, RECONCILE_PARTITION, RequestStatus,
+    Resolution, ReviewRequestStore, SENDING_PARTITION, Settlement, decode_pending_entry,
 };
 use crate::domain::consent::OptOut;
 use crate::domain::phone::PhoneNumber;
@@ -242,7 +242,7 @@ impl ReviewRequestStore for InMemoryOrders {
             .lock()
             .unwrap()
             .values()
-            .filter(|o| o.partition.as_deref() == Some(RECONCILE_PARTITION))
+            .filter(|o| matches!(o.partition.as_deref(), Some(RECONCILE_PARTITION | BY_HAND_PARTITION)))
             .count() as u64)
     }
 
@@ -270,7 +270,7 @@ impl ReviewRequestStore for InMemoryOrders {
         let Some(order) = orders.get_mut(&parked.id.subject_id) else {
             return Ok(false);
         };
-        let same_claim = order.claim.as_ref().map(|c| &c.claim_id) == parked.claim_id.as_ref();
+        let same_claim = order.claim.as_ref().map(|c| c.claimed_at) == parked.claimed_at;
         if order.request_status != RequestStatus::Unknown || !same_claim {
             return Ok(false);
         }
@@ -284,6 +284,10 @@ impl ReviewRequestStore for InMemoryOrders {
                 order.request_status = RequestStatus::Pending;
                 order.partition = Some(shard_of(&parked.id.subject_id));
                 order.claim = None;
+                order.last_error = Some(reason.clone());
+            }
+            Resolution::ByHand { reason } => {
+                order.partition = Some(BY_HAND_PARTITION.into());
                 order.last_error = Some(reason.clone());
             }
         }

@@ -9,7 +9,8 @@
 //! |---|---|---|
 //! | `00`..`15` | `pending` | waiting to be due, or due and not yet claimed |
 //! | `sending` | `sending` | claimed by a run, message being sent |
-//! | `reconcile` | `unknown` | Twilio may or may not have the message: a person decides |
+//! | `reconcile` | `unknown` | Twilio may or may not have the message: reconciliation asks it |
+//! | `reconcile-by-hand` | `unknown` | reconciliation could not decide: a person does |
 //! | (removed) | `sent`, `failed`, `expired`, `reviewed`, `invalid`, `not_completed` | settled |
 //!
 //! Writers use [`dynamo::DynamoOrders::put_new`] and [`dynamo::DynamoOrders::complete`],
@@ -40,6 +41,9 @@ pub const SENDING_PARTITION: &str = "sending";
 
 /// `reviewPendingShard` of requests whose outcome is unknown.
 pub const RECONCILE_PARTITION: &str = "reconcile";
+
+/// `reviewPendingShard` of requests reconciliation could not decide: a person does.
+pub const BY_HAND_PARTITION: &str = "reconcile-by-hand";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimOutcome {

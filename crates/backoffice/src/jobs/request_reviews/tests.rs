@@ -362,7 +362,7 @@ async fn reconciliation_settles_as_sent_what_twilio_has_without_resending() {
             "How was order lost-answer?",
         ),
     ];
-    let deps = parked_then("lost-answer", Some(log), 2).await;
+    let deps = parked_then("lost-answer", Some(log), 31).await;
     let second = run_once(&deps, "run-2").await;
     assert_eq!(second.report.reconciliation.found, 1);
     assert_eq!(second.report.awaiting_reconciliation, 0);
@@ -390,6 +390,28 @@ async fn reconciliation_puts_back_in_line_what_twilio_never_had_once_the_wait_is
     assert_eq!(later.sent, 1, "back in line, and sent by the same run");
     assert_eq!(deps.store.status_of("never-left"), Some(RequestStatus::Sent));
     assert_eq!(deps.messenger.messages_to("never-left"), 2);
+}
+
+#[tokio::test]
+async fn what_reconciliation_cannot_decide_is_moved_aside_for_a_person_and_not_asked_again() {
+    let log = vec![listed(
+        "SM-other",
+        utc(NOW) + TimeDelta::seconds(2),
+        "Your cart is waiting",
+    )];
+    let deps = parked_then("in-the-dark", Some(log), 31).await;
+    let second = run_once(&deps, "run-2").await;
+    assert_eq!(second.report.reconciliation.left_for_a_person, 1);
+    assert_eq!(
+        second.report.reconciliation.undecided.get("unmatched_in_window"),
+        Some(&1)
+    );
+    assert_eq!(second.report.awaiting_reconciliation, 1, "still for a person to see");
+    assert_eq!(deps.store.status_of("in-the-dark"), Some(RequestStatus::Unknown));
+    let third = run_once(&deps, "run-3").await;
+    assert_eq!(third.report.reconciliation.list_requests, 0, "not asked again");
+    assert_eq!(third.report.awaiting_reconciliation, 1);
+    assert_eq!(deps.messenger.messages_to("in-the-dark"), 1);
 }
 
 #[tokio::test]
