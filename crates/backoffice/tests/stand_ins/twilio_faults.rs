@@ -115,6 +115,7 @@ async fn a_template_send_posts_the_exact_form_with_basic_auth() {
             ("From".to_owned(), "whatsapp:+14155550100".to_owned()),
             ("ContentSid".to_owned(), TEMPLATE_SID.to_owned()),
             ("ContentVariables".to_owned(), r#"{"1":"Ana","2":"A-1001"}"#.to_owned()),
+            ("ValidityPeriod".to_owned(), "900".to_owned()),
         ]
     );
 }
@@ -146,6 +147,7 @@ async fn a_messaging_service_body_send_posts_messaging_service_sid_and_body() {
                 "MG0123456789abcdef0123456789abcdef".to_owned()
             ),
             ("Body".to_owned(), "How was order A-1001?\nReply 1-5".to_owned()),
+            ("ValidityPeriod".to_owned(), "900".to_owned()),
         ]
     );
 }
