@@ -16,17 +16,20 @@ pub const USAGE: &str = "\
 usage:
   bench run [--carts N] [--expired-pct P] [--scale K] [--large-carts N] [--orders N] [--mps N]
             [--lifecycle-orders N] [--reconcile-parked N] [--report-events N]
+            [--naive-carts N]
             [--init-starts N] [--ceiling-keys N] [--function NAME=PATH]... [--bootstrap NAME=PATH]...
             [--bootstrap-target T] [--opt-level L] [--host-profile P] [--emulator E] [--build-s S]
             [--out FILE]
-  bench sweep-only --table T
+  bench sweep-only --table T [--batch-size N]
+  bench naive-sweep --table T
   bench ceiling --table T --prefix P [--start S] [--count N] [--concurrency C]
   bench table [--results PATH]
 ";
 
 pub enum Command {
-    Run(RunOptions),
-    SweepOnly { table: String },
+    Run(Box<RunOptions>),
+    SweepOnly { table: String, batch_size: Option<usize> },
+    NaiveSweep { table: String },
     Ceiling(CeilingOptions),
     Table { results: PathBuf },
     Help,
@@ -50,6 +53,8 @@ pub struct RunOptions {
     /// Orders created at the start of the lifecycle bench (twice as many 12 hours later,
     /// half as many carts).
     pub lifecycle_orders: usize,
+    /// Carts of the tables where the job and a naive sweep are compared.
+    pub naive_carts: usize,
     /// Messages parked as unknown for the reconciliation bench.
     pub reconcile_parked: usize,
     /// Order events of the report bench's large day (a tenth for the small one).
@@ -81,6 +86,7 @@ impl Default for RunOptions {
             orders: 2_000,
             mps: 80,
             lifecycle_orders: 600,
+            naive_carts: 20_000,
             reconcile_parked: 200,
             report_events: 2_000,
             init_starts: 20,
@@ -119,18 +125,34 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Failur
     };
     let command = command.to_string_lossy();
     match command.as_ref() {
-        "run" => run_options(&mut parser).map(Command::Run),
+        "run" => run_options(&mut parser).map(|options| Command::Run(Box::new(options))),
         "sweep-only" => {
             let mut table = None;
+            let mut batch_size = None;
             options(&mut parser, "sweep-only", |name, parser| {
                 match name {
                     "table" => table = Some(text(parser, name)?),
+                    "batch-size" => batch_size = Some(number(parser, name)?),
                     _ => return Err(unknown(name)),
                 }
                 Ok(())
             })?;
             Ok(Command::SweepOnly {
                 table: required(table, "sweep-only", "table")?,
+                batch_size,
+            })
+        }
+        "naive-sweep" => {
+            let mut table = None;
+            options(&mut parser, "naive-sweep", |name, parser| {
+                match name {
+                    "table" => table = Some(text(parser, name)?),
+                    _ => return Err(unknown(name)),
+                }
+                Ok(())
+            })?;
+            Ok(Command::NaiveSweep {
+                table: required(table, "naive-sweep", "table")?,
             })
         }
         "ceiling" => ceiling_options(&mut parser).map(Command::Ceiling),
@@ -160,6 +182,7 @@ fn run_options(parser: &mut Parser) -> Result<RunOptions, Failure> {
             "orders" => o.orders = number(parser, name)?,
             "lifecycle-orders" => o.lifecycle_orders = number(parser, name)?,
             "reconcile-parked" => o.reconcile_parked = number(parser, name)?,
+            "naive-carts" => o.naive_carts = number(parser, name)?,
             "report-events" => o.report_events = number(parser, name)?,
             "mps" => o.mps = number(parser, name)?,
             "init-starts" => o.init_starts = number(parser, name)?,
@@ -303,7 +326,7 @@ mod tests {
         };
         assert_eq!((c.table.as_str(), c.prefix.as_str()), ("t", "a"));
         assert_eq!((c.start, c.count, c.concurrency), (10, 10_000, 64));
-        assert!(matches!(parse_args("sweep-only --table t"), Ok(Command::SweepOnly { table }) if table == "t"));
+        assert!(matches!(parse_args("sweep-only --table t"), Ok(Command::SweepOnly { table, .. }) if table == "t"));
         assert!(
             matches!(parse_args("table --results r.json"), Ok(Command::Table { results }) if results == Path::new("r.json"))
         );

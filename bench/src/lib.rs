@@ -228,8 +228,16 @@ impl SweepRun {
 /// One run of the clean-expired-carts job as the handler runs it (`clean_expired_carts::run`, the
 /// function's default settings: `SWEEP_PAGE_SIZE` 500, `SWEEP_CONCURRENCY` 32), with a
 /// client whose requests are counted.
-pub async fn measure_sweep(client: Client, counter: &RequestCounter, table: &str) -> Result<SweepRun, Failure> {
-    let env: std::collections::HashMap<String, String> = [("CARTS_TABLE".to_string(), table.to_string())].into();
+pub async fn measure_sweep(
+    client: Client,
+    counter: &RequestCounter,
+    table: &str,
+    batch_size: Option<usize>,
+) -> Result<SweepRun, Failure> {
+    let mut env: std::collections::HashMap<String, String> = [("CARTS_TABLE".to_string(), table.to_string())].into();
+    if let Some(batch_size) = batch_size {
+        env.insert("SWEEP_BATCH_SIZE".into(), batch_size.to_string());
+    }
     let deps = SweeperDeps {
         store: DynamoCarts::new(client, table),
         clock: Arc::new(SystemClock),

@@ -47,7 +47,8 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match command {
             Command::Run(options) => run::run_all(&options).await,
-            Command::SweepOnly { table } => sweep::sweep_only(&table).await,
+            Command::SweepOnly { table, batch_size } => sweep::sweep_only(&table, batch_size).await,
+            Command::NaiveSweep { table } => sweep::naive_sweep(&table).await,
             Command::Ceiling(options) => sweep::ceiling(&options).await,
             Command::Table { results } => table(&results),
             Command::Help => {

@@ -65,6 +65,10 @@ pub struct Sweep {
     pub ceiling_ratio_5x: Float,
     pub cpu_ms_per_1000_deleted: Float,
     pub cpu_ms_per_1000_deleted_5x: Float,
+    /// CPU per deleted cart of the batched sweep over that of one `DeleteItem` per cart
+    /// (`per_item`), on the same data.
+    #[serde(default)]
+    pub cpu_ratio_vs_per_item: Float,
     pub deleted_per_s: Float,
     pub deleted_per_s_5x: Float,
     pub emulator_delete_ceiling_per_s: Float,
@@ -73,14 +77,39 @@ pub struct Sweep {
     pub items_read_per_deleted: Float,
     pub items_read_per_deleted_5x: Float,
     pub large: Option<LargeSweep>,
+    /// The job and a naive Scan + BatchWriteItem sweep on identical tables of
+    /// `naive_table_carts` carts, 5 % and 100 % expired.
+    #[serde(default)]
+    pub naive_100pct: Option<SweepPair>,
+    #[serde(default)]
+    pub naive_5pct: Option<SweepPair>,
+    #[serde(default)]
+    pub naive_table_carts: usize,
     pub peak_rss_mb: Float,
     pub peak_rss_mb_5x: Float,
+    /// The same sweep as `run_10pct` with `SWEEP_BATCH_SIZE=1` (one `DeleteItem` a cart).
+    #[serde(default)]
+    pub per_item: Option<SweepMeasurement>,
     pub requests_per_deleted: Float,
     pub requests_per_deleted_5x: Float,
     pub rss_growth_ratio: Float,
     pub run_10pct: SweepMeasurement,
     pub run_5x: SweepMeasurement,
     pub table_carts: usize,
+    /// The job's rate over the naive sweep's, 100 % expired.
+    #[serde(default)]
+    pub vs_naive_100pct: Float,
+    /// The job's rate over the naive sweep's, 5 % expired.
+    #[serde(default)]
+    pub vs_naive_5pct: Float,
+}
+
+/// The job's sweep and the naive one, each on its own copy of the same table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepPair {
+    pub expired_carts: usize,
+    pub naive: SweepMeasurement,
+    pub ours: SweepMeasurement,
 }
 
 /// One sweep in a process of its own: the line `bench sweep-only` prints.
@@ -160,6 +189,9 @@ pub struct Lifecycle {
     pub mixed_run_s: Float,
     pub mixed_sent: u64,
     pub rate_ratio: Float,
+    /// send-messages' DynamoDB requests (both runs) per message sent.
+    #[serde(default)]
+    pub requests_per_sent: Float,
     pub requests_per_stream_record: Float,
     pub stream_records: usize,
 }
@@ -275,7 +307,7 @@ pub fn results_table(results: &Results) -> String {
         (
             "sweep.requests_per_deleted",
             format!("{:.4}", sweep.requests_per_deleted),
-            "(1 DeleteItem + Query pages)",
+            "≤ 0.06 (25 deletes a request + Query pages)",
         ),
         ("sweep.deleted_per_s", format!("{:.0}", sweep.deleted_per_s), ""),
         (
@@ -291,6 +323,30 @@ pub fn results_table(results: &Results) -> String {
                 sweep.cpu_ms_per_1000_deleted, sweep.cpu_ms_per_1000_deleted_5x
             ),
             "(noisy on a shared machine; see make bench-instructions)",
+        ),
+        (
+            "sweep.cpu_ratio_vs_per_item",
+            format!(
+                "{:.3} ({} ms against {} ms with one DeleteItem a cart)",
+                sweep.cpu_ratio_vs_per_item,
+                sweep.run_10pct.cpu_ms,
+                sweep.per_item.as_ref().map_or(0, |run| run.cpu_ms)
+            ),
+            "≤ 0.3",
+        ),
+        (
+            "sweep.vs_naive_5pct",
+            naive_row(sweep.vs_naive_5pct, sweep.naive_5pct.as_ref(), sweep.naive_table_carts),
+            "≥ 3",
+        ),
+        (
+            "sweep.vs_naive_100pct",
+            naive_row(
+                sweep.vs_naive_100pct,
+                sweep.naive_100pct.as_ref(),
+                sweep.naive_table_carts,
+            ),
+            "≥ 1",
         ),
         ("sweep.peak_rss_mb (10 %)", format!("{:.1}", sweep.peak_rss_mb), "≤ 40"),
         (
@@ -345,6 +401,15 @@ pub fn results_table(results: &Results) -> String {
                     lifecycle.requests_per_stream_record, lifecycle.stream_records
                 ),
                 "(one write per derived attribute set or message)",
+            ),
+            (
+                "messages.requests_per_sent",
+                format!(
+                    "{:.3} ({} sent; claims, batched settles, index pages)",
+                    lifecycle.requests_per_sent,
+                    lifecycle.mixed_sent + lifecycle.delayed_sent
+                ),
+                "≤ 1.5",
             ),
             (
                 "lifecycle.items_read_per_delayed_sent",
@@ -415,6 +480,17 @@ pub fn results_table(results: &Results) -> String {
         "| init.ms_to_first_poll, median ({names}) | {init} | ≤ 25 ms each |\n"
     ));
     table
+}
+
+/// The job's rate over the naive sweep's, with both rates and the table.
+fn naive_row(ratio: Float, pair: Option<&SweepPair>, carts: usize) -> String {
+    match pair {
+        Some(pair) => format!(
+            "{ratio:.2} ({:.0} / {:.0} deleted per s, {} of {carts} carts)",
+            pair.ours.deleted_per_s, pair.naive.deleted_per_s, pair.expired_carts
+        ),
+        None => "not measured yet: run make bench".into(),
+    }
 }
 
 /// One row's names and values, the functions in name order, each joined with " / ".

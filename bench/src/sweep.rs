@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use backoffice::aws::{SdkSettings, load_sdk_config};
-use bench::results::{Ceiling, Float, LargeSweep, Sweep, SweepMeasurement};
+use bench::results::{Ceiling, Float, LargeSweep, Sweep, SweepMeasurement, SweepPair};
 use bench::{
     CartSet, Failure, RequestCounter, counted_client, cpu_ms, create_table, import_carts, live_cart_id, measure_sweep,
     peak_rss_kib, rss_kib,
@@ -24,13 +24,92 @@ use crate::run::log;
 /// `bench sweep-only`: the sweep in a process of its own, with the function's SDK
 /// configuration (read from the environment, as `clean-expired-carts` does), so that its
 /// peak RSS is the job's. Prints one line of JSON.
-pub async fn sweep_only(table: &str) -> Result<(), Failure> {
+pub async fn sweep_only(table: &str, batch_size: Option<usize>) -> Result<(), Failure> {
     let rss_at_start_kib = rss_kib();
     let cpu_at_start_ms = cpu_ms();
     let sdk_config = load_sdk_config(&SdkSettings::from_env(&backoffice::runtime::config::ProcessEnv)?).await;
     let counter = RequestCounter::default();
     let client = counted_client(&sdk_config, &counter);
-    let run = measure_sweep(client, &counter, table).await?;
+    let run = measure_sweep(client, &counter, table, batch_size).await?;
+    let measurement = run.measurement(peak_rss_kib(), rss_at_start_kib, cpu_ms() - cpu_at_start_ms);
+    println!("{}", serde_json::to_string(&measurement)?);
+    Ok(())
+}
+
+/// `bench naive-sweep`: what a naive port of the sweep does, for comparison: `Scan` the
+/// whole table with a filter on `expiresAt`, and delete what it finds with
+/// `BatchWriteItem` (25 unconditional deletes a request, 8 requests in flight, unprocessed
+/// items sent again). Same SDK configuration as the job; prints one line of JSON.
+pub async fn naive_sweep(table: &str) -> Result<(), Failure> {
+    use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+    let rss_at_start_kib = rss_kib();
+    let cpu_at_start_ms = cpu_ms();
+    let sdk_config = load_sdk_config(&SdkSettings::from_env(&backoffice::runtime::config::ProcessEnv)?).await;
+    let counter = RequestCounter::default();
+    let client = counted_client(&sdk_config, &counter);
+    let now = Utc::now().timestamp();
+    let started = Instant::now();
+    let (mut deleted, mut items_read) = (0u64, 0u64);
+    let mut start_key = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .filter_expression("expiresAt <= :now")
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .projection_expression("cartId")
+            .set_exclusive_start_key(start_key.take())
+            .send()
+            .await?;
+        items_read += u64::try_from(page.scanned_count).unwrap_or_default();
+        let keys: Vec<_> = page.items().to_vec();
+        let batches: Vec<Vec<WriteRequest>> = keys
+            .chunks(25)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|key| {
+                        let delete = DeleteRequest::builder().set_key(Some(key.clone())).build()?;
+                        Ok(WriteRequest::builder().delete_request(delete).build())
+                    })
+                    .collect::<Result<Vec<_>, aws_sdk_dynamodb::error::BuildError>>()
+            })
+            .collect::<Result<_, _>>()?;
+        let written = futures::stream::iter(batches)
+            .map(|mut requests| {
+                let client = &client;
+                async move {
+                    let count = requests.len() as u64;
+                    while !requests.is_empty() {
+                        let output = client.batch_write_item().request_items(table, requests).send().await?;
+                        requests = output
+                            .unprocessed_items
+                            .and_then(|mut left| left.remove(table))
+                            .unwrap_or_default();
+                    }
+                    Ok::<u64, Failure>(count)
+                }
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await;
+        for count in written {
+            deleted += count?;
+        }
+        match page.last_evaluated_key.filter(|key| !key.is_empty()) {
+            Some(key) => start_key = Some(key),
+            None => break,
+        }
+    }
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let run = bench::SweepRun {
+        response: serde_json::json!({"naive": "Scan + BatchWriteItem", "failed": 0}),
+        deleted,
+        items_read,
+        requests: counter.by_operation(),
+        requests_total: counter.total(),
+        elapsed_s,
+    };
     let measurement = run.measurement(peak_rss_kib(), rss_at_start_kib, cpu_ms() - cpu_at_start_ms);
     println!("{}", serde_json::to_string(&measurement)?);
     Ok(())
@@ -137,18 +216,53 @@ impl Stack<'_> {
 
     /// One sweep of `table` in a child process, which must delete the `expected` carts.
     async fn sweep(&self, table: &str, expected: usize) -> Result<SweepMeasurement, Failure> {
-        let run: SweepMeasurement = child(&self.emulator.endpoint, &["sweep-only", "--table", table]).await?;
+        self.sweep_with(table, expected, &["sweep-only", "--table", table])
+            .await
+    }
+
+    /// A child process's sweep (`args`), which must delete the `expected` carts.
+    async fn sweep_with(&self, table: &str, expected: usize, args: &[&str]) -> Result<SweepMeasurement, Failure> {
+        let run: SweepMeasurement = child(&self.emulator.endpoint, args).await?;
         check_sweep(&run, expected)?;
         log(
             self.started,
             format!(
-                "sweep {table}: {} deleted at {:.0}/s, peak RSS {:.1} MB",
+                "{} {table}: {} deleted at {:.0}/s, {} ms CPU, {:.3} requests per deleted, peak RSS {:.1} MB",
+                args[0],
                 run.deleted,
                 run.deleted_per_s,
+                run.cpu_ms,
+                run.requests_per_deleted,
                 kib_to_mb(run.peak_rss_kib)
             ),
         );
         Ok(run)
+    }
+
+    /// The job and the naive sweep, each on a fresh table of `carts` with `expired` due.
+    async fn compare_with_naive(&self, label: &str, expired: usize, carts: usize) -> Result<SweepPair, Failure> {
+        let set = |prefix| CartSet {
+            prefix,
+            expired,
+            live: carts - expired,
+        };
+        let ours_table = format!("bench-{label}-ours");
+        let naive_table = format!("bench-{label}-naive");
+        self.seed(&ours_table, set("o")).await?;
+        self.seed(&naive_table, set("n")).await?;
+        log(
+            self.started,
+            format!("seeded {ours_table} and {naive_table}: {expired} expired of {carts}"),
+        );
+        let ours = self.sweep(&ours_table, expired).await?;
+        let naive = self
+            .sweep_with(&naive_table, expired, &["naive-sweep", "--table", &naive_table])
+            .await?;
+        Ok(SweepPair {
+            expired_carts: expired,
+            naive,
+            ours,
+        })
     }
 }
 
@@ -239,6 +353,35 @@ pub async fn measure_sweeps(stack: &Stack<'_>, options: &RunOptions) -> Result<S
     let expired_b = (expired * scale).min(carts);
     let sweep_b = stack.seed_and_sweep("bench-b-carts", "b", expired_b, carts).await?;
 
+    // ---- The same sweep as the 10 % one, one DeleteItem per cart: the CPU baseline. ----
+    let table_p = "bench-p-carts";
+    stack
+        .seed(
+            table_p,
+            CartSet {
+                prefix: "p",
+                expired,
+                live: carts - expired,
+            },
+        )
+        .await?;
+    let per_item = stack
+        .sweep_with(
+            table_p,
+            expired,
+            &["sweep-only", "--table", table_p, "--batch-size", "1"],
+        )
+        .await?;
+    let cpu_per_deleted = |run: &SweepMeasurement| run.cpu_ms as f64 / run.deleted.max(1) as f64;
+
+    // ---- Against a naive Scan + BatchWriteItem sweep, 5 % and 100 % expired. ----
+    let naive_carts = options.naive_carts;
+    let naive_5pct = stack
+        .compare_with_naive("n5", naive_carts * 5 / 100, naive_carts)
+        .await?;
+    let naive_100pct = stack.compare_with_naive("n100", naive_carts, naive_carts).await?;
+    let ratio = |pair: &SweepPair| Float(pair.ours.deleted_per_s.0 / pair.naive.deleted_per_s.0);
+
     // ---- Optional: a larger table at the same expired share. ----
     let large = if large_carts > 0 {
         let expired_c = large_carts * expired_pct / 100;
@@ -276,6 +419,13 @@ pub async fn measure_sweeps(stack: &Stack<'_>, options: &RunOptions) -> Result<S
         cpu_ms_per_1000_deleted: Float(sweep_a.cpu_ms as f64 * 1000.0 / sweep_a.deleted as f64),
         cpu_ms_per_1000_deleted_5x: Float(sweep_b.cpu_ms as f64 * 1000.0 / sweep_b.deleted as f64),
         ceiling_by_concurrency,
+        cpu_ratio_vs_per_item: Float(cpu_per_deleted(&sweep_a) / cpu_per_deleted(&per_item)),
+        vs_naive_5pct: ratio(&naive_5pct),
+        vs_naive_100pct: ratio(&naive_100pct),
+        naive_table_carts: naive_carts,
+        naive_5pct: Some(naive_5pct),
+        naive_100pct: Some(naive_100pct),
+        per_item: Some(per_item),
         run_10pct: sweep_a,
         run_5x: sweep_b,
         large,

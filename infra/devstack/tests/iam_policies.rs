@@ -14,7 +14,9 @@ use serde_norway::Value;
 ///
 /// clean-expired-carts (`jobs/clean_expired_carts/` through its `dynamo.rs`, `impl CartStore for DynamoCarts`):
 /// - `expired_page`: `.query()` on `expiry-index`
-/// - `delete_if_expired`: `.delete_item()` on the carts table
+/// - `delete_batch_if_expired`: `.batch_execute_statement()` of PartiQL `DELETE`s
+///   (`dynamodb:PartiQLDelete`) on the carts table
+/// - `delete_if_expired`: `.delete_item()` on the carts table (what a batch could not do)
 ///
 /// request-reviews (`jobs/request_reviews/` through its `dynamo.rs`,
 /// `impl ReviewRequestStore for DynamoOrders`, and `secrets.rs`):
@@ -56,6 +58,8 @@ use serde_norway::Value;
 /// - `claim` refused without reasons (`message`) and `why_ineligible`: `.get_item()` on the
 ///   messages table and on the orders, carts and reviews tables
 /// - `settle` (`update_claimed`), `close` (`close_pending`), `park_stale_claim`: `.update_item()` on the messages table
+/// - `settle_all` (`settle_sent_batch`): `.batch_execute_statement()` of PartiQL `UPDATE`s
+///   (`dynamodb:PartiQLUpdate`) on the messages table, for the sent ones
 /// - the claim's `Update` of the customer (consent and caps, `DynamoConsents::claim_update`),
 ///   `why_refused`'s `.get_item()` and `record_opt_out`'s `.update_item()` on the consent table
 /// - `twilio_config` (`secrets.rs`): `.get_secret_value()` on `TwilioSecretArn`, at cold start
@@ -98,6 +102,7 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
         &[
             ("dynamodb:Query", "!Sub ${MessagesTable.Arn}/index/due-index"),
             ("dynamodb:UpdateItem", "!GetAtt MessagesTable.Arn"),
+            ("dynamodb:PartiQLUpdate", "!GetAtt MessagesTable.Arn"),
             ("dynamodb:GetItem", "!GetAtt MessagesTable.Arn"),
             ("dynamodb:ConditionCheckItem", "!GetAtt OrdersTable.Arn"),
             ("dynamodb:ConditionCheckItem", "!GetAtt CartsTable.Arn"),
@@ -139,6 +144,7 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
         "CleanExpiredCartsFunction",
         &[
             ("dynamodb:Query", "!Sub ${CartsTable.Arn}/index/expiry-index"),
+            ("dynamodb:PartiQLDelete", "!GetAtt CartsTable.Arn"),
             ("dynamodb:DeleteItem", "!GetAtt CartsTable.Arn"),
         ],
     ),
@@ -422,6 +428,7 @@ fn an_extra_action_is_caught() {
         .unwrap();
     let statement = &mut properties["Policies"][0]["Statement"][1];
     statement["Action"] = Value::Sequence(vec![
+        Value::String("dynamodb:PartiQLDelete".into()),
         Value::String("dynamodb:DeleteItem".into()),
         Value::String("dynamodb:Scan".into()),
     ]);

@@ -179,6 +179,25 @@ pub trait Outbox: Send + Sync {
         settlement: &Settlement,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Whether sent messages may be settled later, [`SETTLE_BATCH`] at a time: only when
+    /// nothing a later claim checks waits for the settlement (the messages table counts a
+    /// claim in the caps; the review request counts its send when settled).
+    fn settles_in_batches(&self) -> bool {
+        false
+    }
+
+    /// Settles up to [`SETTLE_BATCH`] messages: one answer each, in order. By default one
+    /// after the other.
+    fn settle_all(&self, settled: &[Settled]) -> impl Future<Output = Vec<Result<(), StoreError>>> + Send {
+        async move {
+            let mut answers = Vec::with_capacity(settled.len());
+            for one in settled {
+                answers.push(self.settle(&one.message, &one.claim, &one.settlement).await);
+            }
+            answers
+        }
+    }
+
     /// Closes a waiting message without sending. Does nothing if a run claimed it meanwhile.
     fn close(&self, id: &MessageId, closing: &Closing) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -225,6 +244,17 @@ pub trait Outbox: Send + Sync {
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
+
+/// A claimed message and how it ended, to be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub message: DueMessage,
+    pub claim: Claim,
+    pub settlement: Settlement,
+}
+
+/// Sent messages settled together, in one request where the store can.
+pub const SETTLE_BATCH: usize = 25;
 
 /// Twilio's "the recipient has opted out" refusal.
 pub const TWILIO_OPTED_OUT: u32 = 21610;
@@ -337,6 +367,8 @@ impl DispatchReport {
                 counts.held += 1;
             }
             Outcome::NotStarted => self.more = true,
+            // Counted once written, as `Sent` or a store error.
+            Outcome::ToSettle(_) => {}
             Outcome::StoreError => self.store_errors += 1,
         }
     }
@@ -365,6 +397,8 @@ pub type DispatchAborted = Aborted<DispatchReport>;
 /// How one due message ended in this run.
 enum Outcome {
     Sent,
+    /// Accepted by Twilio; its settlement waits to be written with others.
+    ToSettle(Box<Settled>),
     Failed(String),
     Released,
     Unknown,
@@ -477,12 +511,23 @@ async fn dispatch_due<O: Outbox, M: Messenger>(
         })
         .buffer_unordered(options.concurrency);
     let mut outcomes = std::pin::pin!(outcomes);
+    // Sent messages are settled SETTLE_BATCH at a time. A run that dies with some not
+    // written leaves their claims held: the next runs park and reconcile them, so none is
+    // sent twice.
+    let mut to_settle = Vec::with_capacity(SETTLE_BATCH);
     while let Some(outcome) = outcomes.next().await {
         match outcome {
+            Ok((_, Outcome::ToSettle(settled))) => {
+                to_settle.push(*settled);
+                if to_settle.len() >= SETTLE_BATCH {
+                    settle_sent(outbox, options, &mut to_settle, &mut report).await;
+                }
+            }
             Ok((kind, outcome)) => report.count(kind, outcome),
             Err(cause) => abort = Some(cause),
         }
     }
+    settle_sent(outbox, options, &mut to_settle, &mut report).await;
     report.items_read = items_read.load(Ordering::Relaxed);
     if stopped_early.load(Ordering::Relaxed) || halted.load(Ordering::Relaxed) {
         report.more = true;
@@ -495,6 +540,37 @@ async fn dispatch_due<O: Outbox, M: Messenger>(
         Err(cause) => return Err(aborted(report, cause)),
     }
     Ok(report)
+}
+
+/// Writes the settlements waiting in `to_settle`, and counts each.
+async fn settle_sent<O: Outbox>(
+    outbox: &O,
+    options: &DispatchOptions,
+    to_settle: &mut Vec<Settled>,
+    report: &mut DispatchReport,
+) {
+    if to_settle.is_empty() {
+        return;
+    }
+    let answers = outbox.settle_all(to_settle).await;
+    for (settled, answer) in to_settle
+        .drain(..)
+        .zip(answers.into_iter().map(Some).chain(std::iter::repeat(None)))
+    {
+        let kind = settled.message.id.kind;
+        match answer {
+            Some(Ok(())) => report.count(kind, Outcome::Sent),
+            Some(Err(error)) => {
+                // The claim stays held; a later run parks and reconciles it.
+                tracing::error!(function = options.function, message_id = %settled.message.id, settlement = ?settled.settlement, %error, "could not record the outcome");
+                report.count(kind, Outcome::StoreError);
+            }
+            None => {
+                tracing::error!(function = options.function, message_id = %settled.message.id, "no answer for this settlement");
+                report.count(kind, Outcome::StoreError);
+            }
+        }
+    }
 }
 
 async fn park_stale_claims<O: Outbox>(
@@ -607,6 +683,13 @@ async fn handle_entry<O: Outbox, M: Messenger>(
 
     let sent = messenger.send(&message).await;
     let (settlement, outcome) = settlement_for(options.function, &message, sent, clock.now(), halted);
+    if matches!(settlement, Settlement::Sent { .. }) && outbox.settles_in_batches() {
+        return Outcome::ToSettle(Box::new(Settled {
+            message,
+            claim,
+            settlement,
+        }));
+    }
     if let Err(error) = outbox.settle(&message, &claim, &settlement).await {
         // The claim stays held; the next run parks it for reconciliation, so this message
         // is never sent twice.

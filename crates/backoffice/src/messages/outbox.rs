@@ -22,8 +22,8 @@ use super::caps::Caps;
 use super::consent::DynamoConsents;
 use super::eligibility::{needs_no_review, subject_condition, why_not};
 use super::engine::{
-    Claim, ClaimOutcome, Closing, DueMessage, DuePage, InFlightClaim, MessageId, Outbox, Settlement, Unsendable,
-    Verdict,
+    Claim, ClaimOutcome, Closing, DueMessage, DuePage, InFlightClaim, MessageId, Outbox, Settled, Settlement,
+    Unsendable, Verdict,
 };
 use super::kind::{Category, Kind, KindsConfig, Subject};
 use super::plan::{Scheduled, Step};
@@ -195,6 +195,8 @@ pub struct DynamoOutbox {
     kinds: KindsConfig,
     clock: std::sync::Arc<dyn Clock>,
     counters: Option<DailyCounters>,
+    /// Set once the backend refused a batch of statements (no PartiQL): settle one by one.
+    batches_refused: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The tables a [`DynamoOutbox`] reads and writes.
@@ -220,6 +222,7 @@ impl DynamoOutbox {
             kinds,
             clock,
             counters: None,
+            batches_refused: Default::default(),
         }
     }
 
@@ -407,6 +410,62 @@ impl DynamoOutbox {
             .await
             .map_err(|e| store_error("UpdateItem", &self.messages_table, e))?;
         Ok(())
+    }
+
+    /// Sent settlements in one request. Per message: `Some(Ok)` written, `Some(Err)` its
+    /// claim is no longer this run's, `None` to be written alone (throttled, failed alone).
+    async fn settle_sent_batch<'a>(
+        &self,
+        settled: impl Iterator<Item = &'a Settled>,
+    ) -> Result<Vec<Option<Result<(), StoreError>>>, StoreError> {
+        use aws_sdk_dynamodb::types::{BatchStatementErrorCodeEnum, BatchStatementRequest};
+        let statement = format!(
+            "UPDATE \"{}\" SET \"status\" = ? SET messageSid = ? SET sentAt = ? REMOVE dueShard REMOVE lastError \
+             WHERE messageId = ? AND claimId = ?",
+            self.messages_table
+        );
+        let mut statements = Vec::new();
+        let mut ids = Vec::new();
+        for one in settled {
+            let Settlement::Sent { message_sid, sent_at } = &one.settlement else {
+                continue;
+            };
+            statements.push(
+                BatchStatementRequest::builder()
+                    .statement(&statement)
+                    .parameters(s(MessageStatus::Sent.as_str()))
+                    .parameters(s(message_sid))
+                    .parameters(s(rfc3339(*sent_at)))
+                    .parameters(s(message_key(&one.message.id)))
+                    .parameters(s(&one.claim.claim_id))
+                    .build()
+                    .map_err(|e| build_error(&self.messages_table, e))?,
+            );
+            ids.push(one.message.id.clone());
+        }
+        let output = self
+            .client
+            .batch_execute_statement()
+            .set_statements(Some(statements))
+            .send()
+            .await
+            .map_err(|e| store_error("BatchExecuteStatement", &self.messages_table, e))?;
+        Ok(ids
+            .iter()
+            .zip(output.responses())
+            .map(|(id, response)| match response.error() {
+                None => Some(Ok(())),
+                Some(error) if error.code() == Some(&BatchStatementErrorCodeEnum::ConditionalCheckFailed) => {
+                    Some(Err(StoreError {
+                        operation: "BatchExecuteStatement",
+                        table: self.messages_table.clone(),
+                        message: format!("message {id} is no longer under this run's claim"),
+                        retryable: false,
+                    }))
+                }
+                Some(_) => None,
+            })
+            .collect())
     }
 
     /// One partition of `due-index` (`sending` or `reconcile`).
@@ -647,6 +706,42 @@ impl Outbox for DynamoOutbox {
                 .await
             }
         }
+    }
+
+    /// The claim's transaction counted the message in the customer's caps already.
+    fn settles_in_batches(&self) -> bool {
+        true
+    }
+
+    /// The sent ones in one `BatchExecuteStatement` of PartiQL updates, each under its
+    /// claim (`claimId = ?`); the others, and any the batch could not write, one by one.
+    async fn settle_all(&self, settled: &[Settled]) -> Vec<Result<(), StoreError>> {
+        use std::sync::atomic::Ordering;
+        let batchable = |one: &Settled| matches!(one.settlement, Settlement::Sent { .. });
+        let mut answers: Vec<Option<Result<(), StoreError>>> = vec![None; settled.len()];
+        let sent: Vec<usize> = (0..settled.len()).filter(|&i| batchable(&settled[i])).collect();
+        if sent.len() > 1 && !self.batches_refused.load(Ordering::Relaxed) {
+            match self.settle_sent_batch(sent.iter().map(|&i| &settled[i])).await {
+                Ok(batch) => {
+                    for (&i, answer) in sent.iter().zip(batch) {
+                        answers[i] = answer;
+                    }
+                }
+                Err(error) => {
+                    if !self.batches_refused.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(table = %self.messages_table, %error, "a batch of settlements was refused: settling one by one");
+                    }
+                }
+            }
+        }
+        let mut done = Vec::with_capacity(settled.len());
+        for (one, answer) in settled.iter().zip(answers) {
+            done.push(match answer {
+                Some(answer) => answer,
+                None => self.settle(&one.message, &one.claim, &one.settlement).await,
+            });
+        }
+        done
     }
 
     async fn close(&self, id: &MessageId, closing: &Closing) -> Result<(), StoreError> {

@@ -22,7 +22,7 @@ use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
 use backoffice::jobs::send_messages::{self, OutboxTablesConfig, SendMessagesConfig, SendMessagesDeps};
 use backoffice::messages::caps::Caps;
 use backoffice::messages::consent::DynamoConsents;
-use backoffice::messages::engine::MessageId;
+use backoffice::messages::engine::{Claim, ClaimOutcome, DueMessage, MessageId, Outbox, Settled, Settlement};
 use backoffice::messages::kind::{Kind, KindsConfig};
 use backoffice::messages::outbox::{DynamoOutbox, MessageStatus};
 use backoffice::messages::quiet::QuietHours;
@@ -1278,5 +1278,70 @@ async fn a_review_request_found_at_twilio_is_settled_as_sent_and_its_reply_still
         review.is_some(),
         "the reply found the order the reconciled request was about"
     );
+    shop.stack.cleanup().await;
+}
+
+/// Sent messages are settled 25 to a request where the backend can (PartiQL), each under
+/// its own claim: one whose claim is no longer this run's is refused alone. moto refuses
+/// the batch, and they are settled one by one with the same answers.
+#[tokio::test]
+async fn sent_messages_are_settled_together_each_under_its_own_claim() {
+    let mut shop = Shop::open("settle-all").await;
+    for (order, phone) in [
+        ("o-s1", "+33612345671"),
+        ("o-s2", "+33612345672"),
+        ("o-s3", "+33612345673"),
+    ] {
+        shop.app_creates_order(order, phone).await;
+    }
+    shop.deliver().await;
+    let outbox = &shop.dispatcher.outbox;
+    let mut settled = Vec::new();
+    for (order, phone, run) in [
+        ("o-s1", "+33612345671", "this-run"),
+        ("o-s2", "+33612345672", "another-run"),
+        ("o-s3", "+33612345673", "this-run"),
+    ] {
+        let message = DueMessage {
+            id: MessageId {
+                kind: Kind::OrderConfirmation,
+                subject_id: order.into(),
+            },
+            customer_phone: PhoneNumber::parse(phone).unwrap(),
+            customer_name: None,
+            due_at: shop.now(),
+            send_before: None,
+            since: shop.now() - TimeDelta::minutes(1),
+        };
+        let claim = Claim {
+            claim_id: run.into(),
+            claimed_at: shop.now(),
+        };
+        assert_eq!(outbox.claim(&message, &claim).await.unwrap(), ClaimOutcome::Claimed);
+        settled.push(Settled {
+            message,
+            claim: Claim {
+                claim_id: "this-run".into(),
+                claimed_at: shop.now(),
+            },
+            settlement: Settlement::Sent {
+                message_sid: format!("SM-{order}"),
+                sent_at: shop.now(),
+            },
+        });
+    }
+
+    let answers = outbox.settle_all(&settled).await;
+
+    assert!(answers[0].is_ok() && answers[2].is_ok(), "{answers:?}");
+    assert!(answers[1].is_err(), "another run's claim is not settled by this one");
+    let stored = |order| shop.message(Kind::OrderConfirmation, order);
+    let first = stored("o-s1").await.unwrap();
+    assert_eq!(
+        (first.status, first.message_sid.as_deref()),
+        (MessageStatus::Sent, Some("SM-o-s1"))
+    );
+    assert_eq!(stored("o-s2").await.unwrap().status, MessageStatus::Sending);
+    assert_eq!(stored("o-s3").await.unwrap().status, MessageStatus::Sent);
     shop.stack.cleanup().await;
 }

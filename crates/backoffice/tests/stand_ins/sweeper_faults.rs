@@ -36,6 +36,7 @@ fn deps(client: aws_sdk_dynamodb::Client) -> SweeperDeps<DynamoCarts> {
             carts_table: "carts".into(),
             page_size: 100,
             concurrency: 4,
+            batch_size: 25,
             stop_margin: Duration::ZERO,
         },
     }

@@ -1,9 +1,11 @@
 //! The DynamoDB cart store, and the writer functions the shop's other services use.
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, BatchStatementErrorCodeEnum, BatchStatementRequest, ReturnValuesOnConditionCheckFailure,
+};
 
-use super::store::{Cart, CartStore, DeleteOutcome, EXPIRY_INDEX, ExpiredPage, decode_expiry_entry};
+use super::store::{BatchedDelete, Cart, CartStore, DeleteOutcome, EXPIRY_INDEX, ExpiredPage, decode_expiry_entry};
 use crate::store::StoreError;
 use crate::store::dynamo::{Item, is_condition_failure, store_error};
 
@@ -157,6 +159,63 @@ impl CartStore for DynamoCarts {
             items_read,
             next: output.last_evaluated_key.filter(|key| !key.is_empty()),
         })
+    }
+
+    /// One `BatchExecuteStatement` of PartiQL deletes, each with its own condition:
+    /// `DELETE … WHERE cartId = ? AND expiresAt <= ? RETURNING ALL OLD *`. A missing item
+    /// is not an error for a PartiQL delete (DynamoDB and the emulators answer success),
+    /// so the returned old item tells a deletion from a cart already gone; a failed
+    /// condition returns the cart as it is (extended).
+    async fn delete_batch_if_expired(&self, cart_ids: &[String], now: i64) -> Result<Vec<BatchedDelete>, StoreError> {
+        let statement = format!(
+            "DELETE FROM \"{}\" WHERE cartId = ? AND expiresAt <= ? RETURNING ALL OLD *",
+            self.table
+        );
+        let mut statements = Vec::with_capacity(cart_ids.len());
+        for cart_id in cart_ids {
+            let request = BatchStatementRequest::builder()
+                .statement(&statement)
+                .parameters(AttributeValue::S(cart_id.clone()))
+                .parameters(AttributeValue::N(now.to_string()))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build()
+                .map_err(|e| StoreError {
+                    operation: "BatchExecuteStatement",
+                    table: self.table.clone(),
+                    message: format!("the delete of cart {cart_id} cannot be built: {e}"),
+                    retryable: false,
+                })?;
+            statements.push(request);
+        }
+        let output = self
+            .client
+            .batch_execute_statement()
+            .set_statements(Some(statements))
+            .send()
+            .await
+            .map_err(|e| store_error("BatchExecuteStatement", &self.table, e))?;
+        let has_item = |item: Option<&Item>| item.is_some_and(|item| !item.is_empty());
+        Ok(output
+            .responses()
+            .iter()
+            .map(|response| match response.error() {
+                None if has_item(response.item()) => BatchedDelete::Done(DeleteOutcome::Deleted),
+                None => BatchedDelete::Done(DeleteOutcome::AlreadyGone),
+                Some(error) => match error.code() {
+                    Some(BatchStatementErrorCodeEnum::ConditionalCheckFailed) if has_item(error.item()) => {
+                        BatchedDelete::Done(DeleteOutcome::NotExpired)
+                    }
+                    Some(BatchStatementErrorCodeEnum::ConditionalCheckFailed) => {
+                        BatchedDelete::Done(DeleteOutcome::AlreadyGone)
+                    }
+                    code => BatchedDelete::Retry(format!(
+                        "{}: {}",
+                        code.map_or("no code", BatchStatementErrorCodeEnum::as_str),
+                        error.message().unwrap_or_default()
+                    )),
+                },
+            })
+            .collect())
     }
 
     async fn delete_if_expired(&self, cart_id: &str, now: i64) -> Result<DeleteOutcome, StoreError> {

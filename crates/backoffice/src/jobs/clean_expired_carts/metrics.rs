@@ -52,6 +52,8 @@ mod tests {
                 malformed: 2,
                 malformed_reasons: BTreeMap::from([("expiry_implausible", 2)]),
                 failed: 1,
+                batches: 1,
+                retried_alone: 0,
                 items_read: 19,
                 more: true,
             },

@@ -77,6 +77,7 @@ pub async fn run<S: CartStore>(
     let options = SweepOptions {
         page_size: deps.config.page_size,
         concurrency: deps.config.concurrency,
+        batch_size: deps.config.batch_size,
         dry_run: request.dry_run,
     };
     // Deletes are conditional on `expiresAt <= as_of`: a past `as_of` deletes only what

@@ -20,6 +20,17 @@ pub const EXPIRY_INDEX: &str = "expiry-index";
 /// A page of due `expiry-index` entries: the carts, or why an entry could not be read.
 pub type ExpiredPage<Cursor> = IndexPage<Result<ExpiredCart, MalformedCart>, Cursor>;
 
+/// The most conditional deletes one `BatchExecuteStatement` takes.
+pub const DELETE_BATCH: usize = 25;
+
+/// One cart's answer within a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchedDelete {
+    Done(DeleteOutcome),
+    /// Throttled or failed on its own (the others went through): retried alone.
+    Retry(String),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteOutcome {
     Deleted,
@@ -49,4 +60,24 @@ pub trait CartStore: Send + Sync {
         cart_id: &str,
         now: i64,
     ) -> impl Future<Output = Result<DeleteOutcome, StoreError>> + Send;
+
+    /// Up to [`DELETE_BATCH`] carts, each deleted under the condition of
+    /// [`CartStore::delete_if_expired`], in one request: one answer per cart, in order.
+    /// By default one delete after the other.
+    fn delete_batch_if_expired(
+        &self,
+        cart_ids: &[String],
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<BatchedDelete>, StoreError>> + Send {
+        async move {
+            let mut answers = Vec::with_capacity(cart_ids.len());
+            for cart_id in cart_ids {
+                answers.push(match self.delete_if_expired(cart_id, now).await {
+                    Ok(outcome) => BatchedDelete::Done(outcome),
+                    Err(error) => BatchedDelete::Retry(error.to_string()),
+                });
+            }
+            Ok(answers)
+        }
+    }
 }

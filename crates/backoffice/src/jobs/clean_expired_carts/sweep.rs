@@ -1,4 +1,5 @@
-//! The sweep: read the due index pages, delete each cart under its condition, count what happened.
+//! The sweep: read the due index pages, delete the carts in batches, each under its own
+//! condition, count what happened to each.
 
 use std::collections::BTreeMap;
 
@@ -6,7 +7,7 @@ use futures::{FutureExt, SinkExt, StreamExt};
 use serde::Serialize;
 
 use super::FUNCTION_NAME;
-use super::store::{CartStore, DeleteOutcome, ExpiredCart};
+use super::store::{BatchedDelete, CartStore, DeleteOutcome, ExpiredCart};
 use crate::runtime::clock::Clock;
 use crate::runtime::job::{Aborted, Deadline};
 use crate::store::StoreError;
@@ -29,6 +30,11 @@ pub struct SweepReport {
     pub malformed_reasons: BTreeMap<&'static str, u64>,
     /// Deletes that failed after the SDK's retries; the next run tries again.
     pub failed: u64,
+    /// Delete requests that carried a batch of conditional deletes.
+    pub batches: u64,
+    /// Deletes a batch could not do (throttled, failed alone, or the whole batch refused),
+    /// done again one by one.
+    pub retried_alone: u64,
     /// Items DynamoDB read from the index.
     pub items_read: u64,
     /// True when the run stopped at its deadline with work left.
@@ -40,7 +46,10 @@ pub type SweepAborted = Aborted<SweepReport>;
 
 pub struct SweepOptions {
     pub page_size: i32,
+    /// Delete requests in flight at once (a batch is one request).
     pub concurrency: usize,
+    /// Carts per delete request; 1: one `DeleteItem` each.
+    pub batch_size: usize,
     pub dry_run: bool,
 }
 
@@ -136,8 +145,9 @@ async fn read_due_pages<S: CartStore>(
     read
 }
 
-/// Deletes the carts of every page it is handed, `concurrency` at a time without a pause
-/// between pages; a dry run only counts them.
+/// Deletes the carts of every page it is handed, in batches of `batch_size`,
+/// `concurrency` requests in flight without a pause between pages; a dry run only counts
+/// them.
 async fn delete_due<S: CartStore>(
     store: &S,
     clock: &dyn Clock,
@@ -153,27 +163,112 @@ async fn delete_due<S: CartStore>(
             .await;
         return report;
     }
+    let batch_size = options.batch_size.max(1);
+    let in_flight = options.concurrency.max(1);
+    // Once a backend refuses a whole batch (no PartiQL, as moto), the rest of the run
+    // deletes one by one instead of asking again.
+    let batches_refused = std::sync::atomic::AtomicBool::new(false);
+    let batches_refused = &batches_refused;
     let mut outcomes = pages
-        .flat_map(futures::stream::iter)
-        .map(|cart| async move {
-            if deadline.reached() {
-                return (cart, None);
+        .flat_map(move |due| {
+            let mut batches = Vec::with_capacity(due.len().div_ceil(batch_size));
+            let mut due = due.into_iter().peekable();
+            while due.peek().is_some() {
+                batches.push(due.by_ref().take(batch_size).collect::<Vec<_>>());
             }
-            let outcome = store.delete_if_expired(&cart.cart_id, clock.now().timestamp()).await;
-            (cart, Some(outcome))
+            futures::stream::iter(batches)
         })
-        .buffer_unordered(options.concurrency);
-    while let Some((cart, outcome)) = outcomes.next().await {
-        match outcome {
-            None => report.more = true,
-            Some(Ok(DeleteOutcome::Deleted)) => report.deleted += 1,
-            Some(Ok(DeleteOutcome::AlreadyGone)) => report.already_gone += 1,
-            Some(Ok(DeleteOutcome::NotExpired)) => report.not_expired += 1,
-            Some(Err(error)) => {
-                tracing::warn!(function = FUNCTION_NAME, cart_id = %cart.cart_id, %error, "delete failed");
-                report.failed += 1;
+        .map(|carts| async move {
+            if deadline.reached() {
+                return BatchDone {
+                    outcomes: carts.into_iter().map(|cart| (cart, None)).collect(),
+                    batched: false,
+                    retried_alone: 0,
+                };
+            }
+            delete_batch(store, clock, carts, batches_refused).await
+        })
+        .buffer_unordered(in_flight);
+    while let Some(done) = outcomes.next().await {
+        report.batches += u64::from(done.batched);
+        report.retried_alone += done.retried_alone;
+        for (cart, outcome) in done.outcomes {
+            match outcome {
+                None => report.more = true,
+                Some(Ok(DeleteOutcome::Deleted)) => report.deleted += 1,
+                Some(Ok(DeleteOutcome::AlreadyGone)) => report.already_gone += 1,
+                Some(Ok(DeleteOutcome::NotExpired)) => report.not_expired += 1,
+                Some(Err(error)) => {
+                    tracing::warn!(function = FUNCTION_NAME, cart_id = %cart.cart_id, %error, "delete failed");
+                    report.failed += 1;
+                }
             }
         }
     }
     report
+}
+
+/// What one batch did to each of its carts.
+struct BatchDone {
+    /// `None`: not started (the deadline).
+    outcomes: Vec<(ExpiredCart, Option<Result<DeleteOutcome, StoreError>>)>,
+    /// Sent as one batch request.
+    batched: bool,
+    retried_alone: u64,
+}
+
+/// One request for the whole batch; what it could not do is done again cart by cart.
+async fn delete_batch<S: CartStore>(
+    store: &S,
+    clock: &dyn Clock,
+    carts: Vec<ExpiredCart>,
+    batches_refused: &std::sync::atomic::AtomicBool,
+) -> BatchDone {
+    use std::sync::atomic::Ordering;
+    let mut done = BatchDone {
+        outcomes: Vec::with_capacity(carts.len()),
+        batched: false,
+        retried_alone: 0,
+    };
+    let answers = if carts.len() == 1 || batches_refused.load(Ordering::Relaxed) {
+        vec![BatchedDelete::Retry(String::new()); carts.len()]
+    } else {
+        let ids: Vec<String> = carts.iter().map(|cart| cart.cart_id.clone()).collect();
+        match store.delete_batch_if_expired(&ids, clock.now().timestamp()).await {
+            Ok(answers) if answers.len() == ids.len() => {
+                done.batched = true;
+                answers
+            }
+            outcome => {
+                let reason = match outcome {
+                    Ok(answers) => format!("{} answers for {} deletes", answers.len(), ids.len()),
+                    Err(error) => error.to_string(),
+                };
+                if !batches_refused.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(function = FUNCTION_NAME, %reason, "a batch of deletes was refused: deleting one by one");
+                }
+                vec![BatchedDelete::Retry(reason); ids.len()]
+            }
+        }
+    };
+    for (cart, answer) in carts.into_iter().zip(answers) {
+        let outcome = match answer {
+            BatchedDelete::Done(outcome) => Ok(outcome),
+            BatchedDelete::Retry(reason) => {
+                if !reason.is_empty() {
+                    done.retried_alone += 1;
+                    tracing::debug!(function = FUNCTION_NAME, cart_id = %cart.cart_id, %reason, "retrying a delete alone");
+                }
+                delete_alone(store, clock, &cart.cart_id).await
+            }
+        };
+        done.outcomes.push((cart, Some(outcome)));
+    }
+    done
+}
+
+/// A single conditional delete: the SDK retries it with backoff while its error is
+/// retryable (throttling, a 5xx), as for any call.
+async fn delete_alone<S: CartStore>(store: &S, clock: &dyn Clock, cart_id: &str) -> Result<DeleteOutcome, StoreError> {
+    store.delete_if_expired(cart_id, clock.now().timestamp()).await
 }

@@ -21,6 +21,7 @@ fn options(page_size: i32) -> SweepOptions {
     SweepOptions {
         page_size,
         concurrency: 4,
+        batch_size: 25,
         dry_run: false,
     }
 }
@@ -37,6 +38,7 @@ fn deps(store: InMemoryCarts) -> SweeperDeps<InMemoryCarts> {
             carts_table: "carts".into(),
             page_size: 2,
             concurrency: 4,
+            batch_size: 25,
             stop_margin: Duration::ZERO,
         },
     }
@@ -270,18 +272,51 @@ async fn stops_at_the_deadline_and_says_work_is_left() {
 #[tokio::test]
 async fn a_failed_delete_is_counted_reported_as_error_and_retried_next_run() {
     let deps = deps(InMemoryCarts::default());
-    add(&deps.store, "flaky", NOW - 1);
-    add(&deps.store, "fine", NOW - 1);
-    deps.store.fail_next_delete_of("flaky");
+    // One shard and one page: the two carts go in one batch.
+    let ids: Vec<String> = (0..)
+        .map(|i| format!("cart-{i}"))
+        .filter(|id| expiry_shard_for(id) == "09")
+        .take(2)
+        .collect();
+    let (flaky, fine) = (&ids[0], &ids[1]);
+    add(&deps.store, flaky, NOW - 1);
+    add(&deps.store, fine, NOW - 1);
+    // In its batch, then alone.
+    for _ in 0..2 {
+        deps.store.fail_next_delete_of(flaky);
+    }
 
     let error = run(&deps, &json!({}), Deadline::unbounded()).await.unwrap_err();
     assert!(matches!(error, JobError::ItemsFailed { failed: 1 }), "{error}");
     assert!(error.retryable());
-    assert!(deps.store.contains("flaky") && !deps.store.contains("fine"));
+    assert!(deps.store.contains(flaky) && !deps.store.contains(fine));
 
     let second = run(&deps, &json!({}), Deadline::unbounded()).await.unwrap();
     assert_eq!(second.deleted_count, 1);
     assert!(deps.store.is_empty());
+}
+
+#[tokio::test]
+async fn a_delete_its_batch_could_not_do_is_retried_alone() {
+    let store = InMemoryCarts::default();
+    // One shard, so one page and one batch hold them all.
+    let ids: Vec<String> = (0..)
+        .map(|i| format!("cart-{i}"))
+        .filter(|id| expiry_shard_for(id) == "05")
+        .take(3)
+        .collect();
+    for id in &ids {
+        add(&store, id, NOW - 1);
+    }
+    store.fail_next_delete_of(&ids[1]);
+
+    let report = sweep(&store, &FixedClock(now()), Deadline::unbounded(), &options(100))
+        .await
+        .unwrap();
+
+    assert_eq!((report.deleted, report.failed), (3, 0));
+    assert_eq!((report.batches, report.retried_alone), (1, 1));
+    assert!(store.is_empty());
 }
 
 #[tokio::test]
