@@ -22,7 +22,8 @@ use serde_norway::Value;
 /// `impl ReviewRequestStore for DynamoOrders`, and `secrets.rs`):
 /// - `pending_page`, `in_flight`, `awaiting_reconciliation`: `.query()` on `review-pending-index`
 /// - `claim`, `settle` (`update_claimed`), `close`, `park_stale_claim`: `.update_item()` on the orders table
-/// - `has_review`: `.get_item()` on the reviews table (never on the orders table)
+/// - `has_review`: `.get_item()` on the reviews table (never on the orders table); `look_up`:
+///   `.batch_get_item()` on the reviews and consent tables, a page of due orders at once
 /// - `consent` (`DynamoConsents::get`): `.get_item()`, `record_sent` and `record_twilio_opt_out`
 ///   (`DynamoConsents::record_sent`, `record`): `.update_item()`, on the consent table
 /// - `twilio_config` (`secrets.rs`): `.get_secret_value()` on `TwilioSecretArn`, at cold start
@@ -154,7 +155,9 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
             ("dynamodb:Query", "!Sub ${OrdersTable.Arn}/index/review-pending-index"),
             ("dynamodb:UpdateItem", "!GetAtt OrdersTable.Arn"),
             ("dynamodb:GetItem", "!GetAtt ReviewsTable.Arn"),
+            ("dynamodb:BatchGetItem", "!GetAtt ReviewsTable.Arn"),
             ("dynamodb:GetItem", "!GetAtt ConsentTable.Arn"),
+            ("dynamodb:BatchGetItem", "!GetAtt ConsentTable.Arn"),
             ("dynamodb:UpdateItem", "!GetAtt ConsentTable.Arn"),
             ("dynamodb:UpdateItem", "!GetAtt StatsTable.Arn"),
             ("secretsmanager:GetSecretValue", "!Ref TwilioSecretArn"),

@@ -54,7 +54,7 @@ fn epoch_at(item: &Item, name: &str) -> Option<DateTime<Utc>> {
 }
 
 impl Consent {
-    fn from_item(item: &Item) -> Self {
+    pub(crate) fn from_item(item: &Item) -> Self {
         Self {
             opt_out: string(item, "optOut").and_then(|v| v.parse().ok()),
             opt_out_all_at: string(item, "optOutAllAt"),

@@ -8,9 +8,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use chrono::{DateTime, Utc};
 
 use super::store::{
-    BY_HAND_PARTITION, Claim, ClaimOutcome, InFlightClaim, Parked, PendingPage, RECONCILE_PARTITION,
-    REVIEW_PENDING_INDEX, RequestStatus, Resolution, ReviewRequestStore, SENDING_PARTITION, Settlement,
-    decode_pending_entry,
+    BY_HAND_PARTITION, Claim, ClaimOutcome, DueOrder, InFlightClaim, LookedUp, Parked, PendingPage,
+    RECONCILE_PARTITION, REVIEW_PENDING_INDEX, RequestStatus, Resolution, ReviewRequestStore, SENDING_PARTITION,
+    Settlement, decode_pending_entry,
 };
 use crate::domain::consent::{ConsentChange, ConsentSource, OptOut};
 use crate::domain::phone::PhoneNumber;
@@ -118,6 +118,15 @@ pub fn pending_attributes(order_id: &str, completed_at: DateTime<Utc>) -> Vec<(S
     ]
 }
 
+fn batch_error(table: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError {
+        operation: "BatchGetItem",
+        table: table.to_owned(),
+        message: format!("the look-up cannot be built: {error}"),
+        retryable: false,
+    }
+}
+
 fn old_item<R>(error: &SdkError<UpdateItemError, R>) -> Option<&Item> {
     match error.as_service_error() {
         Some(UpdateItemError::ConditionalCheckFailedException(e)) => e.item.as_ref().filter(|item| !item.is_empty()),
@@ -153,6 +162,89 @@ impl ReviewRequestStore for DynamoOrders {
 
     async fn has_review(&self, order_id: &str) -> Result<bool, StoreError> {
         item_exists(&self.client, &self.reviews_table, "orderId", order_id).await
+    }
+
+    /// One `BatchGetItem` per 50 orders: their reviews (keys only) and their customers'
+    /// consent items. What comes back unprocessed is left out.
+    async fn look_up(&self, due: &[DueOrder]) -> Result<LookedUp, StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut found = LookedUp::default();
+        for chunk in due.chunks(50) {
+            let mut reviews = KeysAndAttributes::builder()
+                .consistent_read(true)
+                .projection_expression("orderId");
+            for order in chunk {
+                reviews = reviews.keys(Item::from([("orderId".to_owned(), s(&order.order_id))]));
+            }
+            let mut request = self.client.batch_get_item().request_items(
+                &self.reviews_table,
+                reviews.build().map_err(|e| batch_error(&self.reviews_table, e))?,
+            );
+            let consent_table = self.consents.as_ref().map(|consents| consents.table().to_owned());
+            if let Some(table) = &consent_table {
+                let mut phones: Vec<&str> = chunk.iter().map(|order| order.customer_phone.as_str()).collect();
+                phones.sort_unstable();
+                phones.dedup();
+                let mut consents = KeysAndAttributes::builder().consistent_read(true);
+                for phone in phones {
+                    consents = consents.keys(Item::from([("phone".to_owned(), s(phone))]));
+                }
+                request = request.request_items(table, consents.build().map_err(|e| batch_error(table, e))?);
+            }
+            let output = request
+                .send()
+                .await
+                .map_err(|e| store_error("BatchGetItem", &self.reviews_table, e))?;
+            let unprocessed = output.unprocessed_keys.clone().unwrap_or_default();
+            let left_out = |table: &str, name: &str, value: &str| {
+                unprocessed
+                    .get(table)
+                    .is_some_and(|keys| keys.keys().iter().any(|key| key.get(name) == Some(&s(value))))
+            };
+            let responses = output.responses.unwrap_or_default();
+            let reviewed: std::collections::HashSet<String> = responses
+                .get(&self.reviews_table)
+                .into_iter()
+                .flatten()
+                .filter_map(|item| string(item, "orderId"))
+                .collect();
+            for order in chunk {
+                if !left_out(&self.reviews_table, "orderId", &order.order_id) {
+                    found.orders.insert(order.order_id.clone());
+                    if reviewed.contains(&order.order_id) {
+                        found.reviewed.insert(order.order_id.clone());
+                    }
+                }
+            }
+            match &consent_table {
+                Some(table) => {
+                    let items: std::collections::HashMap<String, &Item> = responses
+                        .get(table)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|item| Some((string(item, "phone")?, item)))
+                        .collect();
+                    for order in chunk {
+                        let phone = order.customer_phone.as_str();
+                        if !left_out(table, "phone", phone) {
+                            let consent = items
+                                .get(phone)
+                                .map(|item| Consent::from_item(item))
+                                .unwrap_or_default();
+                            found.consents.insert(phone.to_owned(), consent);
+                        }
+                    }
+                }
+                None => {
+                    for order in chunk {
+                        found
+                            .consents
+                            .insert(order.customer_phone.as_str().to_owned(), Consent::default());
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 
     async fn claim(&self, order_id: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {

@@ -100,7 +100,7 @@ pub async fn run<S: ReviewRequestStore, M: ReviewMessenger>(
     // Claims, send times and the stale-claim cutoff use the real clock: a run as of a past
     // `now` beside a scheduled run leaves claims that look as fresh as they are.
     let outcome = dispatch(
-        &ReviewOutbox(&deps.store, deps.config.caps),
+        &ReviewOutbox::new(&deps.store, deps.config.caps),
         &ReviewSender(&deps.messenger),
         deps.clock.as_ref(),
         deadline,

@@ -7,9 +7,10 @@
 use chrono::{DateTime, Utc};
 
 use super::ReviewMessenger;
-use super::store::{self, DueOrder, RequestStatus, ReviewRequestStore, SkipReason};
+use super::store::{self, DueOrder, LookedUp, RequestStatus, ReviewRequestStore, SkipReason};
 use crate::domain::phone::PhoneNumber;
 use crate::messages::caps::Caps;
+use crate::messages::consent::Consent;
 use crate::messages::engine::{
     Claim, ClaimOutcome, Closing, DueMessage, DuePage, InFlightClaim, MessageId, Messenger, Outbox, Settlement,
     Unsendable, Verdict,
@@ -20,8 +21,52 @@ use crate::store::StoreError;
 use crate::twilio::{LookupError, MessageList};
 use crate::twilio::{SendError, SentMessage};
 
-/// Review requests, as the engine sees them, under the marketing caps.
-pub struct ReviewOutbox<'a, S>(pub &'a S, pub Caps);
+/// Review requests, as the engine sees them, under the marketing caps. What the checks
+/// before each claim read is read a page at a time ([`ReviewRequestStore::look_up`]) and
+/// kept for this run only.
+pub struct ReviewOutbox<'a, S>(pub &'a S, pub Caps, LookUps);
+
+/// Look-ups of the pages read, waiting for their checks.
+#[derive(Default)]
+struct LookUps(std::sync::Mutex<LookedUp>);
+
+impl<'a, S> ReviewOutbox<'a, S> {
+    pub fn new(store: &'a S, caps: Caps) -> Self {
+        Self(store, caps, LookUps::default())
+    }
+}
+
+impl LookUps {
+    fn add(&self, found: LookedUp) {
+        if let Ok(mut known) = self.0.lock() {
+            known.orders.extend(found.orders);
+            known.reviewed.extend(found.reviewed);
+            known.consents.extend(found.consents);
+        }
+    }
+
+    /// The order's review presence and its customer's consent, if a page look-up read
+    /// them; the order's entry is used once.
+    fn take(&self, order_id: &str, phone: &PhoneNumber) -> Option<(bool, Consent)> {
+        let mut known = self.0.lock().ok()?;
+        let consent = known.consents.get(phone.as_str())?.clone();
+        if !known.orders.remove(order_id) {
+            return None;
+        }
+        Some((known.reviewed.remove(order_id), consent))
+    }
+
+    /// A request claimed for this customer counts in the caps of their next check.
+    fn claimed(&self, phone: &PhoneNumber, at: DateTime<Utc>, caps: &Caps) {
+        if let Ok(mut known) = self.0.lock()
+            && let Some(consent) = known.consents.get_mut(phone.as_str())
+        {
+            consent.last_sent_at = Some(at);
+            consent.marketing_sent.insert(0, at);
+            consent.marketing_sent.truncate(caps.per_week as usize);
+        }
+    }
+}
 
 /// The review messenger, as the engine sees it.
 pub struct ReviewSender<'a, M>(pub &'a M);
@@ -90,6 +135,18 @@ impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
         limit: i32,
     ) -> Result<DuePage<S::Cursor>, StoreError> {
         let page = self.0.pending_page(shard, due_before, cursor, limit).await?;
+        let due: Vec<DueOrder> = page
+            .entries
+            .iter()
+            .filter_map(|entry| entry.as_ref().ok().cloned())
+            .collect();
+        if !due.is_empty() {
+            match self.0.look_up(&due).await {
+                Ok(found) => self.2.add(found),
+                // Each check then reads alone.
+                Err(error) => tracing::warn!(%error, "the page's look-ups failed; reading them one by one"),
+            }
+        }
         Ok(DuePage {
             entries: page
                 .entries
@@ -110,10 +167,16 @@ impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
     /// A review, the customer's consent and the marketing caps (a review request is a
     /// marketing message); one held by the caps waits for a later daily run.
     async fn check(&self, message: &DueMessage, now: DateTime<Utc>) -> Result<Verdict, StoreError> {
-        if self.0.has_review(&message.id.subject_id).await? {
+        let (has_review, customer) = match self.2.take(&message.id.subject_id, &message.customer_phone) {
+            Some(looked_up) => looked_up,
+            None => (
+                self.0.has_review(&message.id.subject_id).await?,
+                self.0.consent(&message.customer_phone).await?,
+            ),
+        };
+        if has_review {
             return Ok(Verdict::Close("has_review"));
         }
-        let customer = self.0.consent(&message.customer_phone).await?;
         if let Some(reason) = customer.refuses(true, message.since) {
             return Ok(Verdict::Close(reason));
         }
@@ -130,7 +193,10 @@ impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
 
     async fn claim(&self, message: &DueMessage, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
         Ok(match self.0.claim(&message.id.subject_id, claim).await? {
-            store::ClaimOutcome::Claimed => ClaimOutcome::Claimed,
+            store::ClaimOutcome::Claimed => {
+                self.2.claimed(&message.customer_phone, claim.claimed_at, &self.1);
+                ClaimOutcome::Claimed
+            }
             store::ClaimOutcome::TakenElsewhere => ClaimOutcome::TakenElsewhere,
             store::ClaimOutcome::NotCompleted => ClaimOutcome::Ineligible("not_completed"),
         })

@@ -54,6 +54,17 @@ pub enum ClaimOutcome {
     NotCompleted,
 }
 
+/// What [`ReviewRequestStore::look_up`] read.
+#[derive(Debug, Clone, Default)]
+pub struct LookedUp {
+    /// Orders whose review presence was read.
+    pub orders: std::collections::HashSet<String>,
+    /// Of those, the ones with a review.
+    pub reviewed: std::collections::HashSet<String>,
+    /// Consent by phone (E.164), for the customers read.
+    pub consents: std::collections::HashMap<String, Consent>,
+}
+
 /// A claim still in the `sending` partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InFlightClaim {
@@ -79,6 +90,24 @@ pub trait ReviewRequestStore: Send + Sync {
     ) -> impl Future<Output = Result<PendingPage<Self::Cursor>, StoreError>> + Send;
 
     fn has_review(&self, order_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// What the checks before each claim read, for a page of due orders at once: which
+    /// have a review, and each customer's consent. Orders or customers it could not read
+    /// are left out (the check then reads them alone). By default one read after the other.
+    fn look_up(&self, due: &[DueOrder]) -> impl Future<Output = Result<LookedUp, StoreError>> + Send {
+        async move {
+            let mut found = LookedUp::default();
+            for order in due {
+                if self.has_review(&order.order_id).await? {
+                    found.reviewed.insert(order.order_id.clone());
+                }
+                found.orders.insert(order.order_id.clone());
+                let consent = self.consent(&order.customer_phone).await?;
+                found.consents.insert(order.customer_phone.as_str().to_owned(), consent);
+            }
+            Ok(found)
+        }
+    }
 
     /// Takes the order out of the pending partitions, only if it is still pending and
     /// completed. The step that makes sending exactly-once.
