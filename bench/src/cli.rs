@@ -86,7 +86,7 @@ impl Default for RunOptions {
             orders: 2_000,
             mps: 80,
             lifecycle_orders: 600,
-            naive_carts: 20_000,
+            naive_carts: 100_000,
             reconcile_parked: 200,
             report_events: 2_000,
             init_starts: 20,
