@@ -86,6 +86,26 @@ async fn accepting_twilio() -> MockServer {
     server
 }
 
+/// Twilio accepts every send no mock of higher priority answers.
+async fn accepting_the_rest(twilio: &MockServer, sid: &str) {
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": sid, "status": "queued"})))
+        .with_priority(5)
+        .mount(twilio)
+        .await;
+}
+
+/// A shop whose app created these orders a minute ago, their records delivered.
+async fn shop_with_orders(label: &str, twilio: MockServer, orders: &[(&str, &str)]) -> Shop {
+    let mut shop = Shop::with_twilio(label, twilio).await;
+    for (order, phone) in orders {
+        shop.app_creates_order(order, phone).await;
+    }
+    shop.deliver().await;
+    shop.advance(TimeDelta::minutes(1));
+    shop
+}
+
 /// One shop: its tables, its stream consumer, its dispatcher, its review job, one clock.
 struct Shop {
     stack: Stack,
@@ -590,25 +610,18 @@ async fn twilio_faults_release_park_or_fail_a_message_and_only_the_released_one_
         .with_priority(1)
         .mount(&twilio)
         .await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .set_body_json(json!({"sid": "SM0123456789abcdef0123456789abcdef", "status": "queued"})),
-        )
-        .with_priority(5)
-        .mount(&twilio)
-        .await;
-    let mut shop = Shop::with_twilio("faults", twilio).await;
-    for (order, phone) in [
-        ("o-down", "+33612345631"),
-        ("o-timeout", "+33612345632"),
-        ("o-invalid", "+33612345633"),
-        ("o-ok", "+33612345634"),
-    ] {
-        shop.app_creates_order(order, phone).await;
-    }
-    shop.deliver().await;
-    shop.advance(TimeDelta::minutes(1));
+    accepting_the_rest(&twilio, "SM0123456789abcdef0123456789abcdef").await;
+    let shop = shop_with_orders(
+        "faults",
+        twilio,
+        &[
+            ("o-down", "+33612345631"),
+            ("o-timeout", "+33612345632"),
+            ("o-invalid", "+33612345633"),
+            ("o-ok", "+33612345634"),
+        ],
+    )
+    .await;
     let first = shop.dispatch("first").await;
     let report = &first.report;
     assert_eq!(
@@ -670,24 +683,17 @@ async fn reconciliation_settles_what_twilio_has_requeues_what_it_never_had_and_t
             .mount(&twilio)
             .await;
     }
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .set_body_json(json!({"sid": "SMfedcba9876543210fedcba9876543210", "status": "queued"})),
-        )
-        .with_priority(5)
-        .mount(&twilio)
-        .await;
-    let mut shop = Shop::with_twilio("reconcile", twilio).await;
-    for (order, phone) in [
-        ("o-at-twilio", "+33612345641"),
-        ("o-never-sent", "+33612345642"),
-        ("o-in-doubt", "+33612345643"),
-    ] {
-        shop.app_creates_order(order, phone).await;
-    }
-    shop.deliver().await;
-    shop.advance(TimeDelta::minutes(1));
+    accepting_the_rest(&twilio, "SMfedcba9876543210fedcba9876543210").await;
+    let shop = shop_with_orders(
+        "reconcile",
+        twilio,
+        &[
+            ("o-at-twilio", "+33612345641"),
+            ("o-never-sent", "+33612345642"),
+            ("o-in-doubt", "+33612345643"),
+        ],
+    )
+    .await;
     let claimed_at = shop.now();
     let first = shop.dispatch("first").await;
     assert_eq!(first.report.unknown, 3, "{first:?}");
