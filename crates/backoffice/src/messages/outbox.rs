@@ -820,12 +820,15 @@ impl Outbox for DynamoOutbox {
             .key("messageId", s(message_key(&parked.id)))
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":unknown", s(MessageStatus::Unknown.as_str()))
+            .expression_attribute_values(":reconcile", s(RECONCILE))
             .expression_attribute_values(":now", s(rfc3339(self.clock.now())));
+        // Still parked, under the same claim, and not yet moved aside.
         update = match &parked.claim_id {
             Some(claim_id) => update
-                .condition_expression("#st = :unknown AND claimId = :claimId")
+                .condition_expression("#st = :unknown AND dueShard = :reconcile AND claimId = :claimId")
                 .expression_attribute_values(":claimId", s(claim_id)),
-            None => update.condition_expression("#st = :unknown AND attribute_not_exists(claimId)"),
+            None => update
+                .condition_expression("#st = :unknown AND dueShard = :reconcile AND attribute_not_exists(claimId)"),
         };
         update = match resolution {
             Resolution::Sent { message_sid, sent_at } => update

@@ -33,7 +33,7 @@ use crate::domain::phone::PhoneNumber;
 use crate::runtime::clock::Clock;
 use crate::runtime::job::Deadline;
 use crate::store::StoreError;
-use crate::twilio::ListedMessage;
+use crate::twilio::{ListedMessage, LookupError};
 
 /// How long after its claim a send can still create the message at Twilio: every
 /// attempt's timeout and the waits between them, with room to spare.
@@ -142,6 +142,7 @@ fn undecided_label(reason: &str) -> &'static str {
         "several_matches",
         "unmatched_in_window",
         "unreadable_date",
+        "unusable_list",
     ]
     .into_iter()
     .find(|label| *label == reason)
@@ -184,9 +185,15 @@ pub async fn reconcile<O: Outbox, M: Messenger>(
 ) -> Result<ReconcileReport, StoreError> {
     let mut report = ReconcileReport::default();
     let now = clock.now();
+    // Once Twilio's list cannot be reached, the run asks no more: the sends come first.
+    let mut twilio_down = false;
     for parked in outbox.parked().await? {
         if deadline.reached() {
             report.undecided("deadline");
+            continue;
+        }
+        if twilio_down {
+            report.undecided("twilio_unreachable");
             continue;
         }
         let resolution = match (&parked.customer_phone, parked.claimed_at) {
@@ -198,10 +205,18 @@ pub async fn reconcile<O: Outbox, M: Messenger>(
                 continue;
             }
             (Some(phone), Some(claimed_at)) => match messenger.sent_to(phone, claimed_at - CLOCK_SKEW).await {
-                Err(error) => {
+                // What a later run may read (an outage, a rate limit, credentials being
+                // fixed): left parked.
+                Err(error @ (LookupError::Unreachable(_) | LookupError::Refused { .. })) => {
                     tracing::warn!(function, message_id = %parked.id, %error, "reconciliation: Twilio's list unavailable, left parked");
                     report.undecided("twilio_unreachable");
+                    twilio_down = true;
                     continue;
+                }
+                // A list that will read the same next time: for a person.
+                Err(error) => {
+                    tracing::warn!(function, message_id = %parked.id, %error, "reconciliation: Twilio's list cannot be used");
+                    by_hand("unusable_list")
                 }
                 Ok(list) => {
                     report.list_requests += u64::from(list.requests);

@@ -442,15 +442,19 @@ impl ReviewRequestStore for DynamoOrders {
             .update_item()
             .table_name(&self.orders_table)
             .key("orderId", s(order_id))
-            .expression_attribute_values(":unknown", s(RequestStatus::Unknown.as_str()));
-        // The index holds the claim's time, not its id: the same claim is the same time.
+            .expression_attribute_values(":unknown", s(RequestStatus::Unknown.as_str()))
+            .expression_attribute_values(":reconcile", s(RECONCILE_PARTITION));
+        // Still parked and not yet moved aside; the index holds the claim's time, not its
+        // id: the same claim is the same time.
         update = match parked.claimed_at {
             Some(at) => update
-                .condition_expression("reviewRequestStatus = :unknown AND reviewClaimedAt = :claimedAt")
+                .condition_expression(
+                    "reviewRequestStatus = :unknown AND reviewPendingShard = :reconcile AND reviewClaimedAt = :claimedAt",
+                )
                 .expression_attribute_values(":claimedAt", s(rfc3339(at))),
-            None => {
-                update.condition_expression("reviewRequestStatus = :unknown AND attribute_not_exists(reviewClaimedAt)")
-            }
+            None => update.condition_expression(
+                "reviewRequestStatus = :unknown AND reviewPendingShard = :reconcile AND attribute_not_exists(reviewClaimedAt)",
+            ),
         };
         update = match resolution {
             // `reviewRequestedAt` puts the order in `review-reply-index`: a reply finds it.

@@ -271,7 +271,8 @@ impl ReviewRequestStore for InMemoryOrders {
             return Ok(false);
         };
         let same_claim = order.claim.as_ref().map(|c| c.claimed_at) == parked.claimed_at;
-        if order.request_status != RequestStatus::Unknown || !same_claim {
+        let parked_here = order.partition.as_deref() == Some(RECONCILE_PARTITION);
+        if order.request_status != RequestStatus::Unknown || !same_claim || !parked_here {
             return Ok(false);
         }
         match resolution {

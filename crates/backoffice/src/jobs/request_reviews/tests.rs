@@ -75,8 +75,12 @@ struct FakeMessenger {
     sent: Mutex<Vec<(String, String)>>,
     answers: Mutex<HashMap<String, SendError>>,
     delay: Duration,
-    /// What Twilio's Messages list shows; `None`: Twilio unreachable.
+    /// What Twilio's Messages list shows; `None`: the list fails with `list_error`, or is
+    /// unreachable.
     twilio_log: Mutex<Option<Vec<crate::twilio::ListedMessage>>>,
+    list_error: Mutex<Option<crate::twilio::LookupError>>,
+    /// How many times the list was asked for.
+    list_calls: std::sync::atomic::AtomicUsize,
 }
 
 impl FakeMessenger {
@@ -106,9 +110,15 @@ impl ReviewMessenger for FakeMessenger {
         _to: &crate::domain::phone::PhoneNumber,
         _since: DateTime<Utc>,
     ) -> Result<crate::twilio::MessageList, crate::twilio::LookupError> {
+        self.list_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         match self.twilio_log.lock().unwrap().clone() {
             Some(messages) => Ok(crate::twilio::MessageList { messages, requests: 1 }),
-            None => Err(crate::twilio::LookupError::Unreachable("connection refused".into())),
+            None => Err(self
+                .list_error
+                .lock()
+                .unwrap()
+                .clone()
+                .unwrap_or_else(|| crate::twilio::LookupError::Unreachable("connection refused".into()))),
         }
     }
 
@@ -412,6 +422,50 @@ async fn what_reconciliation_cannot_decide_is_moved_aside_for_a_person_and_not_a
     assert_eq!(third.report.reconciliation.list_requests, 0, "not asked again");
     assert_eq!(third.report.awaiting_reconciliation, 1);
     assert_eq!(deps.messenger.messages_to("in-the-dark"), 1);
+}
+
+#[tokio::test]
+async fn while_twilio_is_down_a_run_asks_once_and_sends_what_is_due() {
+    let store = InMemoryOrders::default();
+    for id in ["lost-1", "lost-2", "lost-3"] {
+        add(&store, id, 7);
+    }
+    let messenger = FakeMessenger::default();
+    for id in ["lost-1", "lost-2", "lost-3"] {
+        messenger.answers.lock().unwrap().insert(id.into(), SendError::Timeout);
+    }
+    let deps = deps(store, messenger);
+    assert_eq!(run_once(&deps, "run-1").await.report.unknown, 3);
+    add(&deps.store, "due-today", 7);
+    let deps = ReviewDeps {
+        clock: Arc::new(FixedClock(utc(NOW) + TimeDelta::minutes(31))),
+        ..deps
+    };
+
+    let second = run_once(&deps, "run-2").await;
+
+    assert_eq!(deps.messenger.list_calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        second.report.reconciliation.undecided.get("twilio_unreachable"),
+        Some(&3)
+    );
+    assert_eq!(second.sent, 1, "the due request still goes out");
+}
+
+#[tokio::test]
+async fn a_list_that_cannot_be_read_moves_the_request_aside_for_a_person() {
+    let deps = parked_then("too-many-pages", None, 31).await;
+    *deps.messenger.list_error.lock().unwrap() = Some(crate::twilio::LookupError::TooManyPages);
+    let second = run_once(&deps, "run-2").await;
+    assert_eq!(second.report.reconciliation.left_for_a_person, 1);
+    assert_eq!(second.report.reconciliation.undecided.get("unusable_list"), Some(&1));
+    let third = run_once(&deps, "run-3").await;
+    assert_eq!(
+        deps.messenger.list_calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "not asked again"
+    );
+    assert_eq!(third.report.awaiting_reconciliation, 1);
 }
 
 #[tokio::test]
