@@ -33,7 +33,7 @@ use crate::domain::phone::PhoneNumber;
 use crate::report::counters::{Counter, DailyCounters};
 use crate::runtime::clock::Clock;
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, item_exists, n, rfc3339, s, store_error, string, written};
+use crate::store::dynamo::{Item, batch_statement, item_exists, n, rfc3339, s, store_error, string, written};
 use crate::store::partition::Partition;
 use crate::store::shard::shard_of;
 
@@ -418,7 +418,7 @@ impl DynamoOutbox {
         &self,
         settled: impl Iterator<Item = &'a Settled>,
     ) -> Result<Vec<Option<Result<(), StoreError>>>, StoreError> {
-        use aws_sdk_dynamodb::types::{BatchStatementErrorCodeEnum, BatchStatementRequest};
+        use aws_sdk_dynamodb::types::BatchStatementErrorCodeEnum;
         let statement = format!(
             "UPDATE \"{}\" SET \"status\" = ? SET messageSid = ? SET sentAt = ? REMOVE dueShard REMOVE lastError \
              WHERE messageId = ? AND claimId = ?",
@@ -430,17 +430,18 @@ impl DynamoOutbox {
             let Settlement::Sent { message_sid, sent_at } = &one.settlement else {
                 continue;
             };
-            statements.push(
-                BatchStatementRequest::builder()
-                    .statement(&statement)
-                    .parameters(s(MessageStatus::Sent.as_str()))
-                    .parameters(s(message_sid))
-                    .parameters(s(rfc3339(*sent_at)))
-                    .parameters(s(message_key(&one.message.id)))
-                    .parameters(s(&one.claim.claim_id))
-                    .build()
-                    .map_err(|e| build_error(&self.messages_table, e))?,
-            );
+            statements.push(batch_statement(
+                &self.messages_table,
+                &statement,
+                vec![
+                    s(MessageStatus::Sent.as_str()),
+                    s(message_sid),
+                    s(rfc3339(*sent_at)),
+                    s(message_key(&one.message.id)),
+                    s(&one.claim.claim_id),
+                ],
+                false,
+            )?);
             ids.push(one.message.id.clone());
         }
         let output = self

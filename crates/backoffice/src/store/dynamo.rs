@@ -68,6 +68,30 @@ where
     }
 }
 
+/// One PartiQL statement of a `BatchExecuteStatement` on `table`, with its parameters;
+/// `old_on_failure`: a failed condition returns the item as it is.
+pub fn batch_statement(
+    table: &str,
+    statement: &str,
+    parameters: Vec<AttributeValue>,
+    old_on_failure: bool,
+) -> Result<aws_sdk_dynamodb::types::BatchStatementRequest, StoreError> {
+    let mut request = aws_sdk_dynamodb::types::BatchStatementRequest::builder()
+        .statement(statement)
+        .set_parameters(Some(parameters));
+    if old_on_failure {
+        request = request.return_values_on_condition_check_failure(
+            aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+        );
+    }
+    request.build().map_err(|e| StoreError {
+        operation: "BatchExecuteStatement",
+        table: table.to_owned(),
+        message: format!("a statement cannot be built: {e}"),
+        retryable: false,
+    })
+}
+
 /// Whether `table` holds an item whose key `key` is `value` (a consistent read of the key only).
 pub async fn item_exists(
     client: &aws_sdk_dynamodb::Client,

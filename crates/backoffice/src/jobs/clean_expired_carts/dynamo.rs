@@ -1,13 +1,11 @@
 //! The DynamoDB cart store, and the writer functions the shop's other services use.
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, BatchStatementErrorCodeEnum, BatchStatementRequest, ReturnValuesOnConditionCheckFailure,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, BatchStatementErrorCodeEnum, ReturnValuesOnConditionCheckFailure};
 
 use super::store::{BatchedDelete, Cart, CartStore, DeleteOutcome, EXPIRY_INDEX, ExpiredPage, decode_expiry_entry};
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, is_condition_failure, store_error};
+use crate::store::dynamo::{Item, batch_statement, is_condition_failure, n, s, store_error};
 
 #[derive(Debug, Clone)]
 pub struct DynamoCarts {
@@ -171,22 +169,10 @@ impl CartStore for DynamoCarts {
             "DELETE FROM \"{}\" WHERE cartId = ? AND expiresAt <= ? RETURNING ALL OLD *",
             self.table
         );
-        let mut statements = Vec::with_capacity(cart_ids.len());
-        for cart_id in cart_ids {
-            let request = BatchStatementRequest::builder()
-                .statement(&statement)
-                .parameters(AttributeValue::S(cart_id.clone()))
-                .parameters(AttributeValue::N(now.to_string()))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                .build()
-                .map_err(|e| StoreError {
-                    operation: "BatchExecuteStatement",
-                    table: self.table.clone(),
-                    message: format!("the delete of cart {cart_id} cannot be built: {e}"),
-                    retryable: false,
-                })?;
-            statements.push(request);
-        }
+        let statements = cart_ids
+            .iter()
+            .map(|cart_id| batch_statement(&self.table, &statement, vec![s(cart_id), n(now)], true))
+            .collect::<Result<Vec<_>, _>>()?;
         let output = self
             .client
             .batch_execute_statement()
