@@ -104,10 +104,17 @@ pub struct Sweep {
     pub vs_naive_5pct: Float,
 }
 
-/// The job's sweep and the naive one, each on its own copy of the same table.
+/// The job's sweep and the naive one, each on its own copy of the same table: the round
+/// with the median ratio of several, each on a fresh emulator.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SweepPair {
     pub expired_carts: usize,
+    /// The job's rate over the naive sweep's in this round.
+    #[serde(default)]
+    pub ratio: Float,
+    /// Every round's ratio, lowest first.
+    #[serde(default)]
+    pub ratios_by_round: Vec<Float>,
     pub naive: SweepMeasurement,
     pub ours: SweepMeasurement,
 }
@@ -482,13 +489,20 @@ pub fn results_table(results: &Results) -> String {
     table
 }
 
-/// The job's rate over the naive sweep's, with both rates and the table.
+/// The job's rate over the naive sweep's, with both rates, the table and every round.
 fn naive_row(ratio: Float, pair: Option<&SweepPair>, carts: usize) -> String {
     match pair {
-        Some(pair) => format!(
-            "{ratio:.2} ({:.0} / {:.0} deleted per s, {} of {carts} carts)",
-            pair.ours.deleted_per_s, pair.naive.deleted_per_s, pair.expired_carts
-        ),
+        Some(pair) => {
+            let rounds: Vec<String> = pair.ratios_by_round.iter().map(|r| format!("{r:.2}")).collect();
+            format!(
+                "{ratio:.2}, median of {} rounds ({}) ({:.0} / {:.0} deleted per s, {} of {carts} carts)",
+                rounds.len(),
+                rounds.join(", "),
+                pair.ours.deleted_per_s,
+                pair.naive.deleted_per_s,
+                pair.expired_carts
+            )
+        }
         None => "not measured yet: run make bench".into(),
     }
 }
