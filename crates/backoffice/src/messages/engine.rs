@@ -172,6 +172,22 @@ pub trait Outbox: Send + Sync {
         claim: &Claim,
     ) -> impl Future<Output = Result<ClaimOutcome, StoreError>> + Send;
 
+    /// Claims up to [`CLAIM_BATCH`] messages under one claim: one answer each, in order.
+    /// By default one after the other, so each claim sees the ones before it (the caps).
+    fn claim_all(
+        &self,
+        messages: &[DueMessage],
+        claim: &Claim,
+    ) -> impl Future<Output = Vec<Result<ClaimOutcome, StoreError>>> + Send {
+        async move {
+            let mut answers = Vec::with_capacity(messages.len());
+            for message in messages {
+                answers.push(self.claim(message, claim).await);
+            }
+            answers
+        }
+    }
+
     fn settle(
         &self,
         message: &DueMessage,
@@ -255,6 +271,11 @@ pub struct Settled {
 
 /// Sent messages settled together, in one request where the store can.
 pub const SETTLE_BATCH: usize = 25;
+
+/// Messages claimed together, in one request where the store can. What is claimed and
+/// not sent when the run must stop is released, so a run never holds more claims than it
+/// has messages in flight plus one batch.
+pub const CLAIM_BATCH: usize = 25;
 
 /// Twilio's "the recipient has opted out" refusal.
 pub const TWILIO_OPTED_OUT: u32 = 21610;
@@ -490,22 +511,58 @@ async fn dispatch_due<O: Outbox, M: Messenger>(
     })
     .flatten();
     let mut abort = None;
-    let outcomes = entries
+    // Each entry is checked on its own, claimed with the others ready at that moment (up
+    // to CLAIM_BATCH, one batch at a time), then sent and settled on its own.
+    let checked = entries
         .map(|entry| {
             let halted = &halted;
             async move {
-                match entry {
-                    Ok(entry) => {
-                        let kind = match &entry {
-                            Ok(message) => message.id.kind,
-                            Err(unsendable) => unsendable.id.kind,
-                        };
-                        Ok((
-                            kind,
-                            handle_entry(outbox, messenger, clock, deadline, options, halted, entry).await,
-                        ))
+                let entry = entry?;
+                let kind = match &entry {
+                    Ok(message) => message.id.kind,
+                    Err(unsendable) => unsendable.id.kind,
+                };
+                Ok((
+                    kind,
+                    before_claim(outbox, clock, deadline, options, halted, entry).await,
+                ))
+            }
+        })
+        .buffered(options.concurrency);
+    let claimed = checked
+        .ready_chunks(CLAIM_BATCH)
+        .then(|chunk| {
+            let halted = &halted;
+            async move {
+                let mut steps = Vec::with_capacity(chunk.len());
+                let mut to_claim = Vec::new();
+                for entry in chunk {
+                    match entry {
+                        Ok((_, Checked::ToClaim(message))) => to_claim.push(message),
+                        Ok((kind, Checked::Done(outcome))) => steps.push(Ok((kind, Step::Done(outcome)))),
+                        Err(cause) => steps.push(Err(cause)),
                     }
-                    Err(cause) => Err(cause),
+                }
+                steps.extend(
+                    claim_chunk(outbox, clock, deadline, options, halted, to_claim)
+                        .await
+                        .into_iter()
+                        .map(Ok),
+                );
+                futures::stream::iter(steps)
+            }
+        })
+        .flatten();
+    let outcomes = claimed
+        .map(|step| {
+            let halted = &halted;
+            async move {
+                match step? {
+                    (kind, Step::Done(outcome)) => Ok((kind, outcome)),
+                    (kind, Step::Send(message, claim)) => Ok((
+                        kind,
+                        send_claimed(outbox, messenger, clock, deadline, options, halted, message, claim).await,
+                    )),
                 }
             }
         })
@@ -611,17 +668,30 @@ async fn close<O: Outbox>(outbox: &O, options: &DispatchOptions, id: &MessageId,
     Outcome::Skipped(closing.label())
 }
 
-async fn handle_entry<O: Outbox, M: Messenger>(
+/// How far an entry went before its claim.
+enum Checked {
+    Done(Outcome),
+    ToClaim(DueMessage),
+}
+
+/// What comes of an entry once its batch is claimed.
+enum Step {
+    Done(Outcome),
+    Send(DueMessage, Claim),
+}
+
+/// Everything before the claim: closes the unsendable and the too old, holds what quiet
+/// hours or the outbox's check hold.
+async fn before_claim<O: Outbox>(
     outbox: &O,
-    messenger: &M,
     clock: &dyn Clock,
     deadline: Deadline,
     options: &DispatchOptions,
     halted: &AtomicBool,
     entry: Result<DueMessage, Unsendable>,
-) -> Outcome {
+) -> Checked {
     if deadline.reached() || halted.load(Ordering::Relaxed) {
-        return Outcome::NotStarted;
+        return Checked::Done(Outcome::NotStarted);
     }
     let message = match entry {
         Ok(message) => message,
@@ -631,56 +701,134 @@ async fn handle_entry<O: Outbox, M: Messenger>(
                 label: unsendable.label,
                 detail: unsendable.detail,
             };
-            return close(outbox, options, &unsendable.id, closing).await;
+            return Checked::Done(close(outbox, options, &unsendable.id, closing).await);
         }
     };
     let too_old = options.too_old_before.is_some_and(|before| message.due_at < before)
         || message.send_before.is_some_and(|before| clock.now() >= before);
     if too_old {
-        return close(outbox, options, &message.id, Closing::TooOld).await;
+        return Checked::Done(close(outbox, options, &message.id, Closing::TooOld).await);
     }
     if options.quiet.holds(message.id.kind, clock.now()) {
-        return Outcome::Held;
+        return Checked::Done(Outcome::Held);
     }
     match outbox.check(&message, clock.now()).await {
         Ok(Verdict::Go) => {}
-        Ok(Verdict::Close(reason)) => return close(outbox, options, &message.id, Closing::Ineligible(reason)).await,
-        Ok(Verdict::Hold) => return Outcome::Held,
+        Ok(Verdict::Close(reason)) => {
+            return Checked::Done(close(outbox, options, &message.id, Closing::Ineligible(reason)).await);
+        }
+        Ok(Verdict::Hold) => return Checked::Done(Outcome::Held),
         Err(error) => {
             tracing::warn!(function = options.function, message_id = %message.id, %error, "could not check the message");
-            return Outcome::StoreError;
+            return Checked::Done(Outcome::StoreError);
         }
     }
     if options.dry_run {
-        return Outcome::WouldSend;
+        return Checked::Done(Outcome::WouldSend);
+    }
+    Checked::ToClaim(message)
+}
+
+/// Claims `messages` together; what is not claimed ends here.
+async fn claim_chunk<O: Outbox>(
+    outbox: &O,
+    clock: &dyn Clock,
+    deadline: Deadline,
+    options: &DispatchOptions,
+    halted: &AtomicBool,
+    messages: Vec<DueMessage>,
+) -> Vec<(Kind, Step)> {
+    if messages.is_empty() {
+        return Vec::new();
+    }
+    if deadline.reached() || halted.load(Ordering::Relaxed) {
+        return messages
+            .iter()
+            .map(|message| (message.id.kind, Step::Done(Outcome::NotStarted)))
+            .collect();
     }
     let claim = Claim {
         claim_id: options.claim_id.clone(),
         claimed_at: clock.now(),
     };
-    match outbox.claim(&message, &claim).await {
-        Ok(ClaimOutcome::Claimed) => {}
-        Ok(ClaimOutcome::TakenElsewhere) => return Outcome::Skipped("claimed_elsewhere"),
+    let answers = outbox.claim_all(&messages, &claim).await;
+    let answers = answers.into_iter().map(Some).chain(std::iter::repeat(None));
+    let steps = messages.into_iter().zip(answers).map(|(message, answer)| {
+        let claim = &claim;
+        async move {
+            let kind = message.id.kind;
+            let answer = answer.unwrap_or_else(|| {
+                Err(StoreError {
+                    operation: "claim",
+                    table: String::new(),
+                    message: "no answer for this claim".into(),
+                    retryable: true,
+                })
+            });
+            match after_claim(outbox, options, &message, answer).await {
+                None => (kind, Step::Send(message, claim.clone())),
+                Some(outcome) => (kind, Step::Done(outcome)),
+            }
+        }
+    });
+    futures::future::join_all(steps).await
+}
+
+/// What a claim's answer leaves to do: `None` to send the message.
+async fn after_claim<O: Outbox>(
+    outbox: &O,
+    options: &DispatchOptions,
+    message: &DueMessage,
+    answer: Result<ClaimOutcome, StoreError>,
+) -> Option<Outcome> {
+    match answer {
+        Ok(ClaimOutcome::Claimed) => None,
+        Ok(ClaimOutcome::TakenElsewhere) => Some(Outcome::Skipped("claimed_elsewhere")),
         Ok(ClaimOutcome::Deferred(until)) => {
             // Held past the point where it makes sense: dropped, not sent late.
             if message.send_before.is_some_and(|before| until >= before) {
-                return close(outbox, options, &message.id, Closing::Ineligible("capped")).await;
+                return Some(close(outbox, options, &message.id, Closing::Ineligible("capped")).await);
             }
-            if let Err(error) = outbox.defer(&message, until).await {
+            if let Err(error) = outbox.defer(message, until).await {
                 tracing::warn!(function = options.function, message_id = %message.id, %error, "could not defer the message");
-                return Outcome::StoreError;
+                return Some(Outcome::StoreError);
             }
-            return Outcome::Held;
+            Some(Outcome::Held)
         }
         Ok(ClaimOutcome::Ineligible(reason)) => {
-            return close(outbox, options, &message.id, Closing::Ineligible(reason)).await;
+            Some(close(outbox, options, &message.id, Closing::Ineligible(reason)).await)
         }
         Err(error) => {
             tracing::warn!(function = options.function, message_id = %message.id, %error, "could not claim the message");
-            return Outcome::StoreError;
+            Some(Outcome::StoreError)
         }
     }
+}
 
+/// Sends a claimed message and settles it; one the run can no longer send (its deadline,
+/// or a configuration error) is released for the next run.
+#[allow(clippy::too_many_arguments)]
+async fn send_claimed<O: Outbox, M: Messenger>(
+    outbox: &O,
+    messenger: &M,
+    clock: &dyn Clock,
+    deadline: Deadline,
+    options: &DispatchOptions,
+    halted: &AtomicBool,
+    message: DueMessage,
+    claim: Claim,
+) -> Outcome {
+    if deadline.reached() || halted.load(Ordering::Relaxed) {
+        let released = Settlement::Released {
+            reason: "claimed, but the run stopped before sending it".into(),
+        };
+        if let Err(error) = outbox.settle(&message, &claim, &released).await {
+            // The claim stays held; the next run parks it for reconciliation.
+            tracing::error!(function = options.function, message_id = %message.id, %error, "could not release the claim");
+            return Outcome::StoreError;
+        }
+        return Outcome::NotStarted;
+    }
     let sent = messenger.send(&message).await;
     let (settlement, outcome) = settlement_for(options.function, &message, sent, clock.now(), halted);
     if matches!(settlement, Settlement::Sent { .. }) && outbox.settles_in_batches() {

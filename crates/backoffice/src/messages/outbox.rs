@@ -22,8 +22,8 @@ use super::caps::Caps;
 use super::consent::DynamoConsents;
 use super::eligibility::{needs_no_review, subject_condition, why_not};
 use super::engine::{
-    Claim, ClaimOutcome, Closing, DueMessage, DuePage, InFlightClaim, MessageId, Outbox, Settled, Settlement,
-    Unsendable, Verdict,
+    CLAIM_BATCH, Claim, ClaimOutcome, Closing, DueMessage, DuePage, InFlightClaim, MessageId, Outbox, Settled,
+    Settlement, Unsendable, Verdict,
 };
 use super::kind::{Category, Kind, KindsConfig, Subject};
 use super::plan::{Scheduled, Step};
@@ -379,6 +379,92 @@ impl DynamoOutbox {
         })
     }
 
+    /// One claim's writes and checks: the message leaves the line if still waiting, its
+    /// subject still qualifies, the customer's consent and caps allow it (and now count
+    /// it), and for some kinds no review exists.
+    fn claim_actions(&self, message: &DueMessage, claim: &Claim) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let kind = message.id.kind;
+        let take = Update::builder()
+            .table_name(&self.messages_table)
+            .key("messageId", s(message_key(&message.id)))
+            .update_expression(
+                "SET #st = :sending, dueShard = :sending, claimId = :claimId, claimedAt = :claimedAt ADD attempts :one",
+            )
+            .condition_expression("#st = :pending")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":sending", s(SENDING))
+            .expression_attribute_values(":pending", s(MessageStatus::Pending.as_str()))
+            .expression_attribute_values(":claimId", s(&claim.claim_id))
+            .expression_attribute_values(":claimedAt", s(rfc3339(claim.claimed_at)))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(|e| build_error(&self.messages_table, e))?;
+        let condition = subject_condition(kind, claim.claimed_at);
+        let (table, key) = self.subject_table(kind);
+        let mut check = ConditionCheck::builder()
+            .table_name(table)
+            .key(key, s(&message.id.subject_id))
+            .condition_expression(condition.expression);
+        for (name, value) in condition.names {
+            check = check.expression_attribute_names(name, value);
+        }
+        for (name, value) in condition.values {
+            check = check.expression_attribute_values(name, value);
+        }
+        let customer = self.consents.claim_update(
+            &message.customer_phone,
+            self.is_marketing(kind),
+            message.since,
+            claim.claimed_at,
+            &self.caps,
+        )?;
+        let mut actions = vec![
+            TransactWriteItem::builder().update(take).build(),
+            TransactWriteItem::builder()
+                .condition_check(check.build().map_err(|e| build_error(table, e))?)
+                .build(),
+            TransactWriteItem::builder().update(customer).build(),
+        ];
+        if needs_no_review(kind) {
+            let no_review = ConditionCheck::builder()
+                .table_name(&self.reviews_table)
+                .key("orderId", s(&message.id.subject_id))
+                .condition_expression("attribute_not_exists(orderId)")
+                .build()
+                .map_err(|e| build_error(&self.reviews_table, e))?;
+            actions.push(TransactWriteItem::builder().condition_check(no_review).build());
+        }
+        Ok(actions)
+    }
+
+    /// The items a claim writes or checks, which no other claim of its transaction may.
+    fn claim_keys(&self, message: &DueMessage) -> Vec<(&'static str, String)> {
+        let mut keys = vec![
+            ("message", message_key(&message.id)),
+            ("customer", message.customer_phone.as_str().to_owned()),
+            (
+                match message.id.kind.subject() {
+                    Subject::Order => "order",
+                    Subject::Cart => "cart",
+                },
+                message.id.subject_id.clone(),
+            ),
+        ];
+        if needs_no_review(message.id.kind) {
+            keys.push(("review", message.id.subject_id.clone()));
+        }
+        keys
+    }
+
+    /// Why a claim alone was cancelled, when the backend did not say: the message, then
+    /// its subject and customer, are read.
+    async fn refused_without_reasons(&self, message: &DueMessage, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        match self.message(&message.id).await? {
+            Some(stored) if stored.status != MessageStatus::Pending => Ok(ClaimOutcome::TakenElsewhere),
+            _ => self.why_refused(message, claim.claimed_at).await,
+        }
+    }
+
     /// Whether `kind` is a marketing message (the review request always is).
     fn is_marketing(&self, kind: Kind) -> bool {
         self.kinds.get(kind).map_or(kind == Kind::ReviewRequest, |settings| {
@@ -482,6 +568,62 @@ impl DynamoOutbox {
 }
 
 /// A conditional write's result: refused by its condition is [`Applied::Unchanged`].
+/// Claims that go in one transaction: no item twice, at most [`MAX_TRANSACTION_ACTIONS`].
+#[derive(Default)]
+struct ClaimGroup {
+    /// Each claim's index among the messages, and how many actions it has, in order.
+    claims: Vec<(usize, usize)>,
+    actions: Vec<TransactWriteItem>,
+    keys: std::collections::HashSet<(&'static str, String)>,
+}
+
+/// DynamoDB's limit on the actions of one `TransactWriteItems`.
+const MAX_TRANSACTION_ACTIONS: usize = 100;
+
+impl ClaimGroup {
+    /// Adds the claim unless it shares an item with one already in, or would not fit.
+    fn try_add(&mut self, index: usize, keys: Vec<(&'static str, String)>, actions: Vec<TransactWriteItem>) -> bool {
+        let fits = self.claims.len() < CLAIM_BATCH && self.actions.len() + actions.len() <= MAX_TRANSACTION_ACTIONS;
+        if !fits || keys.iter().any(|key| self.keys.contains(key)) {
+            return false;
+        }
+        self.keys.extend(keys);
+        self.claims.push((index, actions.len()));
+        self.actions.extend(actions);
+        true
+    }
+}
+
+/// What the cancellation reasons of one claim's actions say (message first).
+#[derive(Debug, PartialEq, Eq)]
+enum ClaimFailure {
+    /// Nothing of this claim failed: another claim cancelled the transaction.
+    Untouched,
+    /// The message was no longer waiting, or another run's transaction held one of its
+    /// items at the same moment: that run has it, or the next run takes it.
+    TakenElsewhere,
+    /// The subject, the customer or a review refused it.
+    Refused,
+    /// Throttling or another error.
+    Other,
+}
+
+impl ClaimFailure {
+    fn of(codes: &[Option<String>]) -> Self {
+        let code = |index: usize| codes.get(index).and_then(|code| code.as_deref()).unwrap_or("None");
+        let failed = |index: usize| code(index) == "ConditionalCheckFailed";
+        if failed(0) || (0..codes.len()).any(|index| code(index) == "TransactionConflict") {
+            Self::TakenElsewhere
+        } else if (1..codes.len()).any(failed) {
+            Self::Refused
+        } else if (0..codes.len()).all(|index| code(index) == "None") {
+            Self::Untouched
+        } else {
+            Self::Other
+        }
+    }
+}
+
 fn conditional<T, E, R>(
     result: Result<T, SdkError<E, R>>,
     operation: &'static str,
@@ -554,98 +696,123 @@ impl Outbox for DynamoOutbox {
     }
 
     async fn claim(&self, message: &DueMessage, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
-        let kind = message.id.kind;
-        let take = Update::builder()
-            .table_name(&self.messages_table)
-            .key("messageId", s(message_key(&message.id)))
-            .update_expression(
-                "SET #st = :sending, dueShard = :sending, claimId = :claimId, claimedAt = :claimedAt ADD attempts :one",
-            )
-            .condition_expression("#st = :pending")
-            .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":sending", s(SENDING))
-            .expression_attribute_values(":pending", s(MessageStatus::Pending.as_str()))
-            .expression_attribute_values(":claimId", s(&claim.claim_id))
-            .expression_attribute_values(":claimedAt", s(rfc3339(claim.claimed_at)))
-            .expression_attribute_values(":one", n(1))
-            .build()
-            .map_err(|e| build_error(&self.messages_table, e))?;
-        let condition = subject_condition(kind, claim.claimed_at);
-        let (table, key) = self.subject_table(kind);
-        let mut check = ConditionCheck::builder()
-            .table_name(table)
-            .key(key, s(&message.id.subject_id))
-            .condition_expression(condition.expression);
-        for (name, value) in condition.names {
-            check = check.expression_attribute_names(name, value);
-        }
-        for (name, value) in condition.values {
-            check = check.expression_attribute_values(name, value);
-        }
-        let customer = self.consents.claim_update(
-            &message.customer_phone,
-            self.is_marketing(kind),
-            message.since,
-            claim.claimed_at,
-            &self.caps,
-        )?;
-        let mut items = vec![
-            TransactWriteItem::builder().update(take).build(),
-            TransactWriteItem::builder()
-                .condition_check(check.build().map_err(|e| build_error(table, e))?)
-                .build(),
-            TransactWriteItem::builder().update(customer).build(),
-        ];
-        if needs_no_review(kind) {
-            let no_review = ConditionCheck::builder()
-                .table_name(&self.reviews_table)
-                .key("orderId", s(&message.id.subject_id))
-                .condition_expression("attribute_not_exists(orderId)")
-                .build()
-                .map_err(|e| build_error(&self.reviews_table, e))?;
-            items.push(TransactWriteItem::builder().condition_check(no_review).build());
-        }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        let error = match result {
-            Ok(_) => return Ok(ClaimOutcome::Claimed),
-            Err(error) => error,
-        };
-        let reasons: Vec<Option<String>> = match error.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
-                .cancellation_reasons()
-                .iter()
-                .map(|reason| reason.code().map(str::to_owned))
-                .collect(),
-            _ => return Err(store_error("TransactWriteItems", &self.messages_table, error)),
-        };
-        let failed = |index: usize| {
-            reasons
-                .get(index)
-                .and_then(|code| code.as_deref())
-                .is_some_and(|code| code == "ConditionalCheckFailed")
-        };
-        // Another run's transaction on the same message or customer at the same moment: it
-        // has it, or the next run takes it; never an error.
-        let conflict = reasons
-            .iter()
-            .any(|code| code.as_deref() == Some("TransactionConflict"));
-        if failed(0) || conflict {
-            return Ok(ClaimOutcome::TakenElsewhere);
-        }
-        if reasons.is_empty() || (1..reasons.len()).any(failed) {
-            // No reasons given (some emulators): the subject is read to tell which.
-            return match self.message(&message.id).await? {
-                Some(stored) if stored.status != MessageStatus::Pending => Ok(ClaimOutcome::TakenElsewhere),
-                _ => self.why_refused(message, claim.claimed_at).await,
+        let mut answers = self.claim_all(std::slice::from_ref(message), claim).await;
+        answers
+            .pop()
+            .unwrap_or_else(|| Err(build_error(&self.messages_table, "no answer for the claim")))
+    }
+
+    /// Up to [`CLAIM_BATCH`] claims per `TransactWriteItems`, each claim's writes and
+    /// checks as when alone. A transaction holds each item once, so claims that share a
+    /// customer or a subject go in the next one, after it. A cancelled transaction says
+    /// which claim failed (`CancellationReasons`): those are answered, the others are sent
+    /// again without them; a backend that gives no reasons gets one claim per transaction.
+    async fn claim_all(&self, messages: &[DueMessage], claim: &Claim) -> Vec<Result<ClaimOutcome, StoreError>> {
+        let mut answers: Vec<Option<Result<ClaimOutcome, StoreError>>> = vec![None; messages.len()];
+        let mut waiting: Vec<usize> = (0..messages.len()).collect();
+        let mut one_per_transaction = false;
+        while !waiting.is_empty() {
+            let mut group = ClaimGroup::default();
+            let mut next = Vec::new();
+            for index in waiting {
+                let message = &messages[index];
+                if one_per_transaction && !group.claims.is_empty() {
+                    next.push(index);
+                    continue;
+                }
+                match self.claim_actions(message, claim) {
+                    Ok(actions) => {
+                        if !group.try_add(index, self.claim_keys(message), actions) {
+                            next.push(index);
+                        }
+                    }
+                    Err(error) => answers[index] = Some(Err(error)),
+                }
+            }
+            waiting = next;
+            if group.claims.is_empty() {
+                continue;
+            }
+            let ClaimGroup { claims, actions, .. } = group;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(actions))
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => {
+                    for (index, _) in &claims {
+                        answers[*index] = Some(Ok(ClaimOutcome::Claimed));
+                    }
+                    continue;
+                }
+                Err(error) => error,
             };
+            let reasons: Option<Vec<Option<String>>> = match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => Some(
+                    cancelled
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|reason| reason.code().map(str::to_owned))
+                        .collect(),
+                ),
+                _ => None,
+            };
+            let Some(reasons) = reasons else {
+                let error = store_error("TransactWriteItems", &self.messages_table, error);
+                for (index, _) in &claims {
+                    answers[*index] = Some(Err(error.clone()));
+                }
+                continue;
+            };
+            let total: usize = claims.iter().map(|(_, count)| count).sum();
+            if reasons.len() != total {
+                if claims.len() == 1 {
+                    // No reasons given (some emulators): the message and the subject are read
+                    // to tell which.
+                    let index = claims[0].0;
+                    answers[index] = Some(self.refused_without_reasons(&messages[index], claim).await);
+                } else {
+                    one_per_transaction = true;
+                    waiting.extend(claims.iter().map(|(index, _)| *index));
+                }
+                continue;
+            }
+            let mut answered_any = false;
+            let mut untouched = Vec::new();
+            let mut offset = 0;
+            for (index, count) in &claims {
+                let codes = &reasons[offset..offset + count];
+                offset += count;
+                let answer = match ClaimFailure::of(codes) {
+                    ClaimFailure::Untouched => {
+                        untouched.push(*index);
+                        continue;
+                    }
+                    ClaimFailure::TakenElsewhere => Ok(ClaimOutcome::TakenElsewhere),
+                    ClaimFailure::Refused => self.why_refused(&messages[*index], claim.claimed_at).await,
+                    // Throttled or refused for another reason: the next run tries again.
+                    ClaimFailure::Other => Err(StoreError {
+                        operation: "TransactWriteItems",
+                        table: self.messages_table.clone(),
+                        message: format!("claim cancelled: {codes:?}"),
+                        retryable: true,
+                    }),
+                };
+                answers[*index] = Some(answer);
+                answered_any = true;
+            }
+            if !answered_any {
+                // Cancelled, yet no claim of it failed: each goes alone.
+                one_per_transaction = true;
+            }
+            waiting.extend(untouched);
         }
-        // A conflict with another transaction, or throttling: the next run tries again.
-        Err(store_error("TransactWriteItems", &self.messages_table, error))
+        answers
+            .into_iter()
+            .map(|answer| answer.unwrap_or_else(|| Err(build_error(&self.messages_table, "no answer for the claim"))))
+            .collect()
     }
 
     async fn settle(&self, message: &DueMessage, claim: &Claim, settlement: &Settlement) -> Result<(), StoreError> {
@@ -882,5 +1049,60 @@ fn build_error(table: &str, error: impl std::fmt::Display) -> StoreError {
         table: table.to_owned(),
         message: format!("the claim cannot be built: {error}"),
         retryable: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codes(codes: &[&str]) -> Vec<Option<String>> {
+        codes.iter().map(|code| Some((*code).to_owned())).collect()
+    }
+
+    #[test]
+    fn a_claims_cancellation_reasons_say_what_happened_to_it() {
+        let of = |c: &[&str]| ClaimFailure::of(&codes(c));
+        assert_eq!(of(&["None", "None", "None"]), ClaimFailure::Untouched);
+        assert_eq!(ClaimFailure::of(&[None, None, None]), ClaimFailure::Untouched);
+        assert_eq!(
+            of(&["ConditionalCheckFailed", "None", "None"]),
+            ClaimFailure::TakenElsewhere
+        );
+        assert_eq!(
+            of(&["None", "None", "TransactionConflict"]),
+            ClaimFailure::TakenElsewhere
+        );
+        assert_eq!(of(&["None", "ConditionalCheckFailed", "None"]), ClaimFailure::Refused);
+        assert_eq!(
+            of(&["None", "None", "None", "ConditionalCheckFailed"]),
+            ClaimFailure::Refused
+        );
+        assert_eq!(of(&["ThrottlingError", "None", "None"]), ClaimFailure::Other);
+    }
+
+    fn actions(count: usize) -> Vec<TransactWriteItem> {
+        vec![TransactWriteItem::builder().build(); count]
+    }
+
+    fn keys(customer: &str, order: &str) -> Vec<(&'static str, String)> {
+        vec![("customer", customer.into()), ("order", order.into())]
+    }
+
+    #[test]
+    fn a_transaction_of_claims_holds_each_item_once_and_at_most_its_limit() {
+        let mut group = ClaimGroup::default();
+        assert!(group.try_add(0, keys("+1", "o-1"), actions(4)));
+        assert!(!group.try_add(1, keys("+1", "o-2"), actions(4)), "same customer");
+        assert!(!group.try_add(2, keys("+2", "o-1"), actions(4)), "same order");
+        assert!(group.try_add(3, keys("+3", "o-3"), actions(4)));
+        assert_eq!(group.claims, vec![(0, 4), (3, 4)]);
+
+        let mut full = ClaimGroup::default();
+        for i in 0..CLAIM_BATCH {
+            assert!(full.try_add(i, keys(&format!("+{i}"), &format!("o-{i}")), actions(4)));
+        }
+        assert_eq!(full.actions.len(), MAX_TRANSACTION_ACTIONS);
+        assert!(!full.try_add(99, keys("+99", "o-99"), actions(3)));
     }
 }

@@ -1362,3 +1362,91 @@ async fn sent_messages_are_settled_together_each_under_its_own_claim() {
     assert_eq!(stored("o-s3").await.unwrap().status, MessageStatus::Sent);
     shop.stack.cleanup().await;
 }
+
+fn confirmation_due(shop: &Shop, order: &str, phone: &str) -> DueMessage {
+    DueMessage {
+        id: MessageId {
+            kind: Kind::OrderConfirmation,
+            subject_id: order.into(),
+        },
+        customer_phone: PhoneNumber::parse(phone).unwrap(),
+        customer_name: None,
+        due_at: shop.now(),
+        send_before: None,
+        since: shop.now() - TimeDelta::minutes(1),
+    }
+}
+
+/// Claims go together, several to a transaction: a claim its subject refuses, or that
+/// another run holds, is answered alone and does not take the others down with it; two
+/// claims for one customer go in separate transactions, one after the other.
+#[tokio::test]
+async fn claims_made_together_are_answered_each() {
+    let mut shop = Shop::open("claim-all").await;
+    let orders = [
+        ("o-c1", "+33612345661"),
+        ("o-c2", "+33612345662"),
+        ("o-c3", "+33612345663"),
+        ("o-c4", "+33612345664"),
+        ("o-c5", "+33612345661"),
+    ];
+    for (order, phone) in orders {
+        shop.app_creates_order(order, phone).await;
+    }
+    shop.deliver().await;
+    // Cancelled after its confirmation was scheduled (the stream has not said so yet), and
+    // one claimed by another run.
+    shop.app_updates_order("o-c2", &[("status", "cancelled".into())]).await;
+    let counter = crate::OperationCounter::default();
+    let outbox = &DynamoOutbox::new(
+        counter.count(&shop.stack.client),
+        (&shop.dispatcher.config.tables).into(),
+        kinds(),
+        shop.clock.clone(),
+    );
+    let other_run = Claim {
+        claim_id: "another-run".into(),
+        claimed_at: shop.now(),
+    };
+    let taken = confirmation_due(&shop, "o-c4", "+33612345664");
+    assert_eq!(outbox.claim(&taken, &other_run).await.unwrap(), ClaimOutcome::Claimed);
+
+    let messages: Vec<DueMessage> = orders
+        .iter()
+        .map(|(order, phone)| confirmation_due(&shop, order, phone))
+        .collect();
+    let this_run = Claim {
+        claim_id: "this-run".into(),
+        claimed_at: shop.now(),
+    };
+    let answers: Vec<ClaimOutcome> = outbox
+        .claim_all(&messages, &this_run)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+
+    assert_eq!(answers[0], ClaimOutcome::Claimed);
+    assert!(matches!(answers[1], ClaimOutcome::Ineligible(_)), "{answers:?}");
+    assert_eq!(answers[2], ClaimOutcome::Claimed);
+    assert_eq!(answers[3], ClaimOutcome::TakenElsewhere);
+    assert_eq!(
+        answers[4],
+        ClaimOutcome::Claimed,
+        "the customer's second order is claimed too"
+    );
+    // Alone, the other run's claim; then {1, 2, 3, 4} cancelled by 2 and 4, {5, 3}, {1}.
+    assert_eq!(counter.get("TransactWriteItems"), 4);
+    let stored = |order| shop.message(Kind::OrderConfirmation, order);
+    for order in ["o-c1", "o-c3", "o-c5"] {
+        let message = stored(order).await.unwrap();
+        assert_eq!(
+            (message.status, message.claim_id.as_deref()),
+            (MessageStatus::Sending, Some("this-run")),
+            "{order}"
+        );
+    }
+    assert_eq!(stored("o-c2").await.unwrap().status, MessageStatus::Pending);
+    assert_eq!(stored("o-c4").await.unwrap().claim_id.as_deref(), Some("another-run"));
+    shop.stack.cleanup().await;
+}

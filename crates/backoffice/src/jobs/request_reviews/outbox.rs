@@ -56,14 +56,29 @@ impl LookUps {
         Some((known.reviewed.remove(order_id), consent))
     }
 
-    /// A request claimed for this customer counts in the caps of their next check.
-    fn claimed(&self, phone: &PhoneNumber, at: DateTime<Utc>, caps: &Caps) {
-        if let Ok(mut known) = self.0.lock()
-            && let Some(consent) = known.consents.get_mut(phone.as_str())
-        {
-            consent.last_sent_at = Some(at);
-            consent.marketing_sent.insert(0, at);
-            consent.marketing_sent.truncate(caps.per_week as usize);
+    /// Counts a request to this customer in their caps before its claim is written, unless
+    /// the caps hold it: then the time they allow it. Requests checked together cannot
+    /// both go out; a reservation whose claim then fails stays, holding the customer's
+    /// other requests to a later run rather than risking one too many.
+    fn reserve(&self, phone: &PhoneNumber, at: DateTime<Utc>, caps: &Caps) -> Option<DateTime<Utc>> {
+        let mut known = self.0.lock().ok()?;
+        let consent = known.consents.get_mut(phone.as_str())?;
+        if let Some(until) = caps.next_allowed(consent, at) {
+            return Some(until);
+        }
+        consent.last_sent_at = Some(at);
+        consent.marketing_sent.insert(0, at);
+        consent.marketing_sent.truncate(caps.per_week as usize);
+        None
+    }
+
+    /// A consent read alone, kept for the caps of this run's next requests.
+    fn keep_consent(&self, phone: &PhoneNumber, consent: &Consent) {
+        if let Ok(mut known) = self.0.lock() {
+            known
+                .consents
+                .entry(phone.as_str().to_owned())
+                .or_insert_with(|| consent.clone());
         }
     }
 }
@@ -169,10 +184,12 @@ impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
     async fn check(&self, message: &DueMessage, now: DateTime<Utc>) -> Result<Verdict, StoreError> {
         let (has_review, customer) = match self.2.take(&message.id.subject_id, &message.customer_phone) {
             Some(looked_up) => looked_up,
-            None => (
-                self.0.has_review(&message.id.subject_id).await?,
-                self.0.consent(&message.customer_phone).await?,
-            ),
+            None => {
+                let has_review = self.0.has_review(&message.id.subject_id).await?;
+                let consent = self.0.consent(&message.customer_phone).await?;
+                self.2.keep_consent(&message.customer_phone, &consent);
+                (has_review, consent)
+            }
         };
         if has_review {
             return Ok(Verdict::Close("has_review"));
@@ -192,11 +209,11 @@ impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
     }
 
     async fn claim(&self, message: &DueMessage, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        if let Some(until) = self.2.reserve(&message.customer_phone, claim.claimed_at, &self.1) {
+            return Ok(ClaimOutcome::Deferred(until));
+        }
         Ok(match self.0.claim(&message.id.subject_id, claim).await? {
-            store::ClaimOutcome::Claimed => {
-                self.2.claimed(&message.customer_phone, claim.claimed_at, &self.1);
-                ClaimOutcome::Claimed
-            }
+            store::ClaimOutcome::Claimed => ClaimOutcome::Claimed,
             store::ClaimOutcome::TakenElsewhere => ClaimOutcome::TakenElsewhere,
             store::ClaimOutcome::NotCompleted => ClaimOutcome::Ineligible("not_completed"),
         })

@@ -540,7 +540,18 @@ async fn a_configuration_error_stops_the_run_and_releases_the_order() {
     assert_eq!(response.report.released, 1);
     assert_eq!(response.sent, 0, "no further sends after a configuration error");
     assert!(response.report.more);
-    assert_eq!(deps.store.status_of(&first), Some(RequestStatus::Pending));
+    // The orders claimed with it and not sent are released too: none is left claimed.
+    for i in 0..10 {
+        assert_eq!(
+            deps.store.status_of(&format!("order-{i}")),
+            Some(RequestStatus::Pending),
+            "order-{i}"
+        );
+    }
+    deps.messenger.answers.lock().unwrap().clear();
+    let next = run_once(&deps, "run-2").await;
+    // Ten sends, besides the one attempt Twilio refused.
+    assert_eq!((next.sent, deps.messenger.total()), (10, 11), "{next:?}");
 }
 
 #[tokio::test]
