@@ -109,14 +109,14 @@ pub struct Sweep {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SweepPair {
     pub expired_carts: usize,
+    pub naive: SweepMeasurement,
+    pub ours: SweepMeasurement,
     /// The job's rate over the naive sweep's in this round.
     #[serde(default)]
     pub ratio: Float,
     /// Every round's ratio, lowest first.
     #[serde(default)]
     pub ratios_by_round: Vec<Float>,
-    pub naive: SweepMeasurement,
-    pub ours: SweepMeasurement,
 }
 
 /// One sweep in a process of its own: the line `bench sweep-only` prints.
