@@ -7,14 +7,14 @@
 
 pub mod results;
 
+pub use devstack::counter::RequestCounter;
+
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use backoffice::domain::phone::PhoneNumber;
 use backoffice::jobs::clean_expired_carts::dynamo::DynamoCarts;
 use backoffice::jobs::clean_expired_carts::store::{CART_LIFETIME, Cart};
@@ -28,53 +28,6 @@ use serde_json::{Value, json};
 use crate::results::{Float, SweepMeasurement};
 
 pub type Failure = Box<dyn std::error::Error + Send + Sync>;
-
-/// Counts the HTTP requests a DynamoDB client sends, by operation (`X-Amz-Target`),
-/// retries included: what DynamoDB bills and what the job waits for.
-#[derive(Debug, Clone, Default)]
-pub struct RequestCounter(Arc<Mutex<BTreeMap<String, u64>>>);
-
-impl RequestCounter {
-    pub fn by_operation(&self) -> BTreeMap<String, u64> {
-        self.0.lock().expect("counter lock").clone()
-    }
-
-    pub fn total(&self) -> u64 {
-        self.0.lock().expect("counter lock").values().sum()
-    }
-
-    pub fn get(&self, operation: &str) -> u64 {
-        self.0
-            .lock()
-            .expect("counter lock")
-            .get(operation)
-            .copied()
-            .unwrap_or(0)
-    }
-}
-
-impl Intercept for RequestCounter {
-    fn name(&self) -> &'static str {
-        "bench::RequestCounter"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        let operation = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .and_then(|target| target.rsplit('.').next())
-            .unwrap_or("unknown")
-            .to_owned();
-        *self.0.lock().expect("counter lock").entry(operation).or_default() += 1;
-        Ok(())
-    }
-}
 
 /// The DynamoDB client the functions build (`SdkConfig` from `aws::load_sdk_config`),
 /// with the request counter added and nothing else changed.

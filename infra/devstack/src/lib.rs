@@ -1,6 +1,7 @@
 //! The local stack: an embedded DynamoDB emulator, the template's tables, seed data,
 //! and the helpers the integration and end-to-end tests share.
 
+pub mod counter;
 pub mod embedded;
 pub mod life;
 pub mod replies;

@@ -1319,17 +1319,7 @@ async fn sent_messages_are_settled_together_each_under_its_own_claim() {
         ("o-s2", "+33612345672", "another-run"),
         ("o-s3", "+33612345673", "this-run"),
     ] {
-        let message = DueMessage {
-            id: MessageId {
-                kind: Kind::OrderConfirmation,
-                subject_id: order.into(),
-            },
-            customer_phone: PhoneNumber::parse(phone).unwrap(),
-            customer_name: None,
-            due_at: shop.now(),
-            send_before: None,
-            since: shop.now() - TimeDelta::minutes(1),
-        };
+        let message = confirmation_due(&shop, order, phone);
         let claim = Claim {
             claim_id: run.into(),
             claimed_at: shop.now(),
@@ -1397,7 +1387,7 @@ async fn claims_made_together_are_answered_each() {
     // Cancelled after its confirmation was scheduled (the stream has not said so yet), and
     // one claimed by another run.
     shop.app_updates_order("o-c2", &[("status", "cancelled".into())]).await;
-    let counter = crate::OperationCounter::default();
+    let counter = devstack::counter::RequestCounter::default();
     let outbox = &DynamoOutbox::new(
         counter.count(&shop.stack.client),
         (&shop.dispatcher.config.tables).into(),
