@@ -554,6 +554,48 @@ async fn a_configuration_error_stops_the_run_and_releases_the_order() {
     assert_eq!((next.sent, deps.messenger.total()), (10, 11), "{next:?}");
 }
 
+/// Orders are claimed together; those the run can no longer send when its deadline comes
+/// are released at once, not left claimed for reconciliation.
+#[tokio::test]
+async fn claimed_orders_the_run_cannot_send_before_its_deadline_are_released() {
+    let store = InMemoryOrders::default();
+    for i in 0..5 {
+        add(&store, &format!("order-{i}"), 7);
+    }
+    let messenger = FakeMessenger {
+        delay: Duration::from_millis(300),
+        ..FakeMessenger::default()
+    };
+    let mut deps = deps(store, messenger);
+    deps.config.concurrency = 1;
+    deps.config.page_size = 100;
+
+    let response = run(
+        &deps,
+        &serde_json::json!({}),
+        Deadline::after(Duration::from_millis(150)),
+        "short",
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(response.sent, 1, "{response:?}");
+    assert!(response.report.more);
+    let statuses: Vec<_> = (0..5)
+        .filter_map(|i| deps.store.status_of(&format!("order-{i}")))
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == RequestStatus::Sent).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == RequestStatus::Pending).count(),
+        4,
+        "none left claimed: {statuses:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_dry_run_counts_and_claims_nothing() {
     let store = InMemoryOrders::default();
