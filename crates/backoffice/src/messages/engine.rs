@@ -493,7 +493,7 @@ async fn dispatch_due<O: Outbox, M: Messenger>(
     let due_before = options.due_before.timestamp();
     let entries = walk_shards(
         |shard, cursor| async move { outbox.due_page(&shard, due_before, cursor, options.page_size).await },
-        || deadline.reached() || halted.load(Ordering::Relaxed),
+        || must_stop(deadline, &halted),
     )
     .map(|walked| {
         let entries = match walked {
@@ -668,6 +668,12 @@ async fn close<O: Outbox>(outbox: &O, options: &DispatchOptions, id: &MessageId,
     Outcome::Skipped(closing.label())
 }
 
+/// Whether the run must start nothing more: its deadline came, or a configuration error
+/// stopped it.
+fn must_stop(deadline: Deadline, halted: &AtomicBool) -> bool {
+    deadline.reached() || halted.load(Ordering::Relaxed)
+}
+
 /// How far an entry went before its claim.
 enum Checked {
     Done(Outcome),
@@ -690,7 +696,7 @@ async fn before_claim<O: Outbox>(
     halted: &AtomicBool,
     entry: Result<DueMessage, Unsendable>,
 ) -> Checked {
-    if deadline.reached() || halted.load(Ordering::Relaxed) {
+    if must_stop(deadline, halted) {
         return Checked::Done(Outcome::NotStarted);
     }
     let message = match entry {
@@ -741,7 +747,7 @@ async fn claim_chunk<O: Outbox>(
     if messages.is_empty() {
         return Vec::new();
     }
-    if deadline.reached() || halted.load(Ordering::Relaxed) {
+    if must_stop(deadline, halted) {
         return messages
             .iter()
             .map(|message| (message.id.kind, Step::Done(Outcome::NotStarted)))
@@ -818,7 +824,7 @@ async fn send_claimed<O: Outbox, M: Messenger>(
     message: DueMessage,
     claim: Claim,
 ) -> Outcome {
-    if deadline.reached() || halted.load(Ordering::Relaxed) {
+    if must_stop(deadline, halted) {
         let released = Settlement::Released {
             reason: "claimed, but the run stopped before sending it".into(),
         };

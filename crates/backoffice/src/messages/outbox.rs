@@ -33,7 +33,9 @@ use crate::domain::phone::PhoneNumber;
 use crate::report::counters::{Counter, DailyCounters};
 use crate::runtime::clock::Clock;
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, batch_statement, item_exists, n, rfc3339, s, store_error, string, written};
+use crate::store::dynamo::{
+    Item, batch_statement, execute_batch, item_exists, n, rfc3339, s, store_error, string, written,
+};
 use crate::store::partition::Partition;
 use crate::store::shard::shard_of;
 
@@ -530,16 +532,10 @@ impl DynamoOutbox {
             )?);
             ids.push(one.message.id.clone());
         }
-        let output = self
-            .client
-            .batch_execute_statement()
-            .set_statements(Some(statements))
-            .send()
-            .await
-            .map_err(|e| store_error("BatchExecuteStatement", &self.messages_table, e))?;
+        let responses = execute_batch(&self.client, &self.messages_table, statements).await?;
         Ok(ids
             .iter()
-            .zip(output.responses())
+            .zip(&responses)
             .map(|(id, response)| match response.error() {
                 None => Some(Ok(())),
                 Some(error) if error.code() == Some(&BatchStatementErrorCodeEnum::ConditionalCheckFailed) => {
@@ -567,7 +563,6 @@ impl DynamoOutbox {
     }
 }
 
-/// A conditional write's result: refused by its condition is [`Applied::Unchanged`].
 /// Claims that go in one transaction: no item twice, at most [`MAX_TRANSACTION_ACTIONS`].
 #[derive(Default)]
 struct ClaimGroup {
@@ -624,6 +619,7 @@ impl ClaimFailure {
     }
 }
 
+/// A conditional write's result: refused by its condition is [`Applied::Unchanged`].
 fn conditional<T, E, R>(
     result: Result<T, SdkError<E, R>>,
     operation: &'static str,
@@ -749,23 +745,19 @@ impl Outbox for DynamoOutbox {
                 }
                 Err(error) => error,
             };
-            let reasons: Option<Vec<Option<String>>> = match error.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => Some(
-                    cancelled
-                        .cancellation_reasons()
-                        .iter()
-                        .map(|reason| reason.code().map(str::to_owned))
-                        .collect(),
-                ),
-                _ => None,
-            };
-            let Some(reasons) = reasons else {
+            let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = error.as_service_error()
+            else {
                 let error = store_error("TransactWriteItems", &self.messages_table, error);
                 for (index, _) in &claims {
                     answers[*index] = Some(Err(error.clone()));
                 }
                 continue;
             };
+            let reasons: Vec<Option<String>> = cancelled
+                .cancellation_reasons()
+                .iter()
+                .map(|reason| reason.code().map(str::to_owned))
+                .collect();
             let total: usize = claims.iter().map(|(_, count)| count).sum();
             if reasons.len() != total {
                 if claims.len() == 1 {

@@ -92,6 +92,22 @@ pub fn batch_statement(
     })
 }
 
+/// Runs `statements` (built by [`batch_statement`]) on `table` in one
+/// `BatchExecuteStatement`: one response each, in order.
+pub async fn execute_batch(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    statements: Vec<aws_sdk_dynamodb::types::BatchStatementRequest>,
+) -> Result<Vec<aws_sdk_dynamodb::types::BatchStatementResponse>, StoreError> {
+    let output = client
+        .batch_execute_statement()
+        .set_statements(Some(statements))
+        .send()
+        .await
+        .map_err(|e| store_error("BatchExecuteStatement", table, e))?;
+    Ok(output.responses.unwrap_or_default())
+}
+
 /// Whether `table` holds an item whose key `key` is `value` (a consistent read of the key only).
 pub async fn item_exists(
     client: &aws_sdk_dynamodb::Client,

@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, BatchStatementErrorCodeEnum, Retur
 
 use super::store::{BatchedDelete, Cart, CartStore, DeleteOutcome, EXPIRY_INDEX, ExpiredPage, decode_expiry_entry};
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, batch_statement, is_condition_failure, n, s, store_error};
+use crate::store::dynamo::{Item, batch_statement, execute_batch, is_condition_failure, n, s, store_error};
 
 #[derive(Debug, Clone)]
 pub struct DynamoCarts {
@@ -173,16 +173,9 @@ impl CartStore for DynamoCarts {
             .iter()
             .map(|cart_id| batch_statement(&self.table, &statement, vec![s(cart_id), n(now)], true))
             .collect::<Result<Vec<_>, _>>()?;
-        let output = self
-            .client
-            .batch_execute_statement()
-            .set_statements(Some(statements))
-            .send()
-            .await
-            .map_err(|e| store_error("BatchExecuteStatement", &self.table, e))?;
+        let responses = execute_batch(&self.client, &self.table, statements).await?;
         let has_item = |item: Option<&Item>| item.is_some_and(|item| !item.is_empty());
-        Ok(output
-            .responses()
+        Ok(responses
             .iter()
             .map(|response| match response.error() {
                 None if has_item(response.item()) => BatchedDelete::Done(DeleteOutcome::Deleted),
