@@ -22,7 +22,7 @@ usage:
             [--out FILE]
   bench sweep-only --table T [--batch-size N]
   bench naive-sweep --table T
-  bench ceiling --table T --prefix P [--start S] [--count N] [--concurrency C]
+  bench ceiling --table T --prefix P [--start S] [--count N] [--concurrency C] [--shape S]
   bench table [--results PATH]
 ";
 
@@ -103,7 +103,8 @@ impl Default for RunOptions {
     }
 }
 
-/// `bench ceiling`: `count` plain deletes of the live keys `start..start + count`.
+/// `bench ceiling`: `count` deletes of the live keys `start..start + count`, in requests
+/// of the given shape.
 #[derive(Debug)]
 pub struct CeilingOptions {
     pub table: String,
@@ -111,6 +112,58 @@ pub struct CeilingOptions {
     pub start: usize,
     pub count: usize,
     pub concurrency: usize,
+    pub shape: DeleteShape,
+}
+
+/// How a ceiling run deletes its keys: the request shapes a sweep could use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteShape {
+    /// One unconditional `DeleteItem` a key.
+    DeleteItem,
+    /// 25 unconditional deletes a `BatchWriteItem` (the naive sweep's shape).
+    BatchWrite,
+    /// 25 conditional PartiQL deletes a `BatchExecuteStatement` (the job's shape).
+    PartiqlBatch,
+    /// 100 conditional deletes a `TransactWriteItems`.
+    Transaction,
+}
+
+impl DeleteShape {
+    pub const ALL: [DeleteShape; 4] = [
+        DeleteShape::DeleteItem,
+        DeleteShape::BatchWrite,
+        DeleteShape::PartiqlBatch,
+        DeleteShape::Transaction,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DeleteShape::DeleteItem => "delete-item",
+            DeleteShape::BatchWrite => "batch-write",
+            DeleteShape::PartiqlBatch => "partiql-batch",
+            DeleteShape::Transaction => "transaction",
+        }
+    }
+
+    /// Keys deleted by one request.
+    pub fn keys_per_request(self) -> usize {
+        match self {
+            DeleteShape::DeleteItem => 1,
+            DeleteShape::BatchWrite | DeleteShape::PartiqlBatch => 25,
+            DeleteShape::Transaction => 100,
+        }
+    }
+}
+
+impl FromStr for DeleteShape {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|shape| shape.name() == name).ok_or_else(|| {
+            let known: Vec<_> = Self::ALL.iter().map(|shape| shape.name()).collect();
+            format!("--shape: {name:?} is none of {}", known.join(", "))
+        })
+    }
 }
 
 /// The command the arguments (without the program's name) ask for. Errors start with
@@ -205,8 +258,10 @@ fn run_options(parser: &mut Parser) -> Result<RunOptions, Failure> {
 fn ceiling_options(parser: &mut Parser) -> Result<CeilingOptions, Failure> {
     let (mut table, mut prefix) = (None, None);
     let (mut start, mut count, mut concurrency) = (0, 10_000, 32);
+    let mut shape = DeleteShape::DeleteItem;
     options(parser, "ceiling", |name, parser| {
         match name {
+            "shape" => shape = text(parser, name)?.parse()?,
             "table" => table = Some(text(parser, name)?),
             "prefix" => prefix = Some(text(parser, name)?),
             "start" => start = number(parser, name)?,
@@ -222,6 +277,7 @@ fn ceiling_options(parser: &mut Parser) -> Result<CeilingOptions, Failure> {
         start,
         count,
         concurrency,
+        shape,
     })
 }
 
@@ -326,6 +382,11 @@ mod tests {
         };
         assert_eq!((c.table.as_str(), c.prefix.as_str()), ("t", "a"));
         assert_eq!((c.start, c.count, c.concurrency), (10, 10_000, 64));
+        assert_eq!(c.shape, DeleteShape::DeleteItem);
+        let Ok(Command::Ceiling(c)) = parse_args("ceiling --table t --prefix a --shape transaction") else {
+            panic!("bench ceiling --shape")
+        };
+        assert_eq!((c.shape, c.shape.keys_per_request()), (DeleteShape::Transaction, 100));
         assert!(matches!(parse_args("sweep-only --table t"), Ok(Command::SweepOnly { table, .. }) if table == "t"));
         assert!(
             matches!(parse_args("table --results r.json"), Ok(Command::Table { results }) if results == Path::new("r.json"))
@@ -341,6 +402,9 @@ mod tests {
         assert!(error("run --carts").contains("--carts wants a value"));
         assert!(error("run extra").contains("unexpected argument extra"));
         assert!(error("ceiling --table t").contains("--prefix is required"));
+        assert!(
+            error("ceiling --table t --prefix a --shape scan").contains("--shape: \"scan\" is none of delete-item,")
+        );
         assert!(error("sweep-only").contains("--table is required"));
         assert!(error("walk").contains("unknown command \"walk\""));
     }

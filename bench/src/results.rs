@@ -61,6 +61,10 @@ pub struct Results {
 pub struct Sweep {
     /// The emulator's plain `DeleteItem` rate, by concurrency ("32", "64", "128").
     pub ceiling_by_concurrency: BTreeMap<String, Ceiling>,
+    /// The emulator's delete rate by request shape ("delete-item", "batch-write",
+    /// "partiql-batch", "transaction"), the same number of carts each, 8 requests in flight.
+    #[serde(default)]
+    pub ceiling_by_shape: BTreeMap<String, Ceiling>,
     pub ceiling_ratio: Float,
     pub ceiling_ratio_5x: Float,
     pub cpu_ms_per_1000_deleted: Float,
@@ -295,6 +299,21 @@ pub struct MeasuredBinaries {
     pub profile: Option<String>,
 }
 
+/// Microseconds per deleted cart for each request shape, cheapest first.
+fn shape_row(by_shape: &BTreeMap<String, Ceiling>) -> String {
+    let mut costs: Vec<(f64, &str)> = by_shape
+        .iter()
+        .map(|(shape, run)| (1e6 / run.deleted_per_s.0, shape.as_str()))
+        .collect();
+    costs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let costs: Vec<String> = costs.iter().map(|(us, shape)| format!("{shape} {us:.0}")).collect();
+    if costs.is_empty() {
+        "not measured".into()
+    } else {
+        costs.join(", ")
+    }
+}
+
 /// The results as the Markdown table of docs/benchmarks.md (`bench table` prints it from
 /// bench/results.json; CI checks the doc against it).
 pub fn results_table(results: &Results) -> String {
@@ -354,6 +373,11 @@ pub fn results_table(results: &Results) -> String {
                 sweep.naive_table_carts,
             ),
             "≥ 1",
+        ),
+        (
+            "sweep.ceiling_by_shape (µs of emulator per deleted cart)",
+            shape_row(&sweep.ceiling_by_shape),
+            "(explains vs_naive: see docs/decisions)",
         ),
         ("sweep.peak_rss_mb (10 %)", format!("{:.1}", sweep.peak_rss_mb), "≤ 40"),
         (

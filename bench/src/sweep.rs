@@ -18,7 +18,7 @@ use devstack::embedded::EmbeddedDynamo;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
-use crate::cli::{CeilingOptions, RunOptions};
+use crate::cli::{CeilingOptions, DeleteShape, RunOptions};
 use crate::run::log;
 
 /// `bench sweep-only`: the sweep in a process of its own, with the function's SDK
@@ -115,9 +115,12 @@ pub async fn naive_sweep(table: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `bench ceiling`: the emulator's own delete rate, plain `DeleteItem` on keys known in
-/// advance, through the same SDK client configuration as the sweeper, `concurrency` in
-/// flight. Prints one line of JSON.
+/// `bench ceiling`: the emulator's own delete rate on keys known in advance, in requests
+/// of one shape (`--shape`), through the same SDK client configuration as the sweeper,
+/// `concurrency` requests in flight. Prints one line of JSON.
+///
+/// Each conditional shape carries the job's condition with a bound every cart meets, so
+/// that every key is deleted and each shape does the same work per cart.
 pub async fn ceiling(options: &CeilingOptions) -> Result<(), Failure> {
     let CeilingOptions {
         table,
@@ -125,39 +128,102 @@ pub async fn ceiling(options: &CeilingOptions) -> Result<(), Failure> {
         start,
         count,
         concurrency,
+        shape,
     } = options;
     let sdk_config = load_sdk_config(&SdkSettings::from_env(&backoffice::runtime::config::ProcessEnv)?).await;
     let counter = RequestCounter::default();
     let client = counted_client(&sdk_config, &counter);
+    let keys: Vec<String> = (*start..start + count).map(|i| live_cart_id(prefix, i)).collect();
+    let bound = Utc::now().timestamp() + 365 * 24 * 3600;
     let started = Instant::now();
-    let failures = futures::stream::iter(*start..start + count)
-        .map(|i| {
-            let client = &client;
-            async move {
-                client
-                    .delete_item()
-                    .table_name(table)
-                    .key("cartId", AttributeValue::S(live_cart_id(prefix, i)))
-                    .send()
-                    .await
-                    .is_err()
-            }
-        })
+    let deleted: usize = futures::stream::iter(keys.chunks(shape.keys_per_request()))
+        .map(|chunk| delete_keys(&client, table, *shape, chunk, bound))
         .buffer_unordered(*concurrency)
-        .filter(|failed| futures::future::ready(*failed))
-        .count()
+        .fold(0, |sum, deleted| futures::future::ready(sum + deleted))
         .await;
     let elapsed_s = started.elapsed().as_secs_f64();
     let result = Ceiling {
-        deleted: count - failures,
-        failed: failures,
+        deleted,
+        failed: count - deleted,
         concurrency: *concurrency,
         elapsed_s: Float(elapsed_s),
-        deleted_per_s: Float((count - failures) as f64 / elapsed_s),
+        deleted_per_s: Float(deleted as f64 / elapsed_s),
         requests_total: counter.total(),
     };
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
+}
+
+/// One request of `shape` deleting `keys`; how many it deleted (none when it failed).
+async fn delete_keys(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    shape: DeleteShape,
+    keys: &[String],
+    bound: i64,
+) -> usize {
+    use aws_sdk_dynamodb::types::{Delete, DeleteRequest, TransactWriteItem, WriteRequest};
+    use backoffice::jobs::clean_expired_carts::dynamo::DynamoCarts;
+    use backoffice::jobs::clean_expired_carts::store::{BatchedDelete, CartStore, DeleteOutcome};
+    let key = |id: &String| AttributeValue::S(id.clone());
+    match shape {
+        DeleteShape::DeleteItem => {
+            let sent = client
+                .delete_item()
+                .table_name(table)
+                .key("cartId", key(&keys[0]))
+                .send();
+            usize::from(sent.await.is_ok())
+        }
+        DeleteShape::BatchWrite => {
+            let requests = keys.iter().filter_map(|id| {
+                let delete = DeleteRequest::builder().key("cartId", key(id)).build().ok()?;
+                Some(WriteRequest::builder().delete_request(delete).build())
+            });
+            let sent = client
+                .batch_write_item()
+                .request_items(table, requests.collect())
+                .send();
+            match sent.await {
+                Ok(output) => {
+                    keys.len()
+                        - output
+                            .unprocessed_items()
+                            .and_then(|left| left.get(table))
+                            .map_or(0, Vec::len)
+                }
+                Err(_) => 0,
+            }
+        }
+        DeleteShape::PartiqlBatch => {
+            let answers = DynamoCarts::new(client.clone(), table)
+                .delete_batch_if_expired(keys, bound)
+                .await
+                .unwrap_or_default();
+            answers
+                .iter()
+                .filter(|answer| matches!(answer, BatchedDelete::Done(DeleteOutcome::Deleted)))
+                .count()
+        }
+        DeleteShape::Transaction => {
+            let deletes = keys.iter().filter_map(|id| {
+                let delete = Delete::builder()
+                    .table_name(table)
+                    .key("cartId", key(id))
+                    .condition_expression("attribute_exists(cartId) AND #expiresAt <= :now")
+                    .expression_attribute_names("#expiresAt", "expiresAt")
+                    .expression_attribute_values(":now", AttributeValue::N(bound.to_string()))
+                    .build()
+                    .ok()?;
+                Some(TransactWriteItem::builder().delete(delete).build())
+            });
+            let sent = client
+                .transact_write_items()
+                .set_transact_items(Some(deletes.collect()))
+                .send();
+            if sent.await.is_ok() { keys.len() } else { 0 }
+        }
+    }
 }
 
 /// Runs this binary again with `args`, with the environment a function would have against
@@ -330,7 +396,7 @@ pub async fn measure_sweeps(stack: &Stack<'_>, options: &RunOptions) -> Result<S
     let expired = carts * expired_pct / 100;
     let ceiling_levels = [32usize, 64, 128];
     let table_a = "bench-a-carts";
-    let live = carts - expired + ceiling_keys * ceiling_levels.len();
+    let live = carts - expired + ceiling_keys * (ceiling_levels.len() + DeleteShape::ALL.len());
     stack
         .seed(
             table_a,
@@ -372,6 +438,41 @@ pub async fn measure_sweeps(stack: &Stack<'_>, options: &RunOptions) -> Result<S
             ),
         );
         ceiling_by_concurrency.insert(concurrency.to_string(), result);
+    }
+    // The same number of carts deleted by each request shape a sweep could use, at equal
+    // requests in flight: what a delete costs the emulator, condition and batch included.
+    let mut ceiling_by_shape = BTreeMap::new();
+    for (k, shape) in DeleteShape::ALL.iter().enumerate() {
+        let start = ((ceiling_levels.len() + k) * ceiling_keys).to_string();
+        let count = ceiling_keys.to_string();
+        let args = [
+            "ceiling",
+            "--table",
+            table_a,
+            "--prefix",
+            "a",
+            "--start",
+            &start,
+            "--count",
+            &count,
+            "--concurrency",
+            "8",
+            "--shape",
+            shape.name(),
+        ];
+        let result: Ceiling = child(endpoint, &args).await?;
+        if result.failed > 0 {
+            return Err(format!("ceiling --shape {}: {} deletes failed", shape.name(), result.failed).into());
+        }
+        log(
+            stack.started,
+            format!(
+                "{}: {:.1} µs of emulator per deleted cart",
+                shape.name(),
+                1e6 / result.deleted_per_s.0
+            ),
+        );
+        ceiling_by_shape.insert(shape.name().to_string(), result);
     }
     let ceiling_per_s = ceiling_by_concurrency
         .values()
@@ -448,6 +549,7 @@ pub async fn measure_sweeps(stack: &Stack<'_>, options: &RunOptions) -> Result<S
         cpu_ms_per_1000_deleted: Float(sweep_a.cpu_ms as f64 * 1000.0 / sweep_a.deleted as f64),
         cpu_ms_per_1000_deleted_5x: Float(sweep_b.cpu_ms as f64 * 1000.0 / sweep_b.deleted as f64),
         ceiling_by_concurrency,
+        ceiling_by_shape,
         cpu_ratio_vs_per_item: Float(cpu_per_deleted(&sweep_a) / cpu_per_deleted(&per_item)),
         vs_naive_5pct: naive_5pct.ratio,
         vs_naive_100pct: naive_100pct.ratio,

@@ -165,8 +165,9 @@ async fn delete_due<S: CartStore>(
     }
     let batch_size = options.batch_size.max(1);
     let in_flight = options.concurrency.max(1);
-    // Once a backend refuses a whole batch (no PartiQL, as moto), the rest of the run
-    // deletes one by one instead of asking again.
+    // Once a backend refuses a whole batch for good (no PartiQL, as moto), the rest of the
+    // run deletes one by one instead of asking again. A batch that failed for a passing
+    // reason (throttled beyond the SDK's retries) is done alone, and the next still batch.
     let batches_refused = std::sync::atomic::AtomicBool::new(false);
     let batches_refused = &batches_refused;
     let mut outcomes = pages
@@ -240,11 +241,13 @@ async fn delete_batch<S: CartStore>(
                 answers
             }
             outcome => {
-                let reason = match outcome {
-                    Ok(answers) => format!("{} answers for {} deletes", answers.len(), ids.len()),
-                    Err(error) => error.to_string(),
+                let (reason, for_good) = match outcome {
+                    Ok(answers) => (format!("{} answers for {} deletes", answers.len(), ids.len()), true),
+                    Err(error) => (error.to_string(), !error.retryable),
                 };
-                if !batches_refused.swap(true, Ordering::Relaxed) {
+                if !for_good {
+                    tracing::warn!(function = FUNCTION_NAME, %reason, "a batch of deletes failed: deleting its carts one by one");
+                } else if !batches_refused.swap(true, Ordering::Relaxed) {
                     tracing::warn!(function = FUNCTION_NAME, %reason, "a batch of deletes was refused: deleting one by one");
                 }
                 vec![BatchedDelete::Retry(reason); ids.len()]

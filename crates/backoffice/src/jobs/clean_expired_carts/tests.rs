@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::memory::InMemoryCarts;
-use super::store::{DeleteOutcome, ExpiredPage, MalformedCart, MalformedReason, expiry_shard_for};
+use super::store::{BatchedDelete, DeleteOutcome, ExpiredPage, MalformedCart, MalformedReason, expiry_shard_for};
 use super::*;
 use crate::runtime::clock::FixedClock;
 use crate::runtime::config::ConfigError;
@@ -317,6 +317,93 @@ async fn a_delete_its_batch_could_not_do_is_retried_alone() {
     assert_eq!((report.deleted, report.failed), (3, 0));
     assert_eq!((report.batches, report.retried_alone), (1, 1));
     assert!(store.is_empty());
+}
+
+/// An in-memory store whose batch requests fail as scripted: the first `failing` of them
+/// with an error `retryable` or not.
+struct FailingBatches {
+    inner: InMemoryCarts,
+    failing: u32,
+    retryable: bool,
+    batch_requests: std::sync::atomic::AtomicU32,
+}
+
+impl CartStore for FailingBatches {
+    type Cursor = String;
+
+    async fn expired_page(
+        &self,
+        shard: &str,
+        now: i64,
+        cursor: Option<String>,
+        limit: i32,
+    ) -> Result<ExpiredPage<String>, StoreError> {
+        self.inner.expired_page(shard, now, cursor, limit).await
+    }
+
+    async fn delete_if_expired(&self, cart_id: &str, now: i64) -> Result<DeleteOutcome, StoreError> {
+        self.inner.delete_if_expired(cart_id, now).await
+    }
+
+    async fn delete_batch_if_expired(&self, cart_ids: &[String], now: i64) -> Result<Vec<BatchedDelete>, StoreError> {
+        let request = self.batch_requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if request <= self.failing {
+            return Err(StoreError {
+                operation: "BatchExecuteStatement",
+                table: "carts".into(),
+                message: format!("batch request {request} fails"),
+                retryable: self.retryable,
+            });
+        }
+        self.inner.delete_batch_if_expired(cart_ids, now).await
+    }
+}
+
+/// Six due carts of one shard, swept in batches of two, one batch in flight at a time.
+async fn sweep_six_carts_in_batches_of_two(failing: u32, retryable: bool) -> (SweepReport, FailingBatches) {
+    let inner = InMemoryCarts::default();
+    for id in (0..)
+        .map(|i| format!("cart-{i}"))
+        .filter(|id| expiry_shard_for(id) == "05")
+        .take(6)
+    {
+        add(&inner, &id, NOW - 1);
+    }
+    let store = FailingBatches {
+        inner,
+        failing,
+        retryable,
+        batch_requests: Default::default(),
+    };
+    let options = SweepOptions {
+        concurrency: 1,
+        batch_size: 2,
+        ..options(100)
+    };
+    let report = sweep(&store, &FixedClock(now()), Deadline::unbounded(), &options)
+        .await
+        .unwrap();
+    (report, store)
+}
+
+#[tokio::test]
+async fn a_batch_that_failed_for_a_passing_reason_is_done_alone_and_the_next_still_batch() {
+    let (report, store) = sweep_six_carts_in_batches_of_two(1, true).await;
+
+    assert_eq!((report.deleted, report.failed), (6, 0));
+    assert_eq!((report.batches, report.retried_alone), (2, 2));
+    assert_eq!(store.batch_requests.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert!(store.inner.is_empty());
+}
+
+#[tokio::test]
+async fn a_backend_that_refuses_batches_is_not_asked_again_in_the_run() {
+    let (report, store) = sweep_six_carts_in_batches_of_two(u32::MAX, false).await;
+
+    assert_eq!((report.deleted, report.failed), (6, 0));
+    assert_eq!(report.batches, 0);
+    assert_eq!(store.batch_requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(store.inner.is_empty());
 }
 
 #[tokio::test]
