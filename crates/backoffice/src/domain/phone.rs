@@ -93,9 +93,44 @@ pub fn mask_phone_like(text: &str, f: &mut impl fmt::Write) -> fmt::Result {
     write!(f, "{head}{}{tail}", "*".repeat(chars.len() - 5))
 }
 
+/// Masks every run of 7 or more digits (with its `+`) in a text from outside: Twilio's
+/// messages quote the number they refused ("The 'To' number +33612345678 is not a valid
+/// phone number"), and a refused payload's parse error quotes the value it refused.
+pub fn mask_phone_numbers(text: &str) -> String {
+    let mut masked = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| c == '+' || c.is_ascii_digit()) {
+        masked.push_str(&rest[..start]);
+        let candidate = &rest[start..];
+        let digits_from = usize::from(candidate.starts_with('+'));
+        let digit_count = candidate[digits_from..].bytes().take_while(u8::is_ascii_digit).count();
+        let end = digits_from + digit_count;
+        let number = &candidate[..end];
+        if digit_count >= 7 {
+            // Writing into a String cannot fail.
+            let _ = mask_phone_like(number, &mut masked);
+        } else {
+            masked.push_str(number);
+        }
+        rest = &candidate[number.len()..];
+    }
+    masked.push_str(rest);
+    masked
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masks_only_phone_like_numbers() {
+        assert_eq!(
+            mask_phone_numbers("code 21211: +14155550100 and 0612345678, order A-1001 +12"),
+            "code 21211: +14*******00 and 061*****78, order A-1001 +12"
+        );
+        assert_eq!(mask_phone_numbers("plain + sign"), "plain + sign");
+        assert_eq!(mask_phone_numbers("ends with +"), "ends with +");
+    }
 
     #[test]
     fn accepts_e164_numbers() {

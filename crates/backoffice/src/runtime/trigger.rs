@@ -7,6 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::domain::phone::mask_phone_numbers;
 use crate::runtime::config::json_kind;
 
 /// How far a manual `now` may stray from the real clock (clock skew between a laptop and
@@ -85,6 +86,12 @@ pub enum PayloadError {
     NowOutOfCalendar { now: DateTime<Utc>, reason: String },
 }
 
+/// A parse error of a payload, as it may be logged: serde quotes the value it refused,
+/// which may be a customer's phone number.
+pub fn quoted(error: &serde_json::Error) -> String {
+    mask_phone_numbers(&error.to_string())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SchedulerPayload {
@@ -125,7 +132,7 @@ pub struct JobPayload(Box<serde_json::value::RawValue>);
 
 impl JobPayload {
     pub fn parse(&self) -> Result<Value, PayloadError> {
-        serde_json::from_str(self.0.get()).map_err(|e| PayloadError::NotJson(e.to_string()))
+        serde_json::from_str(self.0.get()).map_err(|e| PayloadError::NotJson(quoted(&e)))
     }
 }
 
@@ -142,7 +149,7 @@ impl RunRequest {
 
         if object.contains_key("detail-type") {
             let event: EventBridgeEvent =
-                serde_json::from_value(payload.clone()).map_err(|e| PayloadError::BadEnvelope(e.to_string()))?;
+                serde_json::from_value(payload.clone()).map_err(|e| PayloadError::BadEnvelope(quoted(&e)))?;
             if event.detail_type != "Scheduled Event" || event.source != "aws.events" {
                 return Err(PayloadError::NotScheduled {
                     detail_type: event.detail_type,
@@ -159,8 +166,8 @@ impl RunRequest {
         }
 
         if object.contains_key("scheduler") {
-            let scheduler: SchedulerPayload = serde_json::from_value(payload.clone())
-                .map_err(|e| PayloadError::BadSchedulerPayload(e.to_string()))?;
+            let scheduler: SchedulerPayload =
+                serde_json::from_value(payload.clone()).map_err(|e| PayloadError::BadSchedulerPayload(quoted(&e)))?;
             return Ok(Self {
                 source: TriggerSource::Scheduler,
                 scheduled_time: Some(scheduler.scheduler.scheduled_time),
@@ -176,7 +183,7 @@ impl RunRequest {
             return Err(PayloadError::NullField(name.clone()));
         }
         let manual: ManualPayload =
-            serde_json::from_value(payload.clone()).map_err(|e| PayloadError::BadManualPayload(e.to_string()))?;
+            serde_json::from_value(payload.clone()).map_err(|e| PayloadError::BadManualPayload(quoted(&e)))?;
         match manual.now {
             None if manual.backfill => return Err(PayloadError::BackfillWithoutNow),
             Some(now) if now > real_now + MANUAL_CLOCK_TOLERANCE && !manual.dry_run => {
@@ -277,6 +284,19 @@ mod tests {
         let err = parse(json!({"dryrun": true})).unwrap_err().to_string();
         assert!(err.contains("unknown field `dryrun`"), "{err}");
         assert!(err.contains("dryRun"), "{err}");
+    }
+
+    #[test]
+    fn a_phone_number_quoted_by_a_refusal_is_masked() {
+        for payload in [
+            json!({"now": "+33612345678"}),
+            json!({"+33612345678": true}),
+            json!({"now": 33612345678_u64}),
+        ] {
+            let err = parse(payload).unwrap_err().to_string();
+            assert!(err.starts_with("manual payload:"), "{err}");
+            assert!(!err.contains("12345678"), "{err}");
+        }
     }
 
     #[test]
