@@ -3,6 +3,7 @@
 
 pub mod counter;
 pub mod embedded;
+pub mod faults;
 pub mod life;
 pub mod replies;
 pub mod seed;

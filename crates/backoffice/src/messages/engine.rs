@@ -403,7 +403,8 @@ pub struct DispatchOptions {
     pub page_size: i32,
     pub concurrency: usize,
     pub dry_run: bool,
-    /// Written on every claim of this run, so only this run settles them.
+    /// The run's id, the start of every claim id of this run (each batch of claims adds
+    /// a token of its own), so only the batch that claimed a message settles it.
     pub claim_id: String,
     pub stale_claim_after: Duration,
     /// The function name in log lines.
@@ -753,8 +754,11 @@ async fn claim_chunk<O: Outbox>(
             .map(|message| (message.id.kind, Step::Done(Outcome::NotStarted)))
             .collect();
     }
+    // The run's id, then a token of this batch of claims alone: a claim the SDK sent again
+    // after a lost answer finds its own id on the item and knows it holds it, which no
+    // other batch, nor a retry of this run with the same request id, can mistake for its own.
     let claim = Claim {
-        claim_id: options.claim_id.clone(),
+        claim_id: format!("{}/{:08x}", options.claim_id, fastrand::u32(..)),
         claimed_at: clock.now(),
     };
     let answers = outbox.claim_all(&messages, &claim).await;

@@ -11,14 +11,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, TimeDelta, Utc};
 use jiff::tz::TimeZone;
 
 use crate::messages::kind::Kind;
 use crate::runtime::config::{ConfigError, EnvSource, shop_timezone};
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, n, rfc3339, s, store_error, written};
+use crate::store::dynamo::{Item, is_condition_failure, n, refused_update_item, rfc3339, s, store_error, written};
 
 /// How long a day's counters are kept.
 const DAY_KEPT_FOR: TimeDelta = TimeDelta::days(400);
@@ -207,6 +207,10 @@ impl DailyCounters {
     /// Takes the right to send `day`'s report on `channel`: only if it has not gone out
     /// on it and no other run holds a fresh claim. `false`: nothing to do.
     pub async fn claim_report(&self, day: &str, channel: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        // The claim's time, then a token of this claim alone: the time keeps claims in
+        // order for the staleness test, the token tells this claim from any other.
+        let claim = format!("{}#{:016x}", rfc3339(at), fastrand::u64(..));
+        let claim_attribute = format!("reportClaim.{channel}");
         let result = self
             .client
             .update_item()
@@ -215,13 +219,22 @@ impl DailyCounters {
             .update_expression("SET #claim = :at, expiresAt = if_not_exists(expiresAt, :expires)")
             .condition_expression("attribute_not_exists(#sent) AND (attribute_not_exists(#claim) OR #claim < :stale)")
             .expression_attribute_names("#sent", format!("report.{channel}"))
-            .expression_attribute_names("#claim", format!("reportClaim.{channel}"))
-            .expression_attribute_values(":at", s(rfc3339(at)))
+            .expression_attribute_names("#claim", &claim_attribute)
+            .expression_attribute_values(":at", s(&claim))
             .expression_attribute_values(":stale", s(rfc3339(at - REPORT_CLAIM_STALE_AFTER)))
             .expression_attribute_values(":expires", n((at + DAY_KEPT_FOR).timestamp()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        written(result, "UpdateItem", &self.table)
+        match result {
+            Ok(_) => Ok(true),
+            // Refused because of this very claim: the SDK sent it again after an answer it
+            // did not get (a timeout, a 5xx), and the first one had been written.
+            Err(error) if is_condition_failure(&error) => {
+                Ok(refused_update_item(&error).and_then(|item| item.get(&claim_attribute)) == Some(&s(&claim)))
+            }
+            Err(error) => Err(store_error("UpdateItem", &self.table, error)),
+        }
     }
 
     /// Records how the claimed report ended: sent (kept, so it never goes out twice), or

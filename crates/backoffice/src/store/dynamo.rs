@@ -34,6 +34,18 @@ pub fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// The item an `UpdateItem` sent with `ReturnValuesOnConditionCheckFailure::AllOld` was
+/// refused on: `None` for any other error, or when the item does not exist.
+pub fn refused_update_item<R>(
+    error: &SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>,
+) -> Option<&Item> {
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+    match error.as_service_error() {
+        Some(UpdateItemError::ConditionalCheckFailedException(e)) => e.item.as_ref().filter(|item| !item.is_empty()),
+        _ => None,
+    }
+}
+
 /// Whether a conditional write was refused by its condition, whatever the operation.
 pub fn is_condition_failure<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
     error

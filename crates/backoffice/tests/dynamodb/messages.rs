@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use backoffice::domain::consent::{ConsentChange, ConsentSource, OptOut};
 use backoffice::domain::phone::PhoneNumber;
 use backoffice::jobs::clean_expired_carts::dynamo::DynamoCarts;
-use backoffice::jobs::daily_report::{self, ReportConfig, ReportDeps, ReportSender};
+use backoffice::jobs::daily_report::{self, DeliveryFailure, ReportConfig, ReportDeps, ReportSender};
 use backoffice::jobs::derive_schedule::dynamo::DynamoSchedule;
 use backoffice::jobs::derive_schedule::{BatchReport, DeriveConfig, DeriveDeps, process};
 use backoffice::jobs::record_review_reply::dynamo::DynamoReplies;
@@ -1037,11 +1037,13 @@ async fn status_callback(deps: &ReplyDeps<DynamoReplies, RecordingAlerts>, key: 
     post(deps, &url, &params).await
 }
 
-/// Records every report it is asked to deliver; fails WhatsApp while `whatsapp_down`.
+/// Records every report it is asked to deliver; fails WhatsApp while `whatsapp_down`, and
+/// delivers it without an answer while `whatsapp_times_out`.
 #[derive(Default)]
 struct OwnerInbox {
     delivered: std::sync::Mutex<Vec<(&'static str, String)>>,
     whatsapp_down: std::sync::atomic::AtomicBool,
+    whatsapp_times_out: std::sync::atomic::AtomicBool,
 }
 
 impl ReportSender for OwnerInbox {
@@ -1049,11 +1051,23 @@ impl ReportSender for OwnerInbox {
         vec!["email", "whatsapp"]
     }
 
-    async fn deliver(&self, channel: &'static str, report: &DailyReport, _: &ReportConfig) -> Result<(), String> {
-        if channel == "whatsapp" && self.whatsapp_down.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err("Twilio refused the message (HTTP 500)".into());
+    async fn deliver(
+        &self,
+        channel: &'static str,
+        report: &DailyReport,
+        _: &ReportConfig,
+    ) -> Result<(), DeliveryFailure> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if channel == "whatsapp" && self.whatsapp_down.load(SeqCst) {
+            return Err(DeliveryFailure::refused("Twilio refused the message (HTTP 400)"));
         }
         self.delivered.lock().unwrap().push((channel, report.day.clone()));
+        if channel == "whatsapp" && self.whatsapp_times_out.load(SeqCst) {
+            return Err(DeliveryFailure {
+                reason: "Twilio did not answer in time".into(),
+                may_have_been_delivered: true,
+            });
+        }
         Ok(())
     }
 }
@@ -1216,6 +1230,52 @@ async fn the_daily_report_holds_a_known_days_figures_and_goes_out_once_per_chann
     assert!(again.sent.is_empty());
     assert_eq!(again.skipped.get("email"), Some(&"already_sent"));
     shop.stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_report_that_may_have_gone_out_is_not_sent_again() {
+    let stack = Stack::from_env("report-timeout").await.unwrap();
+    let inbox = OwnerInbox::default();
+    inbox
+        .whatsapp_times_out
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let morning = ReportDeps {
+        counters: DailyCounters::new(stack.client.clone(), &stack.tables.stats, paris()),
+        sender: inbox,
+        clock: Arc::new(backoffice::runtime::clock::FixedClock(this_morning_in_paris())),
+        config: ReportConfig::from_env(&backoffice::testing::env_of(&[("SHOP_TIMEZONE", "Europe/Paris")])).unwrap(),
+    };
+
+    let first = daily_report::run(&morning, &json!({})).await;
+    assert!(first.is_err(), "the run says a channel failed");
+    morning
+        .sender
+        .whatsapp_times_out
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let retry = daily_report::run(&morning, &json!({})).await.unwrap();
+
+    assert_eq!(retry.skipped.get("whatsapp"), Some(&"already_sent"), "{retry:?}");
+    let delivered = morning.sender.delivered.lock().unwrap().clone();
+    let channels: Vec<_> = delivered.iter().map(|(channel, _)| *channel).collect();
+    assert_eq!(channels, ["email", "whatsapp"], "each channel once");
+    stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_report_claim_whose_answer_was_lost_is_known_as_its_own() {
+    let stack = Stack::from_env("report-lost-answer").await.unwrap();
+    let lost = devstack::faults::LostAnswers::of("UpdateItem", 1);
+    let counters = DailyCounters::new(lost.on(&stack.client), &stack.tables.stats, paris());
+    let others = DailyCounters::new(stack.client.clone(), &stack.tables.stats, paris());
+    let at = this_morning_in_paris();
+
+    assert!(counters.claim_report("2026-12-02", "whatsapp", at).await.unwrap());
+    assert_eq!(lost.left(), 0, "the answer was lost once");
+    assert!(
+        !others.claim_report("2026-12-02", "whatsapp", at).await.unwrap(),
+        "another run at the same second does not take it"
+    );
+    stack.cleanup().await;
 }
 
 #[tokio::test]

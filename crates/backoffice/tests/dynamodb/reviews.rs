@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
-use backoffice::jobs::request_reviews::store::ReviewRequestStore;
+use backoffice::jobs::request_reviews::store::{ClaimOutcome, ReviewRequestStore};
 use backoffice::jobs::request_reviews::{ReviewDeps, ReviewJobConfig, ReviewResponse, run};
 use backoffice::messages::caps::Caps;
 use backoffice::messages::quiet::QuietHours;
@@ -17,6 +17,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::utc;
 use backoffice::testing::twilio_client;
+use devstack::faults::LostAnswers;
 use devstack::seed::{put_completed_order, put_raw_order, put_review};
 use devstack::stack::Stack;
 use serde_json::json;
@@ -460,5 +461,46 @@ async fn a_claim_left_by_a_dead_run_is_reported_and_not_resent() {
         Some("unknown")
     );
     assert!(recipients(&twilio).await.is_empty());
+    f.stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_claim_whose_answer_was_lost_is_known_as_its_own_and_no_other_claim_is() {
+    let f = fixture("reviews-lost-answer").await;
+    let now = utc(NOW);
+    put_completed_order(&f.orders, "lost", &phone(1), None, now - TimeDelta::days(7))
+        .await
+        .unwrap();
+    let lost = LostAnswers::of("UpdateItem", 1);
+    let orders = DynamoOrders::new(
+        lost.on(&f.stack.client),
+        &f.stack.tables.orders,
+        &f.stack.tables.reviews,
+    );
+    let claim = backoffice::jobs::request_reviews::store::Claim {
+        claim_id: "run-1/0001".into(),
+        claimed_at: now,
+    };
+
+    // The first attempt is written, its answer lost; the SDK's second attempt meets it.
+    assert_eq!(orders.claim("lost", &claim).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(lost.left(), 0, "the answer was lost once");
+
+    // Any other claim, a later retry of the same run included, finds the order taken.
+    for other in [
+        backoffice::jobs::request_reviews::store::Claim {
+            claim_id: "run-1/0002".into(),
+            claimed_at: now,
+        },
+        backoffice::jobs::request_reviews::store::Claim {
+            claim_id: "run-1/0001".into(),
+            claimed_at: now + TimeDelta::minutes(1),
+        },
+    ] {
+        assert_eq!(
+            f.orders.claim("lost", &other).await.unwrap(),
+            ClaimOutcome::TakenElsewhere
+        );
+    }
     f.stack.cleanup().await;
 }

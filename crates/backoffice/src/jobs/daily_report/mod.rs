@@ -44,7 +44,26 @@ pub trait ReportSender: Send + Sync {
         channel: &'static str,
         report: &DailyReport,
         config: &ReportConfig,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<(), DeliveryFailure>> + Send;
+}
+
+/// Why a report did not go out on a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryFailure {
+    pub reason: String,
+    /// The request may have reached the channel (a timeout, a gateway error): the report
+    /// is not sent again, so the owner never gets it twice.
+    pub may_have_been_delivered: bool,
+}
+
+impl DeliveryFailure {
+    /// A failure the channel answered: nothing went out.
+    pub fn refused(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            may_have_been_delivered: false,
+        }
+    }
 }
 
 /// The owner's channels: an SNS topic (e-mail) and a WhatsApp template.
@@ -65,7 +84,12 @@ impl ReportSender for OwnerChannels {
         channels
     }
 
-    async fn deliver(&self, channel: &'static str, report: &DailyReport, config: &ReportConfig) -> Result<(), String> {
+    async fn deliver(
+        &self,
+        channel: &'static str,
+        report: &DailyReport,
+        config: &ReportConfig,
+    ) -> Result<(), DeliveryFailure> {
         match (channel, &self.sns, &self.whatsapp, &config.whatsapp) {
             ("email", Some((client, topic)), _, _) => client
                 .publish()
@@ -75,7 +99,13 @@ impl ReportSender for OwnerChannels {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|error| aws_sdk_sns::error::DisplayErrorContext(&error).to_string()),
+                .map_err(|error| DeliveryFailure {
+                    may_have_been_delivered: matches!(
+                        error,
+                        aws_sdk_sns::error::SdkError::TimeoutError(_) | aws_sdk_sns::error::SdkError::ResponseError(_)
+                    ),
+                    reason: aws_sdk_sns::error::DisplayErrorContext(&error).to_string(),
+                }),
             ("whatsapp", _, Some(twilio), Some((to, template_sid))) => {
                 let content = MessageContent::Template {
                     content_sid: template_sid.clone(),
@@ -91,9 +121,12 @@ impl ReportSender for OwnerChannels {
                     .send_whatsapp(to, &content)
                     .await
                     .map(|_| ())
-                    .map_err(|error| error.to_string())
+                    .map_err(|error| DeliveryFailure {
+                        may_have_been_delivered: error.may_have_been_delivered(),
+                        reason: error.to_string(),
+                    })
             }
-            _ => Err(format!("channel {channel} is not configured")),
+            _ => Err(DeliveryFailure::refused(format!("channel {channel} is not configured"))),
         }
     }
 }
@@ -175,9 +208,17 @@ pub async fn run<S: ReportSender>(deps: &ReportDeps<S>, payload: &Value) -> Resu
                         .await?;
                     response.sent.push(channel);
                 }
-                Err(error) => {
+                Err(failure) if failure.may_have_been_delivered => {
+                    // Kept as sent: a second report is worse than one the owner looks up.
+                    deps.counters
+                        .settle_report(&day, channel, Some(deps.clock.now()))
+                        .await?;
+                    let reason = format!("{} (may have been delivered: not sent again)", failure.reason);
+                    response.failed.insert(channel, reason);
+                }
+                Err(failure) => {
                     deps.counters.settle_report(&day, channel, None).await?;
-                    response.failed.insert(channel, error);
+                    response.failed.insert(channel, failure.reason);
                 }
             }
         }

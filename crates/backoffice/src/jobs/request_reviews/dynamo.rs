@@ -2,8 +2,7 @@
 //! functions the shop's other services use for orders.
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
 
@@ -18,7 +17,9 @@ use crate::messages::caps::Caps;
 use crate::messages::consent::{Consent, DynamoConsents};
 use crate::report::counters::{Counter, DailyCounters};
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, is_condition_failure, item_exists, n, rfc3339, s, store_error, string};
+use crate::store::dynamo::{
+    Item, is_condition_failure, item_exists, n, refused_update_item, rfc3339, s, store_error, string,
+};
 use crate::store::partition::Partition;
 use crate::store::shard::shard_of;
 
@@ -124,13 +125,6 @@ fn batch_error(table: &str, error: impl std::fmt::Display) -> StoreError {
         table: table.to_owned(),
         message: format!("the look-up cannot be built: {error}"),
         retryable: false,
-    }
-}
-
-fn old_item<R>(error: &SdkError<UpdateItemError, R>) -> Option<&Item> {
-    match error.as_service_error() {
-        Some(UpdateItemError::ConditionalCheckFailedException(e)) => e.item.as_ref().filter(|item| !item.is_empty()),
-        _ => None,
     }
 }
 
@@ -271,11 +265,19 @@ impl ReviewRequestStore for DynamoOrders {
         match result {
             Ok(_) => Ok(ClaimOutcome::Claimed),
             Err(error) if is_condition_failure(&error) => {
-                let still_pending_but_not_completed = old_item(&error).is_some_and(|item| {
-                    item.get("reviewRequestStatus") == Some(&s(RequestStatus::Pending.as_str()))
-                        && item.get("status") != Some(&s("completed"))
-                });
-                Ok(if still_pending_but_not_completed {
+                let old = refused_update_item(&error);
+                let field = |name: &str| old.and_then(|item| item.get(name));
+                // The SDK sent the claim again after an answer it did not get (a timeout, a
+                // 5xx), and the first one had been written: the claim is this one.
+                let written_by_this_claim = field("reviewRequestStatus") == Some(&s(SENDING_PARTITION))
+                    && field("reviewClaimId") == Some(&s(&claim.claim_id))
+                    && field("reviewClaimedAt") == Some(&s(rfc3339(claim.claimed_at)));
+                let still_pending_but_not_completed = field("reviewRequestStatus")
+                    == Some(&s(RequestStatus::Pending.as_str()))
+                    && field("status") != Some(&s("completed"));
+                Ok(if written_by_this_claim {
+                    ClaimOutcome::Claimed
+                } else if still_pending_but_not_completed {
                     ClaimOutcome::NotCompleted
                 } else {
                     ClaimOutcome::TakenElsewhere
