@@ -15,7 +15,7 @@
 //! in does not get the old order's reminders (a new order starts fresh).
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::Update;
+use aws_sdk_dynamodb::types::{AttributeValue, Update};
 use chrono::{DateTime, Utc};
 
 use super::caps::{Caps, WEEK};
@@ -122,17 +122,25 @@ impl DynamoConsents {
             }
             ConsentChange::OptIn => remove = " REMOVE optOut",
         }
+        // The latest change wins; a message that changed consent once never does again:
+        // Twilio signs no time, so a delivery retried late, or a signed request replayed,
+        // would otherwise undo a later choice (a START replayed after a STOP).
+        let mut condition = "(attribute_not_exists(changedAt) OR changedAt <= :at)".to_owned();
+        let mut add = String::new();
         if let Some(sid) = message_sid {
             sets.push("messageSid = :sid");
             values.push((":sid", s(sid)));
+            values.push((":sids", AttributeValue::Ss(vec![sid.to_owned()])));
+            condition.push_str(" AND NOT contains(consentMessageSids, :sid)");
+            add = " ADD consentMessageSids :sids".to_owned();
         }
         let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("phone", s(phone.as_str()))
-            .update_expression(format!("SET {}{remove}", sets.join(", ")))
-            .condition_expression("attribute_not_exists(changedAt) OR changedAt <= :at")
+            .update_expression(format!("SET {}{add}{remove}", sets.join(", ")))
+            .condition_expression(condition)
             .expression_attribute_names("#source", "source");
         for (name, value) in values {
             update = update.expression_attribute_values(name, value);

@@ -775,12 +775,15 @@ async fn shop_status(shop: &Shop, order: &str) -> MessageStatus {
     shop.message(Kind::OrderConfirmation, order).await.unwrap().status
 }
 
+/// The customer's reply `change`, a message of its own (a `MessageSid` changes consent once).
 async fn consent(shop: &Shop, phone: &str, change: ConsentChange) {
+    static REPLIES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let sid = format!("SMconsent{}", REPLIES.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
     let consents = DynamoConsents::new(shop.stack.client.clone(), &shop.stack.tables.consent);
     let phone = PhoneNumber::parse(phone).unwrap();
     assert!(
         consents
-            .record(&phone, change, ConsentSource::Keyword, shop.now(), Some("SMx"))
+            .record(&phone, change, ConsentSource::Keyword, shop.now(), Some(&sid))
             .await
             .unwrap()
     );
@@ -1147,6 +1150,8 @@ async fn the_daily_report_holds_a_known_days_figures_and_goes_out_once_per_chann
         ("+33612345653", "SMreply1", "5 parfait"),
         ("+33612345654", "SMreply2", "2 trop long"),
         ("+33612345654", "SMreply2", "2 trop long"),
+        ("+33612345658", "SMchat1", "bonjour"),
+        ("+33612345658", "SMchat1", "bonjour"),
     ] {
         let from = format!("whatsapp:{phone}");
         let params = [
@@ -1195,7 +1200,7 @@ async fn the_daily_report_holds_a_known_days_figures_and_goes_out_once_per_chann
     assert_eq!(report.average_rating, Some(3.5));
     assert_eq!(report.negative_reviews.len(), 1);
     assert_eq!(report.negative_reviews[0].order_id, "o-r2");
-    assert_eq!(report.received, 2, "the replayed reply is not counted");
+    assert_eq!(report.received, 3, "a reply delivered twice is counted once");
 
     // The next morning: once per channel, whatever the retries and duplicate runs.
     let inbox = OwnerInbox::default();

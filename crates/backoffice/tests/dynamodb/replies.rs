@@ -242,6 +242,61 @@ async fn a_negative_review_alerts_once_and_records_it() {
 }
 
 #[tokio::test]
+async fn a_negative_review_whose_write_lost_its_answer_still_alerts_once() {
+    // The review's put, then the alert's claim: each written, its answer lost, the SDK's
+    // second attempt refused by the first.
+    for operation in ["PutItem", "UpdateItem"] {
+        let mut f = fixture(&format!("replies-lost-{}", operation.to_lowercase())).await;
+        sent_request(&f, "ord-1", CUSTOMER, 1).await;
+        let lost = devstack::faults::LostAnswers::of(operation, 1);
+        f.deps.store = DynamoReplies::new(
+            lost.on(&f.stack.client),
+            &f.stack.tables.orders,
+            &f.stack.tables.reviews,
+            &f.stack.tables.consent,
+        );
+
+        post(&f, "SM301", "1 - arrivé froid").await;
+        assert_eq!(lost.left(), 0, "{operation}: one answer lost");
+        assert_eq!(
+            f.deps.alerts.0.lock().unwrap().len(),
+            1,
+            "{operation}: the shop is alerted"
+        );
+        // Twilio's retry of the same message alerts no more.
+        post(&f, "SM301", "1 - arrivé froid").await;
+        assert_eq!(f.deps.alerts.0.lock().unwrap().len(), 1, "{operation}: once");
+        assert_eq!(
+            attr(&review_item(&f, "ord-1").await.unwrap(), "alertedMessageSid"),
+            "SM301"
+        );
+        f.stack.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_consent_keyword_delivered_again_never_undoes_a_later_choice() {
+    use backoffice::domain::consent::OptOut;
+    use backoffice::domain::phone::PhoneNumber;
+    let f = fixture("replies-consent-replay").await;
+    let consents = backoffice::messages::consent::DynamoConsents::new(f.stack.client.clone(), &f.stack.tables.consent);
+    let customer = PhoneNumber::parse(CUSTOMER).unwrap();
+
+    post(&f, "SM501", "START").await;
+    post(&f, "SM502", "STOP").await;
+    // The START again, as a late Twilio retry or a replayed signed request delivers it.
+    post(&f, "SM501", "START").await;
+    assert_eq!(consents.get(&customer).await.unwrap().opt_out, Some(OptOut::All));
+
+    // A new START is a new choice.
+    post(&f, "SM503", "START").await;
+    assert_eq!(consents.get(&customer).await.unwrap().opt_out, None);
+    post(&f, "SM502", "STOP").await;
+    assert_eq!(consents.get(&customer).await.unwrap().opt_out, None);
+    f.stack.cleanup().await;
+}
+
+#[tokio::test]
 async fn the_conditional_put_tells_a_retry_from_another_reply() {
     let f = fixture("replies-put").await;
     let review = |sid: &str| NewReview {

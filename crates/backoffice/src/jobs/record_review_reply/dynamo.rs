@@ -17,7 +17,7 @@ use crate::messages::consent::DynamoConsents;
 use crate::messages::delivery::{DynamoDeliveries, Recorded, StatusUpdate};
 use crate::report::counters::{Counter, DailyCounters};
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, is_condition_failure, rfc3339, s, store_error, string};
+use crate::store::dynamo::{Item, is_condition_failure, refused_update_item, rfc3339, s, store_error, string};
 
 /// The sparse GSI of orders whose review request was sent; defined in template.yaml.
 pub const REVIEW_REPLY_INDEX: &str = "review-reply-index";
@@ -148,13 +148,19 @@ impl ReplyStore for DynamoReplies {
     async fn count(
         &self,
         at: DateTime<Utc>,
+        once: Option<&str>,
         increments: &[(Counter, u64)],
         negative_review: Option<&str>,
     ) -> Result<(), StoreError> {
-        match &self.counters {
-            Some(counters) => counters.add(at, increments, negative_review).await,
-            None => Ok(()),
+        let Some(counters) = &self.counters else {
+            return Ok(());
+        };
+        if let Some(marker) = once
+            && !counters.first_time(marker, at).await?
+        {
+            return Ok(());
         }
+        counters.add(at, increments, negative_review).await
     }
 
     async fn record_consent(
@@ -293,12 +299,16 @@ impl ReplyStore for DynamoReplies {
         at: DateTime<Utc>,
         cutoff: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        // A token of this claim alone: when the SDK sends the claim again after an answer
+        // it did not get, the refused retry finds it and knows the claim is its own, which
+        // a concurrent delivery of the same message, even in the same second, cannot.
+        let token = format!("{:016x}", fastrand::u64(..));
         let result = self
             .client
             .update_item()
             .table_name(&self.reviews_table)
             .key("orderId", s(order_id))
-            .update_expression("SET alertedAt = :at, alertedMessageSid = :sid")
+            .update_expression("SET alertedAt = :at, alertedMessageSid = :sid, alertClaim = :token")
             .condition_expression(
                 "messageSid = :sid \
                  AND (attribute_not_exists(alertedMessageSid) OR alertedMessageSid <> :sid) \
@@ -307,11 +317,15 @@ impl ReplyStore for DynamoReplies {
             .expression_attribute_values(":at", s(rfc3339(at)))
             .expression_attribute_values(":sid", s(message_sid))
             .expression_attribute_values(":cutoff", s(rfc3339(cutoff)))
+            .expression_attribute_values(":token", s(&token))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(error) if is_condition_failure(&error) => Ok(false),
+            Err(error) if is_condition_failure(&error) => {
+                Ok(refused_update_item(&error).and_then(|item| item.get("alertClaim")) == Some(&s(&token)))
+            }
             Err(error) => Err(store_error("UpdateItem", &self.reviews_table, error)),
         }
     }
@@ -327,7 +341,7 @@ impl ReplyStore for DynamoReplies {
             .update_item()
             .table_name(&self.reviews_table)
             .key("orderId", s(order_id))
-            .update_expression("REMOVE alertedAt, alertedMessageSid")
+            .update_expression("REMOVE alertedAt, alertedMessageSid, alertClaim")
             .condition_expression("alertedMessageSid = :sid AND alertedAt = :at")
             .expression_attribute_values(":at", s(rfc3339(claimed_at)))
             .expression_attribute_values(":sid", s(message_sid))

@@ -39,6 +39,8 @@ struct State {
     /// Message key to (its SID, its recorded status).
     deliveries: HashMap<String, (String, Option<DeliveryStatus>)>,
     counters: BTreeMap<String, u64>,
+    /// The markers counted once (`inbound#<MessageSid>`).
+    counted_once: std::collections::HashSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -152,10 +154,16 @@ impl ReplyStore for MemoryReplies {
     async fn count(
         &self,
         _at: DateTime<Utc>,
+        once: Option<&str>,
         increments: &[(Counter, u64)],
         negative_review: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut state = self.state.lock().unwrap();
+        if let Some(marker) = once
+            && !state.counted_once.insert(marker.to_owned())
+        {
+            return Ok(());
+        }
         for (counter, by) in increments {
             *state.counters.entry(counter.attribute()).or_default() += by;
         }

@@ -158,7 +158,7 @@ async fn answer<S: ReplyStore, A: NegativeReviewAlerts>(
     };
     let result = record_reply(deps, &reply).await?;
     summary.outcome = Some(result.outcome);
-    count_incoming(deps, &result).await;
+    count_incoming(deps, message_sid, &result).await;
     // Not a review reply nor a consent change: the shop's handler answers, if it is there.
     let not_ours = matches!(
         result.outcome,
@@ -184,9 +184,14 @@ fn with_query(configured: &str, raw_query: &str) -> String {
     format!("{base}?{raw_query}")
 }
 
-/// Counts a message received from a customer (not a replay of one), and the review it
-/// made. Logged and lost when the counters cannot be updated: the reply is recorded.
-async fn count_incoming<S: ReplyStore, A: NegativeReviewAlerts>(deps: &ReplyDeps<S, A>, result: &ReplyResult) {
+/// Counts a message received from a customer (not a replay of one: its `MessageSid` is
+/// counted once), and the review it made. Logged and lost when the counters cannot be
+/// updated: the reply is recorded.
+async fn count_incoming<S: ReplyStore, A: NegativeReviewAlerts>(
+    deps: &ReplyDeps<S, A>,
+    reply_sid: &str,
+    result: &ReplyResult,
+) {
     if result.outcome == ReplyOutcome::Replayed {
         return;
     }
@@ -202,7 +207,12 @@ async fn count_incoming<S: ReplyStore, A: NegativeReviewAlerts>(deps: &ReplyDeps
     }
     if let Err(error) = deps
         .store
-        .count(deps.clock.now(), &increments, negative.as_deref())
+        .count(
+            deps.clock.now(),
+            Some(&format!("inbound#{reply_sid}")),
+            &increments,
+            negative.as_deref(),
+        )
         .await
     {
         tracing::error!(function = FUNCTION_NAME, %error, "the day's counters were not updated");

@@ -223,15 +223,13 @@ pub async fn record_reply<S: ReplyStore, A: NegativeReviewAlerts>(
         let outcome = match (written, previous.is_some()) {
             (WriteOutcome::Conflict, _) => continue,
             (WriteOutcome::AlreadyRecorded, _) => {
-                // A concurrent delivery of this message wrote it; that one alerts.
-                return Ok(ReplyResult {
-                    outcome: ReplyOutcome::Replayed,
-                    order_id: Some(review.order_id),
-                    rating: Some(review.rating),
-                    source: Some(review.source),
-                    alert: AlertStatus::AlreadySent,
-                    answer: Some(thanks_for(texts, review.rating)),
-                });
+                // Written by this message already: a concurrent delivery of it, or this
+                // very write, sent again by the SDK after a lost answer. Whichever it was,
+                // the alert is claimed once: a replay alerts only if nobody has.
+                let Some(stored) = deps.store.review(&review.order_id).await? else {
+                    continue;
+                };
+                return Ok(replayed(deps, reply, &stored).await);
             }
             (WriteOutcome::Written, true) => ReplyOutcome::Corrected,
             (WriteOutcome::Written, false) => ReplyOutcome::Recorded,

@@ -98,7 +98,7 @@ pub async fn record<S: ReplyStore>(store: &S, update: &StatusUpdate) -> Result<R
                 Milestone::Failed { .. } => (Counter::Undelivered(kind), 1),
             })
             .collect();
-        if let Err(error) = store.count(update.at, &increments, None).await {
+        if let Err(error) = store.count(update.at, None, &increments, None).await {
             tracing::error!(message_id = %update.id, %error, "the day's counters were not updated");
         }
     }

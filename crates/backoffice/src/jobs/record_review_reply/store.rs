@@ -81,10 +81,12 @@ pub trait ReplyStore: Send + Sync {
     fn record_delivery(&self, update: &StatusUpdate) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
 
     /// Adds to the counters of `at`'s shop day ([`crate::report::counters`]); nothing
-    /// when the function counts nothing (no `STATS_TABLE`).
+    /// when the function counts nothing (no `STATS_TABLE`), nor when `once` (a marker such
+    /// as `inbound#<MessageSid>`) was counted before.
     fn count(
         &self,
         at: DateTime<Utc>,
+        once: Option<&str>,
         increments: &[(Counter, u64)],
         negative_review: Option<&str>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
