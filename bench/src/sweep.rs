@@ -359,6 +359,34 @@ impl Stack<'_> {
     }
 }
 
+/// `bench ceiling` in a child process: the live carts `keys` of `table` (prefix `a`)
+/// deleted in requests of `shape`, `concurrency` in flight.
+async fn ceiling_run(
+    endpoint: &str,
+    table: &str,
+    keys: std::ops::Range<usize>,
+    concurrency: usize,
+    shape: DeleteShape,
+) -> Result<Ceiling, Failure> {
+    let (start, count, concurrency) = (keys.start.to_string(), keys.len().to_string(), concurrency.to_string());
+    let args = [
+        "ceiling",
+        "--table",
+        table,
+        "--prefix",
+        "a",
+        "--start",
+        &start,
+        "--count",
+        &count,
+        "--concurrency",
+        &concurrency,
+        "--shape",
+        shape.name(),
+    ];
+    child(endpoint, &args).await
+}
+
 /// Rounds of each comparison with the naive sweep (odd, for a median).
 const NAIVE_ROUNDS: usize = 3;
 
@@ -413,23 +441,8 @@ pub async fn measure_sweeps(stack: &Stack<'_>, options: &RunOptions) -> Result<S
     );
     let mut ceiling_by_concurrency = BTreeMap::new();
     for (k, concurrency) in ceiling_levels.iter().enumerate() {
-        let start = (k * ceiling_keys).to_string();
-        let count = ceiling_keys.to_string();
-        let concurrency_arg = concurrency.to_string();
-        let args = [
-            "ceiling",
-            "--table",
-            table_a,
-            "--prefix",
-            "a",
-            "--start",
-            &start,
-            "--count",
-            &count,
-            "--concurrency",
-            &concurrency_arg,
-        ];
-        let result: Ceiling = child(endpoint, &args).await?;
+        let keys = k * ceiling_keys..(k + 1) * ceiling_keys;
+        let result = ceiling_run(endpoint, table_a, keys, *concurrency, DeleteShape::DeleteItem).await?;
         log(
             stack.started,
             format!(
@@ -443,24 +456,8 @@ pub async fn measure_sweeps(stack: &Stack<'_>, options: &RunOptions) -> Result<S
     // requests in flight: what a delete costs the emulator, condition and batch included.
     let mut ceiling_by_shape = BTreeMap::new();
     for (k, shape) in DeleteShape::ALL.iter().enumerate() {
-        let start = ((ceiling_levels.len() + k) * ceiling_keys).to_string();
-        let count = ceiling_keys.to_string();
-        let args = [
-            "ceiling",
-            "--table",
-            table_a,
-            "--prefix",
-            "a",
-            "--start",
-            &start,
-            "--count",
-            &count,
-            "--concurrency",
-            "8",
-            "--shape",
-            shape.name(),
-        ];
-        let result: Ceiling = child(endpoint, &args).await?;
+        let first = (ceiling_levels.len() + k) * ceiling_keys;
+        let result = ceiling_run(endpoint, table_a, first..first + ceiling_keys, 8, *shape).await?;
         if result.failed > 0 {
             return Err(format!("ceiling --shape {}: {} deletes failed", shape.name(), result.failed).into());
         }

@@ -43,16 +43,20 @@ impl Intercept for RequestCounter {
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        let operation = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .and_then(|target| target.rsplit('.').next())
-            .unwrap_or("unknown")
-            .to_owned();
+        let operation = operation_of(context).unwrap_or("unknown").to_owned();
         *self.0.lock().expect("counter lock").entry(operation).or_default() += 1;
         Ok(())
     }
+}
+
+/// The DynamoDB operation of a request about to go out (`UpdateItem`), from its
+/// `X-Amz-Target` header.
+pub(crate) fn operation_of<'a>(context: &'a BeforeTransmitInterceptorContextRef<'_>) -> Option<&'a str> {
+    context
+        .request()
+        .headers()
+        .get("x-amz-target")
+        .and_then(|target| target.rsplit('.').next())
 }
 
 impl RequestCounter {

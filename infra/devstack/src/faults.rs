@@ -52,11 +52,7 @@ impl Intercept for LostAnswers {
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        let is_target = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .is_some_and(|target| target.rsplit('.').next() == Some(self.operation));
+        let is_target = crate::counter::operation_of(context) == Some(self.operation);
         let lose = is_target
             && self
                 .left
