@@ -36,7 +36,8 @@ use serde_norway::Value;
 /// - `record_consent` (`DynamoConsents::record`): `.update_item()` on the consent table
 /// - `record_delivery` (`DynamoDeliveries::record`, `messages/delivery.rs`): `.update_item()`
 ///   on the messages table, and on the orders table for a review request
-/// - `count` (`DailyCounters::add`, `report/counters.rs`): `.update_item()` on the stats table
+/// - `count` (`DailyCounters::first_time`'s `.put_item()`, the message's marker, and
+///   `DailyCounters::add`'s `.update_item()`, `report/counters.rs`) on the stats table
 /// - `ShopAlerts::alert`: `.publish()` on `NegativeReviewTopic`
 /// - `twilio_config` (`secrets.rs`): `.get_secret_value()` on `TwilioSecretArn`, at cold start
 ///
@@ -173,6 +174,7 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
             ("dynamodb:UpdateItem", "!GetAtt ConsentTable.Arn"),
             ("dynamodb:UpdateItem", "!GetAtt MessagesTable.Arn"),
             ("dynamodb:UpdateItem", "!GetAtt OrdersTable.Arn"),
+            ("dynamodb:PutItem", "!GetAtt StatsTable.Arn"),
             ("dynamodb:UpdateItem", "!GetAtt StatsTable.Arn"),
             ("sns:Publish", "!Ref NegativeReviewTopic"),
             ("secretsmanager:GetSecretValue", "!Ref TwilioSecretArn"),
