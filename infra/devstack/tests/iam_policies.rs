@@ -63,7 +63,8 @@ use serde_norway::Value;
 /// - `settle_all` (`settle_sent_batch`): `.batch_execute_statement()` of PartiQL `UPDATE`s
 ///   (`dynamodb:PartiQLUpdate`) on the messages table, for the sent ones
 /// - the claim's `Update` of the customer (consent and caps, `DynamoConsents::claim_update`),
-///   `why_refused`'s `.get_item()` and `record_opt_out`'s `.update_item()` on the consent table
+///   `why_refused`'s `.get_item()`, and `record_opt_out`'s and `give_back_caps`'s (a released
+///   or requeued marketing message) `.update_item()` on the consent table
 /// - `twilio_config` (`secrets.rs`): `.get_secret_value()` on `TwilioSecretArn`, at cold start
 /// - reconciliation (`messages/reconcile.rs`): `parked` reads the `reconcile` partition of
 ///   `due-index`, `resolve` is an `.update_item()` on the messages table

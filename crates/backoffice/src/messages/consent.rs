@@ -213,6 +213,42 @@ impl DynamoConsents {
         })
     }
 
+    /// Gives back what a marketing claim at `claimed_at` took from the customer's caps, for
+    /// a message that did not go out (released, requeued), so that it is not held back by
+    /// its own claim; only while that claim is still the last one recorded. The slot its
+    /// claim shifted out was more than a week old (the claim's condition), so the slots
+    /// come back as they were; `lastSentAt` comes back to a time that passes the gap as the
+    /// one before the claim did. `false`: another message was claimed since, nothing to do.
+    pub async fn give_back(
+        &self,
+        phone: &PhoneNumber,
+        claimed_at: DateTime<Utc>,
+        caps: &Caps,
+    ) -> Result<bool, StoreError> {
+        let slots = caps.per_week.clamp(1, MAX_SLOTS);
+        let mut sets: Vec<String> = (1..slots)
+            .map(|slot| format!("marketing{slot} = if_not_exists(marketing{}, :zero)", slot + 1))
+            .collect();
+        sets.push(format!("marketing{slots} = :zero"));
+        sets.push(if slots > 1 {
+            "lastSentAt = if_not_exists(marketing2, :zero)".to_owned()
+        } else {
+            "lastSentAt = :zero".to_owned()
+        });
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("phone", s(phone.as_str()))
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .condition_expression("lastSentAt = :at AND marketing1 = :at")
+            .expression_attribute_values(":at", n(claimed_at.timestamp()))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        written(result, "UpdateItem", &self.table)
+    }
+
     /// Whether `order_id` is the customer's first order: the first order ever written for
     /// the phone is kept (`if_not_exists`), so asking again about the same order gives the
     /// same answer.

@@ -468,6 +468,20 @@ impl DynamoOutbox {
     }
 
     /// Whether `kind` is a marketing message (the review request always is).
+    /// A marketing message back in line gives back the caps its claim took, or it would be
+    /// held back by its own claim (and dropped if that outlasts its `sendBefore`).
+    async fn give_back_caps(
+        &self,
+        kind: Kind,
+        phone: &PhoneNumber,
+        claimed_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if self.is_marketing(kind) {
+            self.consents.give_back(phone, claimed_at, &self.caps).await?;
+        }
+        Ok(())
+    }
+
     fn is_marketing(&self, kind: Kind) -> bool {
         self.kinds.get(kind).map_or(kind == Kind::ReviewRequest, |settings| {
             settings.category == Category::Marketing
@@ -850,7 +864,9 @@ impl Outbox for DynamoOutbox {
                         (":reason", s(reason)),
                     ],
                 )
-                .await
+                .await?;
+                self.give_back_caps(id.kind, &message.customer_phone, claim.claimed_at)
+                    .await
             }
             Settlement::Unknown { reason } => {
                 self.update_claimed(
@@ -1011,7 +1027,13 @@ impl Outbox for DynamoOutbox {
                 .expression_attribute_values(":byHand", s(RECONCILE_BY_HAND))
                 .expression_attribute_values(":reason", s(format!("reconciliation cannot decide: {reason}"))),
         };
-        written(update.send().await, "UpdateItem", &self.messages_table)
+        let resolved = written(update.send().await, "UpdateItem", &self.messages_table)?;
+        if let (true, Resolution::Requeue { .. }, Some(phone), Some(claimed_at)) =
+            (resolved, resolution, &parked.customer_phone, parked.claimed_at)
+        {
+            self.give_back_caps(parked.id.kind, phone, claimed_at).await?;
+        }
+        Ok(resolved)
     }
 
     async fn count(&self, at: DateTime<Utc>, increments: &[(Counter, u64)]) -> Result<(), StoreError> {

@@ -656,6 +656,74 @@ async fn twilio_faults_release_park_or_fail_a_message_and_only_the_released_one_
     shop.stack.cleanup().await;
 }
 
+#[tokio::test]
+async fn a_cart_reminder_released_by_a_twilio_outage_goes_out_at_the_next_run() {
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(500).set_body_json(json!({"code": 20500, "message": "down", "status": 500})),
+        )
+        // Every attempt of the first run; the next run is accepted.
+        .up_to_n_times(3)
+        .with_priority(1)
+        .mount(&twilio)
+        .await;
+    accepting_the_rest(&twilio, "SM0123456789abcdef0123456789abcdef").await;
+    let mut shop = Shop::build(
+        "released-marketing",
+        twilio,
+        QuietHours::never(paris()),
+        this_morning_in_paris(),
+    )
+    .await;
+    shop.app_creates_cart("c-left", "+33612345671").await;
+    shop.deliver().await;
+    shop.advance(TimeDelta::minutes(61));
+
+    let first = shop.dispatch("first").await;
+    assert_eq!((first.sent, first.report.released), (0, 1), "{first:?}");
+    shop.advance(TimeDelta::minutes(1));
+    // The claim's record of the reminder in the customer's caps was given back: the
+    // reminder is not held back (and then dropped) by its own claim.
+    let second = shop.dispatch("second").await;
+    assert_eq!(second.sent, 1, "{second:?}");
+    let reminder = shop.message(Kind::AbandonedCart, "c-left").await.unwrap();
+    assert_eq!(reminder.status, MessageStatus::Sent);
+    shop.stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn caps_given_back_are_those_of_the_last_claim_only() {
+    use backoffice::messages::caps::Caps;
+    let stack = Stack::from_env("caps-give-back").await.unwrap();
+    let consents = DynamoConsents::new(stack.client.clone(), &stack.tables.consent);
+    let phone = PhoneNumber::parse("+33612345672").unwrap();
+    let caps = Caps::default();
+    let at = |days: i64| this_morning_in_paris() - TimeDelta::days(days);
+    consents.record_sent(&phone, true, at(9), &caps).await.unwrap();
+    consents.record_sent(&phone, true, at(3), &caps).await.unwrap();
+    let before = consents.get(&phone).await.unwrap();
+    consents.record_sent(&phone, true, at(0), &caps).await.unwrap();
+
+    assert!(consents.give_back(&phone, at(0), &caps).await.unwrap());
+    let after = consents.get(&phone).await.unwrap();
+    assert_eq!(after.marketing_sent[..1], before.marketing_sent[..1], "{after:?}");
+    assert_eq!(
+        caps.next_allowed(&after, at(0)),
+        None,
+        "the given-back claim holds nothing back"
+    );
+
+    // Once another message was claimed since, a claim has nothing left to give back.
+    consents.record_sent(&phone, true, at(0), &caps).await.unwrap();
+    consents
+        .record_sent(&phone, false, at(0) + TimeDelta::minutes(5), &caps)
+        .await
+        .unwrap();
+    assert!(!consents.give_back(&phone, at(0), &caps).await.unwrap());
+    stack.cleanup().await;
+}
+
 /// What Twilio's Messages list shows for one recipient.
 async fn twilio_lists(twilio: &MockServer, phone: &str, messages: serde_json::Value) {
     Mock::given(method("GET"))
