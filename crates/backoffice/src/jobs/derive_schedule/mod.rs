@@ -132,6 +132,10 @@ pub async fn process<S: ScheduleStore>(
     (report, response)
 }
 
+/// Epoch seconds of a stream record's change time that can be real: 2000-01-01 to the
+/// end of year 9999, the last an RFC 3339 time can write.
+const PLAUSIBLE_CHANGE_TIMES: std::ops::RangeInclusive<i64> = 946_684_800..=253_402_300_799;
+
 /// What a record asks for: the derived attributes its item lacks, then the messages its
 /// change schedules. `Err`: the record cannot be used at all; the second part of `Ok`
 /// names what could not be derived or planned, while the rest still is.
@@ -142,6 +146,11 @@ fn derivations_of(
 ) -> Result<(Vec<derive::Derivation>, Vec<&'static str>), &'static str> {
     let old: Option<Item> = (!record.change.old_image.is_empty()).then(|| record.change.old_image.clone().into());
     let changed_at = record.change.approximate_creation_date_time;
+    // DynamoDB's clock: a time outside any plausible calendar is a corrupt record, and
+    // adding a delay to it could overflow the date type.
+    if !(PLAUSIBLE_CHANGE_TIMES).contains(&changed_at.timestamp()) {
+        return Err("implausible_change_time");
+    }
     if record.event_name == "REMOVE" {
         let removed_cart =
             record.event_source_arn.as_deref().and_then(|arn| config.table_of(arn)) == Some(SourceTable::Carts);

@@ -189,3 +189,23 @@ async fn an_event_without_records_is_an_empty_batch() {
     assert_eq!(report, BatchReport::default());
     assert!(response.batch_item_failures.is_empty());
 }
+
+#[tokio::test]
+async fn a_change_time_no_calendar_can_hold_is_refused_not_a_crash() {
+    let deps = deps(RecordingStore::default());
+    let mut far = record(
+        ORDERS_ARN,
+        "INSERT",
+        "1",
+        json!({"orderId": {"S": "order-far"}, "status": {"S": "pending"}, "customerPhone": {"S": "+33612345678"}}),
+    );
+    // Within chrono's range, past any date a time can be added to.
+    far["dynamodb"]["ApproximateCreationDateTime"] = json!(8_210_000_000_000_i64);
+    let batch = batch(vec![far, record(CARTS_ARN, "INSERT", "2", new_cart())]);
+
+    let (report, response) = process(&deps, &batch).await;
+
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(report.unusable, BTreeMap::from([("implausible_change_time", 1)]));
+    assert_eq!(report.derived, 1, "the next record is still derived");
+}
