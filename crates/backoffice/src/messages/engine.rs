@@ -234,6 +234,16 @@ pub trait Outbox: Send + Sync {
     /// Every message waiting for reconciliation.
     fn parked(&self) -> impl Future<Output = Result<Vec<Parked>, StoreError>> + Send;
 
+    /// The Twilio SIDs recorded on the other messages of `parked`'s order or cart: a
+    /// message listed at Twilio under one of them is not `parked`. None by default.
+    fn sids_of_siblings(
+        &self,
+        parked: &Parked,
+    ) -> impl Future<Output = Result<std::collections::HashSet<String>, StoreError>> + Send {
+        let _ = parked;
+        async { Ok(std::collections::HashSet::new()) }
+    }
+
     /// Settles a parked message, only if it is still parked under the same claim.
     /// `Ok(false)`: it was not (another run settled it).
     fn resolve(

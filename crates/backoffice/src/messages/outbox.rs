@@ -988,6 +988,25 @@ impl Outbox for DynamoOutbox {
             .collect())
     }
 
+    async fn sids_of_siblings(&self, parked: &Parked) -> Result<std::collections::HashSet<String>, StoreError> {
+        use strum::IntoEnumIterator;
+        // The review request lives on the order, not in this table.
+        let siblings = Kind::iter()
+            .filter(|kind| *kind != parked.id.kind && *kind != Kind::ReviewRequest)
+            .filter(|kind| kind.subject() == parked.id.kind.subject())
+            .map(|kind| MessageId {
+                kind,
+                subject_id: parked.id.subject_id.clone(),
+            })
+            .collect::<Vec<_>>();
+        let read = futures::future::join_all(siblings.iter().map(|id| self.message(id))).await;
+        let mut sids = std::collections::HashSet::new();
+        for message in read {
+            sids.extend(message?.and_then(|message| message.message_sid));
+        }
+        Ok(sids)
+    }
+
     async fn resolve(&self, parked: &Parked, resolution: &Resolution) -> Result<bool, StoreError> {
         let mut update = self
             .client

@@ -105,7 +105,7 @@ pub fn examine(parked: &Parked, listed: &[ListedMessage], now: DateTime<Utc>, ab
     let subject = parked.id.subject_id.as_str();
     let matching: Vec<_> = in_window
         .iter()
-        .filter(|(_, message)| message.body.as_deref().is_some_and(|body| body.contains(subject)))
+        .filter(|(_, message)| message.body.as_deref().is_some_and(|body| names(body, subject)))
         .collect();
     match matching.as_slice() {
         [(created_at, message)] => {
@@ -126,6 +126,16 @@ pub fn examine(parked: &Parked, listed: &[ListedMessage], now: DateTime<Utc>, ab
         return Finding::Undecided("too_recent");
     }
     Finding::Absent
+}
+
+/// Whether `body` names `id` as a whole: `A-1` is not named by a body about `A-12`.
+fn names(body: &str, id: &str) -> bool {
+    let part_of_an_id = |c: char| c.is_alphanumeric() || c == '-' || c == '_';
+    body.match_indices(id).any(|(at, _)| {
+        let before = body[..at].chars().next_back();
+        let after = body[at + id.len()..].chars().next();
+        !before.is_some_and(part_of_an_id) && !after.is_some_and(part_of_an_id)
+    })
 }
 
 fn by_hand(reason: &'static str) -> Resolution {
@@ -187,6 +197,8 @@ pub async fn reconcile<O: Outbox, M: Messenger>(
     let now = clock.now();
     // Once Twilio's list cannot be reached, the run asks no more: the sends come first.
     let mut twilio_down = false;
+    // SIDs this run settled messages with: none of them is another parked message's.
+    let mut settled_sids = std::collections::HashSet::new();
     for parked in outbox.parked().await? {
         if deadline.reached() {
             report.undecided("deadline");
@@ -220,7 +232,23 @@ pub async fn reconcile<O: Outbox, M: Messenger>(
                 }
                 Ok(list) => {
                     report.list_requests += u64::from(list.requests);
-                    match examine(&parked, &list.messages, now, messenger.absent_after()) {
+                    // What Twilio sent under a SID another message of the same order or
+                    // cart holds is that message, not this one (a ready-for-pickup sent
+                    // minutes after a confirmation that never reached Twilio).
+                    let siblings = match outbox.sids_of_siblings(&parked).await {
+                        Ok(sids) => sids,
+                        Err(error) => {
+                            tracing::warn!(function, message_id = %parked.id, %error, "reconciliation: the other messages of the subject cannot be read, left parked");
+                            report.undecided("store_error");
+                            continue;
+                        }
+                    };
+                    let listed: Vec<_> = list
+                        .messages
+                        .into_iter()
+                        .filter(|message| !siblings.contains(&message.sid) && !settled_sids.contains(&message.sid))
+                        .collect();
+                    match examine(&parked, &listed, now, messenger.absent_after()) {
                         Finding::Found { message_sid, sent_at } => Resolution::Sent { message_sid, sent_at },
                         Finding::Absent => Resolution::Requeue {
                             reason: "reconciled: Twilio never had the message".into(),
@@ -238,8 +266,9 @@ pub async fn reconcile<O: Outbox, M: Messenger>(
         match outbox.resolve(&parked, &resolution).await {
             Ok(true) => {
                 let outcome = match &resolution {
-                    Resolution::Sent { .. } => {
+                    Resolution::Sent { message_sid, .. } => {
                         report.found += 1;
+                        settled_sids.insert(message_sid.clone());
                         "found at Twilio: settled as sent"
                     }
                     Resolution::Requeue { .. } => {
@@ -271,6 +300,17 @@ mod tests {
 
     fn at(text: &str) -> DateTime<Utc> {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_body_names_an_id_only_as_a_whole() {
+        assert!(names("Commande A-1 prête.", "A-1"));
+        assert!(names("A-1", "A-1"));
+        assert!(names("(A-1)", "A-1"));
+        assert!(names("A-12 puis A-1 !", "A-1"), "any whole occurrence");
+        assert!(!names("Commande A-12 prête.", "A-1"));
+        assert!(!names("Commande XA-1", "A-1"));
+        assert!(!names("Commande A-1_b", "A-1"));
     }
 
     fn parked(claimed_at: &str) -> Parked {

@@ -735,6 +735,55 @@ async fn twilio_lists(twilio: &MockServer, phone: &str, messages: serde_json::Va
 }
 
 #[tokio::test]
+async fn a_message_of_the_same_order_at_twilio_is_not_taken_for_a_lost_one() {
+    let twilio = MockServer::start().await;
+    // The confirmation's send times out: its outcome is unknown (Twilio never had it).
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(504).set_body_string("Gateway Timeout"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&twilio)
+        .await;
+    accepting_the_rest(&twilio, "SMpickup000000000000000000000000001").await;
+    let mut shop = shop_with_orders("reconcile-sibling", twilio, &[("o-twin", "+33612345681")]).await;
+    let claimed_at = shop.now();
+    let first = shop.dispatch("first").await;
+    assert_eq!(first.report.unknown, 1, "{first:?}");
+
+    // Minutes later the order is ready: that message goes out, naming the order too.
+    shop.app_updates_order(
+        "o-twin",
+        &[
+            ("paymentStatus", "paid".into()),
+            ("status", "ready_pickup".into()),
+            ("readyAt", text(shop.now())),
+        ],
+    )
+    .await;
+    shop.deliver().await;
+    shop.advance(TimeDelta::minutes(1));
+    assert_eq!(shop.dispatch("ready").await.sent, 1, "ready for pickup");
+    let created = (claimed_at + TimeDelta::minutes(2)).to_rfc2822();
+    twilio_lists(
+        &shop.twilio,
+        "+33612345681",
+        json!([{"sid": "SMpickup000000000000000000000000001", "body": "Ana, votre commande o-twin est prête.",
+                "direction": "outbound-api", "from": "whatsapp:+14155238886", "status": "delivered",
+                "date_created": created, "date_sent": created}]),
+    )
+    .await;
+
+    shop.advance(TimeDelta::minutes(31));
+    let later = shop.dispatch("later").await;
+
+    assert_eq!(later.report.reconciliation.found, 0, "{later:?}");
+    assert_eq!(later.report.reconciliation.requeued, 1, "{later:?}");
+    let confirmation = shop.message(Kind::OrderConfirmation, "o-twin").await.unwrap();
+    assert_eq!(confirmation.status, MessageStatus::Sent, "sent again, once");
+    shop.stack.cleanup().await;
+}
+
+#[tokio::test]
 async fn reconciliation_settles_what_twilio_has_requeues_what_it_never_had_and_two_runs_do_it_once() {
     let twilio = MockServer::start().await;
     for phone in ["+33612345641", "+33612345642", "+33612345643"] {
