@@ -95,6 +95,15 @@ pub struct Claim {
     pub claimed_at: DateTime<Utc>,
 }
 
+/// The other messages of a parked message's order or cart, as reconciliation needs them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Siblings {
+    /// Their Twilio SIDs: a message listed under one of them is not the parked one.
+    pub sids: std::collections::HashSet<String>,
+    /// One of them is parked too: a listed message naming the subject could be either.
+    pub parked: bool,
+}
+
 /// What a check before the claim says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -234,14 +243,11 @@ pub trait Outbox: Send + Sync {
     /// Every message waiting for reconciliation.
     fn parked(&self) -> impl Future<Output = Result<Vec<Parked>, StoreError>> + Send;
 
-    /// The Twilio SIDs recorded on the other messages of `parked`'s order or cart: a
-    /// message listed at Twilio under one of them is not `parked`. None by default.
-    fn sids_of_siblings(
-        &self,
-        parked: &Parked,
-    ) -> impl Future<Output = Result<std::collections::HashSet<String>, StoreError>> + Send {
+    /// What the other messages of `parked`'s order or cart say about Twilio's list: the
+    /// SIDs recorded on them, and whether one is parked too. None by default.
+    fn siblings(&self, parked: &Parked) -> impl Future<Output = Result<Siblings, StoreError>> + Send {
         let _ = parked;
-        async { Ok(std::collections::HashSet::new()) }
+        async { Ok(Siblings::default()) }
     }
 
     /// Settles a parked message, only if it is still parked under the same claim.

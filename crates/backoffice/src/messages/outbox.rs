@@ -23,7 +23,7 @@ use super::consent::DynamoConsents;
 use super::eligibility::{needs_no_review, subject_condition, why_not};
 use super::engine::{
     CLAIM_BATCH, Claim, ClaimOutcome, Closing, DueMessage, DuePage, InFlightClaim, MessageId, Outbox, Settled,
-    Settlement, Unsendable, Verdict,
+    Settlement, Siblings, Unsendable, Verdict,
 };
 use super::kind::{Category, Kind, KindsConfig, Subject};
 use super::plan::{Scheduled, Step};
@@ -988,7 +988,7 @@ impl Outbox for DynamoOutbox {
             .collect())
     }
 
-    async fn sids_of_siblings(&self, parked: &Parked) -> Result<std::collections::HashSet<String>, StoreError> {
+    async fn siblings(&self, parked: &Parked) -> Result<Siblings, StoreError> {
         use strum::IntoEnumIterator;
         // The review request lives on the order, not in this table.
         let siblings = Kind::iter()
@@ -1000,11 +1000,13 @@ impl Outbox for DynamoOutbox {
             })
             .collect::<Vec<_>>();
         let read = futures::future::join_all(siblings.iter().map(|id| self.message(id))).await;
-        let mut sids = std::collections::HashSet::new();
-        for message in read {
-            sids.extend(message?.and_then(|message| message.message_sid));
+        let mut found = Siblings::default();
+        for message in read.into_iter().filter_map(Result::transpose) {
+            let message = message?;
+            found.parked |= message.status == MessageStatus::Unknown;
+            found.sids.extend(message.message_sid);
         }
-        Ok(sids)
+        Ok(found)
     }
 
     async fn resolve(&self, parked: &Parked, resolution: &Resolution) -> Result<bool, StoreError> {

@@ -147,6 +147,7 @@ fn by_hand(reason: &'static str) -> Resolution {
 /// The static label of a reason given to [`by_hand`].
 fn undecided_label(reason: &str) -> &'static str {
     [
+        "another_message_parked",
         "invalid_phone",
         "no_claim_time",
         "several_matches",
@@ -235,8 +236,8 @@ pub async fn reconcile<O: Outbox, M: Messenger>(
                     // What Twilio sent under a SID another message of the same order or
                     // cart holds is that message, not this one (a ready-for-pickup sent
                     // minutes after a confirmation that never reached Twilio).
-                    let siblings = match outbox.sids_of_siblings(&parked).await {
-                        Ok(sids) => sids,
+                    let siblings = match outbox.siblings(&parked).await {
+                        Ok(siblings) => siblings,
                         Err(error) => {
                             tracing::warn!(function, message_id = %parked.id, %error, "reconciliation: the other messages of the subject cannot be read, left parked");
                             report.undecided("store_error");
@@ -246,9 +247,11 @@ pub async fn reconcile<O: Outbox, M: Messenger>(
                     let listed: Vec<_> = list
                         .messages
                         .into_iter()
-                        .filter(|message| !siblings.contains(&message.sid) && !settled_sids.contains(&message.sid))
+                        .filter(|message| !siblings.sids.contains(&message.sid) && !settled_sids.contains(&message.sid))
                         .collect();
                     match examine(&parked, &listed, now, messenger.absent_after()) {
+                        // Two messages of the subject parked: the one found may be either.
+                        Finding::Found { .. } if siblings.parked => by_hand("another_message_parked"),
                         Finding::Found { message_sid, sent_at } => Resolution::Sent { message_sid, sent_at },
                         Finding::Absent => Resolution::Requeue {
                             reason: "reconciled: Twilio never had the message".into(),

@@ -784,6 +784,61 @@ async fn a_message_of_the_same_order_at_twilio_is_not_taken_for_a_lost_one() {
 }
 
 #[tokio::test]
+async fn two_parked_messages_of_one_order_are_left_for_a_person_when_twilio_has_one() {
+    let shop = shop_with_orders(
+        "reconcile-two-parked",
+        accepting_twilio().await,
+        &[("o-pair", "+33612345682")],
+    )
+    .await;
+    let outbox = DynamoOutbox::new(
+        shop.stack.client.clone(),
+        (&shop.dispatcher.config.tables).into(),
+        kinds(),
+        shop.clock.clone(),
+    );
+    // Both messages of the order claimed at once, and both sends ended without an answer.
+    let claim = Claim {
+        claim_id: "run-1/00000001".into(),
+        claimed_at: shop.now(),
+    };
+    let confirmation = confirmation_due(&shop, "o-pair", "+33612345682");
+    let reminder = DueMessage {
+        id: MessageId {
+            kind: Kind::PaymentReminder,
+            subject_id: "o-pair".into(),
+        },
+        ..confirmation.clone()
+    };
+    for message in [&confirmation, &reminder] {
+        assert_eq!(outbox.claim(message, &claim).await.unwrap(), ClaimOutcome::Claimed);
+        let unknown = Settlement::Unknown {
+            reason: "Twilio did not answer in time".into(),
+        };
+        outbox.settle(message, &claim, &unknown).await.unwrap();
+    }
+    // Twilio had one of them: it names the order, so it could be either.
+    let created = (shop.now() + TimeDelta::seconds(1)).to_rfc2822();
+    twilio_lists(
+        &shop.twilio,
+        "+33612345682",
+        json!([{"sid": "SMone00000000000000000000000000001", "body": "Commande o-pair : merci !",
+                "direction": "outbound-api", "from": "whatsapp:+14155238886", "status": "delivered",
+                "date_created": created, "date_sent": created}]),
+    )
+    .await;
+
+    shop.advance(TimeDelta::minutes(31));
+    let later = shop.dispatch("later").await;
+
+    let reconciliation = &later.report.reconciliation;
+    assert_eq!((reconciliation.found, reconciliation.requeued), (0, 0), "{later:?}");
+    assert_eq!(reconciliation.undecided.get("another_message_parked"), Some(&2));
+    assert_eq!(later.sent, 0, "nothing sent again");
+    shop.stack.cleanup().await;
+}
+
+#[tokio::test]
 async fn reconciliation_settles_what_twilio_has_requeues_what_it_never_had_and_two_runs_do_it_once() {
     let twilio = MockServer::start().await;
     for phone in ["+33612345641", "+33612345642", "+33612345643"] {
