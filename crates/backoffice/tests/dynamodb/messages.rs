@@ -326,6 +326,16 @@ impl Shop {
     }
 
     /// The app's update of an order: `SET name = value, ...`.
+    /// The shop's app: the order is paid and ready for pickup now.
+    async fn app_marks_ready(&self, order_id: &str) {
+        let ready = [
+            ("paymentStatus", "paid".into()),
+            ("status", "ready_pickup".into()),
+            ("readyAt", text(self.now())),
+        ];
+        self.app_updates_order(order_id, &ready).await;
+    }
+
     async fn app_updates_order(&self, order_id: &str, changes: &[(&str, String)]) {
         let mut update = self
             .stack
@@ -405,15 +415,7 @@ async fn every_kind_goes_out_once_at_its_time_for_an_app_that_writes_business_at
     shop.advance(TimeDelta::hours(23));
     assert_eq!(shop.dispatch("t+24h").await.sent, 1, "the payment reminder");
 
-    shop.app_updates_order(
-        "o-1",
-        &[
-            ("paymentStatus", "paid".into()),
-            ("status", "ready_pickup".into()),
-            ("readyAt", text(shop.now())),
-        ],
-    )
-    .await;
+    shop.app_marks_ready("o-1").await;
     shop.deliver().await;
     shop.advance(TimeDelta::minutes(1));
     assert_eq!(shop.dispatch("ready").await.sent, 1, "ready for pickup");
@@ -724,6 +726,12 @@ async fn caps_given_back_are_those_of_the_last_claim_only() {
     stack.cleanup().await;
 }
 
+/// One message this account sent through the API, as Twilio's Messages list shows it.
+fn listed(sid: &str, body: &str, created: &str) -> serde_json::Value {
+    json!({"sid": sid, "body": body, "direction": "outbound-api", "from": "whatsapp:+14155238886",
+           "status": "delivered", "date_created": created, "date_sent": created})
+}
+
 /// What Twilio's Messages list shows for one recipient.
 async fn twilio_lists(twilio: &MockServer, phone: &str, messages: serde_json::Value) {
     Mock::given(method("GET"))
@@ -751,15 +759,7 @@ async fn a_message_of_the_same_order_at_twilio_is_not_taken_for_a_lost_one() {
     assert_eq!(first.report.unknown, 1, "{first:?}");
 
     // Minutes later the order is ready: that message goes out, naming the order too.
-    shop.app_updates_order(
-        "o-twin",
-        &[
-            ("paymentStatus", "paid".into()),
-            ("status", "ready_pickup".into()),
-            ("readyAt", text(shop.now())),
-        ],
-    )
-    .await;
+    shop.app_marks_ready("o-twin").await;
     shop.deliver().await;
     shop.advance(TimeDelta::minutes(1));
     assert_eq!(shop.dispatch("ready").await.sent, 1, "ready for pickup");
@@ -767,9 +767,11 @@ async fn a_message_of_the_same_order_at_twilio_is_not_taken_for_a_lost_one() {
     twilio_lists(
         &shop.twilio,
         "+33612345681",
-        json!([{"sid": "SMpickup000000000000000000000000001", "body": "Ana, votre commande o-twin est prête.",
-                "direction": "outbound-api", "from": "whatsapp:+14155238886", "status": "delivered",
-                "date_created": created, "date_sent": created}]),
+        json!([listed(
+            "SMpickup000000000000000000000000001",
+            "Ana, votre commande o-twin est prête.",
+            &created
+        )]),
     )
     .await;
 
@@ -822,9 +824,11 @@ async fn two_parked_messages_of_one_order_are_left_for_a_person_when_twilio_has_
     twilio_lists(
         &shop.twilio,
         "+33612345682",
-        json!([{"sid": "SMone00000000000000000000000000001", "body": "Commande o-pair : merci !",
-                "direction": "outbound-api", "from": "whatsapp:+14155238886", "status": "delivered",
-                "date_created": created, "date_sent": created}]),
+        json!([listed(
+            "SMone00000000000000000000000000001",
+            "Commande o-pair : merci !",
+            &created
+        )]),
     )
     .await;
 
@@ -1497,9 +1501,11 @@ async fn a_review_request_found_at_twilio_is_settled_as_sent_and_its_reply_still
     twilio_lists(
         &shop.twilio,
         "+33612345661",
-        json!([{"sid": "SMlost000000000000000000000000000001", "body": "Ana, comment était la commande o-asked ?",
-                "direction": "outbound-api", "from": "whatsapp:+14155238886", "status": "delivered",
-                "date_created": created, "date_sent": created}]),
+        json!([listed(
+            "SMlost000000000000000000000000000001",
+            "Ana, comment était la commande o-asked ?",
+            &created
+        )]),
     )
     .await;
 
