@@ -325,7 +325,6 @@ impl Shop {
         put.send().await.unwrap();
     }
 
-    /// The app's update of an order: `SET name = value, ...`.
     /// The shop's app: the order is paid and ready for pickup now.
     async fn app_marks_ready(&self, order_id: &str) {
         let ready = [
@@ -336,6 +335,7 @@ impl Shop {
         self.app_updates_order(order_id, &ready).await;
     }
 
+    /// The app's update of an order: `SET name = value, ...`.
     async fn app_updates_order(&self, order_id: &str, changes: &[(&str, String)]) {
         let mut update = self
             .stack
@@ -655,6 +655,31 @@ async fn twilio_faults_release_park_or_fail_a_message_and_only_the_released_one_
     assert_eq!((second.sent, second.total), (1, 1), "only the released one: {second:?}");
     assert_eq!(second.report.awaiting_reconciliation, 1);
     assert_eq!(shop_status(&shop, "o-down").await, MessageStatus::Sent);
+    shop.stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_order_written_without_a_status_gets_its_confirmation() {
+    let mut shop = Shop::open("no-status").await;
+    shop.app_creates_order("o-bare", "+33612345683").await;
+    shop.stack
+        .client
+        .update_item()
+        .table_name(&shop.stack.tables.orders)
+        .key("orderId", s("o-bare"))
+        .update_expression("REMOVE #status")
+        .expression_attribute_names("#status", "status")
+        .send()
+        .await
+        .unwrap();
+    shop.deliver().await;
+    shop.advance(TimeDelta::minutes(1));
+
+    let run = shop.dispatch("confirmations").await;
+
+    assert_eq!(run.sent, 1, "{run:?}");
+    let confirmation = shop.message(Kind::OrderConfirmation, "o-bare").await.unwrap();
+    assert_eq!(confirmation.status, MessageStatus::Sent);
     shop.stack.cleanup().await;
 }
 
