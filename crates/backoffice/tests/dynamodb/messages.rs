@@ -1468,6 +1468,37 @@ async fn a_report_that_may_have_gone_out_is_not_sent_again() {
 }
 
 #[tokio::test]
+async fn a_report_run_delayed_past_midnight_reports_the_day_it_was_scheduled_for() {
+    let stack = Stack::from_env("report-late").await.unwrap();
+    let morning = ReportDeps {
+        counters: DailyCounters::new(stack.client.clone(), &stack.tables.stats, paris()),
+        sender: OwnerInbox::default(),
+        clock: Arc::new(backoffice::runtime::clock::FixedClock(this_morning_in_paris())),
+        config: ReportConfig::from_env(&backoffice::testing::env_of(&[("SHOP_TIMEZONE", "Europe/Paris")])).unwrap(),
+    };
+    // Scheduled at 23:30 yesterday (shop time), run this morning (a retry, a late delivery).
+    let scheduled = this_morning_in_paris() - TimeDelta::minutes(8 * 60 + 30);
+    let event = json!({
+        "version": "0", "id": "late", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": scheduled.to_rfc3339(), "region": "eu-west-3",
+        "resources": [], "detail": {}
+    });
+
+    let response = daily_report::run(&morning, &event).await.unwrap();
+
+    let scheduled_day = jiff::Timestamp::from_second(scheduled.timestamp())
+        .unwrap()
+        .to_zoned_datetime(paris())
+        .date();
+    assert_eq!(response.day, scheduled_day.yesterday().unwrap().to_string());
+    assert_ne!(
+        response.day,
+        morning.counters.day_of(this_morning_in_paris() - TimeDelta::days(1))
+    );
+    stack.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_report_claim_whose_answer_was_lost_is_known_as_its_own() {
     let stack = Stack::from_env("report-lost-answer").await.unwrap();
     let lost = devstack::faults::LostAnswers::of("UpdateItem", 1);

@@ -29,7 +29,8 @@ fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
 impl ReportConfig {
     /// `SHOP_LOCALE` (fr), `SHOP_CURRENCY` (EUR), `SHOP_TIMEZONE` (Europe/Paris),
     /// `REPORT_TOPIC_ARN` (unset: no e-mail), `ADMIN_WHATSAPP_TO` and
-    /// `REPORT_TEMPLATE_SID` (both or neither: no WhatsApp report).
+    /// `REPORT_TEMPLATE_SID` (no template: no WhatsApp report; the number is also the
+    /// negative-review alerts', so it may be set without one).
     pub fn from_env(env: &impl EnvSource) -> Result<Self, ConfigError> {
         let set = |name| env.var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let currency = set("SHOP_CURRENCY").unwrap_or_else(|| "EUR".into());
@@ -60,7 +61,7 @@ impl ReportConfig {
         }
         let whatsapp = match (to, template) {
             (Some(to), Some(template)) => Some((to, template)),
-            (Some(_), None) => return Err(ConfigError::Missing("REPORT_TEMPLATE_SID")),
+            (Some(_), None) => None,
             (None, Some(_)) => return Err(ConfigError::Missing("ADMIN_WHATSAPP_TO")),
             (None, None) => None,
         };
@@ -92,7 +93,12 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(refused(&[("SHOP_CURRENCY", "euro")]), "SHOP_CURRENCY");
-        assert_eq!(refused(&[("ADMIN_WHATSAPP_TO", "+33612345678")]), "REPORT_TEMPLATE_SID");
+        let alerts_only = ReportConfig::from_env(&env_of(&[("ADMIN_WHATSAPP_TO", "+33612345678")])).unwrap();
+        assert_eq!(
+            alerts_only.whatsapp, None,
+            "the alerts' number without a template: no WhatsApp report"
+        );
+        assert_eq!(refused(&[("ADMIN_WHATSAPP_TO", "0612345678")]), "ADMIN_WHATSAPP_TO");
         assert_eq!(refused(&[("REPORT_TEMPLATE_SID", "HX123")]), "REPORT_TEMPLATE_SID");
         assert_eq!(refused(&[("SHOP_TIMEZONE", "Mars/Base")]), "SHOP_TIMEZONE");
     }

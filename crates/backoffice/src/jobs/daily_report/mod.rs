@@ -177,7 +177,13 @@ pub fn day_before(now: DateTime<Utc>, timezone: &jiff::tz::TimeZone) -> String {
 
 pub async fn run<S: ReportSender>(deps: &ReportDeps<S>, payload: &Value) -> Result<ReportResponse, JobError> {
     let (request, as_of) = begin_run(FUNCTION_NAME, payload, &deps.clock)?;
-    let day = day_before(as_of.now(), &deps.config.timezone);
+    // The day before the one the scheduler meant: a run retried or delayed past midnight
+    // still reports the day it was scheduled for, not the one that just started.
+    let reference = match request.scheduled_time {
+        Some(at) if request.now_override.is_none() && at <= deps.clock.now() => at,
+        _ => as_of.now(),
+    };
+    let day = day_before(reference, &deps.config.timezone);
     let stored = deps.counters.day(&day).await?;
     let report = DailyReport::from_day(&stored);
     let mut response = ReportResponse {
