@@ -774,7 +774,7 @@ async fn claim_chunk<O: Outbox>(
     // after a lost answer finds its own id on the item and knows it holds it, which no
     // other batch, nor a retry of this run with the same request id, can mistake for its own.
     let claim = Claim {
-        claim_id: format!("{}/{:08x}", options.claim_id, fastrand::u32(..)),
+        claim_id: format!("{}/{}", options.claim_id, crate::store::dynamo::claim_token()),
         claimed_at: clock.now(),
     };
     let answers = outbox.claim_all(&messages, &claim).await;

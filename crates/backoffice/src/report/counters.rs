@@ -18,7 +18,7 @@ use jiff::tz::TimeZone;
 use crate::messages::kind::Kind;
 use crate::runtime::config::{ConfigError, EnvSource, shop_timezone};
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, is_condition_failure, n, refused_update_item, rfc3339, s, store_error, written};
+use crate::store::dynamo::{Item, claim_token, claimed, n, rfc3339, s, store_error, written};
 
 /// How long a day's counters are kept.
 const DAY_KEPT_FOR: TimeDelta = TimeDelta::days(400);
@@ -209,7 +209,7 @@ impl DailyCounters {
     pub async fn claim_report(&self, day: &str, channel: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
         // The claim's time, then a token of this claim alone: the time keeps claims in
         // order for the staleness test, the token tells this claim from any other.
-        let claim = format!("{}#{:016x}", rfc3339(at), fastrand::u64(..));
+        let claim = format!("{}#{}", rfc3339(at), claim_token());
         let claim_attribute = format!("reportClaim.{channel}");
         let result = self
             .client
@@ -226,15 +226,7 @@ impl DailyCounters {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            // Refused because of this very claim: the SDK sent it again after an answer it
-            // did not get (a timeout, a 5xx), and the first one had been written.
-            Err(error) if is_condition_failure(&error) => {
-                Ok(refused_update_item(&error).and_then(|item| item.get(&claim_attribute)) == Some(&s(&claim)))
-            }
-            Err(error) => Err(store_error("UpdateItem", &self.table, error)),
-        }
+        claimed(result, &self.table, &claim_attribute, &claim)
     }
 
     /// Records how the claimed report ended: sent (kept, so it never goes out twice), or

@@ -62,6 +62,34 @@ const RETRYABLE_CODES: &[&str] = &[
     "LimitExceededException",
 ];
 
+/// A token that tells one claim from every other, written with the claim.
+pub fn claim_token() -> String {
+    format!("{:016x}", fastrand::u64(..))
+}
+
+/// A conditional claim's result, for an `UpdateItem` that wrote `claim` in `attribute` and
+/// asked for `ReturnValuesOnConditionCheckFailure::AllOld`: `true` written, or refused by
+/// this very claim (the SDK sent it again after an answer it did not get, a timeout or a
+/// 5xx, and the first attempt had been written); `false` held by another; any other error
+/// as a [`StoreError`].
+pub fn claimed<T, R>(
+    result: Result<T, SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>>,
+    table: &str,
+    attribute: &str,
+    claim: &str,
+) -> Result<bool, StoreError>
+where
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(error) if is_condition_failure(&error) => {
+            Ok(refused_update_item(&error).and_then(|item| item.get(attribute)) == Some(&s(claim)))
+        }
+        Err(error) => Err(store_error("UpdateItem", table, error)),
+    }
+}
+
 /// A conditional write's result: `true` written, `false` refused by its condition (nothing
 /// to do), any other error as a [`StoreError`].
 pub fn written<T, E, R>(

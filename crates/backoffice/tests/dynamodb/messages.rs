@@ -95,6 +95,19 @@ async fn accepting_the_rest(twilio: &MockServer, sid: &str) {
         .await;
 }
 
+/// Twilio answers the sends `matching` picks with a 500 for every attempt of one run; the
+/// next run's are left to the other mocks.
+async fn down_for_one_run(twilio: &MockServer, matching: wiremock::MockBuilder) {
+    matching
+        .respond_with(
+            ResponseTemplate::new(500).set_body_json(json!({"code": 20500, "message": "down", "status": 500})),
+        )
+        .up_to_n_times(3)
+        .with_priority(1)
+        .mount(twilio)
+        .await;
+}
+
 /// A shop whose app created these orders a minute ago, their records delivered.
 async fn shop_with_orders(label: &str, twilio: MockServer, orders: &[(&str, &str)]) -> Shop {
     let mut shop = Shop::with_twilio(label, twilio).await;
@@ -584,16 +597,7 @@ async fn concurrent_runs_send_each_due_message_once() {
 async fn twilio_faults_release_park_or_fail_a_message_and_only_the_released_one_goes_again() {
     let twilio = MockServer::start().await;
     let to = |phone: &str| body_string_contains(format!("To=whatsapp%3A%2B{}", &phone[1..]));
-    Mock::given(method("POST"))
-        .and(to("+33612345631"))
-        .respond_with(
-            ResponseTemplate::new(500).set_body_json(json!({"code": 20500, "message": "down", "status": 500})),
-        )
-        // Every attempt of the first run; the next run is accepted.
-        .up_to_n_times(3)
-        .with_priority(1)
-        .mount(&twilio)
-        .await;
+    down_for_one_run(&twilio, Mock::given(method("POST")).and(to("+33612345631"))).await;
     Mock::given(method("POST"))
         .and(to("+33612345632"))
         .respond_with(
@@ -686,15 +690,7 @@ async fn an_order_written_without_a_status_gets_its_confirmation() {
 #[tokio::test]
 async fn a_cart_reminder_released_by_a_twilio_outage_goes_out_at_the_next_run() {
     let twilio = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(500).set_body_json(json!({"code": 20500, "message": "down", "status": 500})),
-        )
-        // Every attempt of the first run; the next run is accepted.
-        .up_to_n_times(3)
-        .with_priority(1)
-        .mount(&twilio)
-        .await;
+    down_for_one_run(&twilio, Mock::given(method("POST"))).await;
     accepting_the_rest(&twilio, "SM0123456789abcdef0123456789abcdef").await;
     let mut shop = Shop::build(
         "released-marketing",

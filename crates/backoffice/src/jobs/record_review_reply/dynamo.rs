@@ -17,7 +17,7 @@ use crate::messages::consent::DynamoConsents;
 use crate::messages::delivery::{DynamoDeliveries, Recorded, StatusUpdate};
 use crate::report::counters::{Counter, DailyCounters};
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, is_condition_failure, refused_update_item, rfc3339, s, store_error, string};
+use crate::store::dynamo::{Item, claim_token, claimed, is_condition_failure, rfc3339, s, store_error, string};
 
 /// The sparse GSI of orders whose review request was sent; defined in template.yaml.
 pub const REVIEW_REPLY_INDEX: &str = "review-reply-index";
@@ -302,7 +302,7 @@ impl ReplyStore for DynamoReplies {
         // A token of this claim alone: when the SDK sends the claim again after an answer
         // it did not get, the refused retry finds it and knows the claim is its own, which
         // a concurrent delivery of the same message, even in the same second, cannot.
-        let token = format!("{:016x}", fastrand::u64(..));
+        let token = claim_token();
         let result = self
             .client
             .update_item()
@@ -321,13 +321,7 @@ impl ReplyStore for DynamoReplies {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) if is_condition_failure(&error) => {
-                Ok(refused_update_item(&error).and_then(|item| item.get("alertClaim")) == Some(&s(&token)))
-            }
-            Err(error) => Err(store_error("UpdateItem", &self.reviews_table, error)),
-        }
+        claimed(result, &self.reviews_table, "alertClaim", &token)
     }
 
     async fn release_alert(
