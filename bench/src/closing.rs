@@ -245,6 +245,7 @@ pub async fn bench_report_reads(
             },
             clock: Arc::new(FixedClock(now + TimeDelta::days(1))),
             config: ReportConfig::from_env(&HashMap::<String, String>::new())?,
+            channel_time: daily_report::DEFAULT_CHANNEL_TIME,
         };
         let report = daily_report::run(&deps, &json!({})).await?;
         if report.report.orders != events as u64 {

@@ -26,16 +26,19 @@ async fn main() -> Result<(), Error> {
 /// Settings read and clients built once per cold start.
 async fn deps() -> Result<ReportDeps<OwnerChannels>, Error> {
     let config = ReportConfig::from_env(&ProcessEnv)?;
-    let sdk_config = load_sdk_config(&SdkSettings::from_env(&ProcessEnv)?).await;
+    let sdk_settings = SdkSettings::from_env(&ProcessEnv)?;
+    let sdk_config = load_sdk_config(&sdk_settings).await;
     let counters = DailyCounters::from_env(dynamodb_client(&sdk_config), &ProcessEnv)?
         .ok_or(ConfigError::Missing("STATS_TABLE"))?;
     // Twilio only when the report goes to WhatsApp.
-    let whatsapp = match &config.whatsapp {
+    let (whatsapp, send_timeout) = match &config.whatsapp {
         Some(_) => {
             let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
-            Some(TwilioClient::new(twilio_config(&ProcessEnv, &secrets).await?)?)
+            let twilio = twilio_config(&ProcessEnv, &secrets).await?;
+            let timeout = twilio.timeout.max(sdk_settings.operation_timeout);
+            (Some(TwilioClient::new(twilio)?), timeout)
         }
-        None => None,
+        None => (None, sdk_settings.operation_timeout),
     };
     Ok(ReportDeps {
         counters,
@@ -48,5 +51,6 @@ async fn deps() -> Result<ReportDeps<OwnerChannels>, Error> {
         },
         clock: Arc::new(SystemClock),
         config,
+        channel_time: send_timeout + sdk_settings.operation_timeout,
     })
 }

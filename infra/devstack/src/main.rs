@@ -165,6 +165,7 @@ async fn demo_report(counters: DailyCounters, env: &HashMap<String, String>) -> 
         },
         clock: Arc::new(SystemClock),
         config,
+        channel_time: daily_report::DEFAULT_CHANNEL_TIME,
     };
     let tomorrow = Utc::now() + chrono::TimeDelta::days(1);
     let payload = serde_json::json!({"now": tomorrow.to_rfc3339(), "dryRun": true});

@@ -1407,6 +1407,7 @@ async fn the_daily_report_holds_a_known_days_figures_and_goes_out_once_per_chann
         sender: inbox,
         clock: Arc::new(backoffice::runtime::clock::FixedClock(shop.now() + TimeDelta::days(1))),
         config: ReportConfig::from_env(&backoffice::testing::env_of(&[("SHOP_TIMEZONE", "Europe/Paris")])).unwrap(),
+        channel_time: daily_report::DEFAULT_CHANNEL_TIME,
     };
     let failed = daily_report::run(&morning, &json!({})).await;
     assert!(failed.is_err(), "a channel failed: Lambda retries the run");
@@ -1446,6 +1447,7 @@ async fn a_report_that_may_have_gone_out_is_not_sent_again() {
         sender: inbox,
         clock: Arc::new(backoffice::runtime::clock::FixedClock(this_morning_in_paris())),
         config: ReportConfig::from_env(&backoffice::testing::env_of(&[("SHOP_TIMEZONE", "Europe/Paris")])).unwrap(),
+        channel_time: daily_report::DEFAULT_CHANNEL_TIME,
     };
 
     let first = daily_report::run(&morning, &json!({})).await;
@@ -1464,6 +1466,30 @@ async fn a_report_that_may_have_gone_out_is_not_sent_again() {
 }
 
 #[tokio::test]
+async fn a_report_run_out_of_time_claims_no_channel_and_its_retry_sends_them() {
+    let stack = Stack::from_env("report-deadline").await.unwrap();
+    let morning = ReportDeps {
+        counters: DailyCounters::new(stack.client.clone(), &stack.tables.stats, paris()),
+        sender: OwnerInbox::default(),
+        clock: Arc::new(backoffice::runtime::clock::FixedClock(this_morning_in_paris())),
+        config: ReportConfig::from_env(&backoffice::testing::env_of(&[("SHOP_TIMEZONE", "Europe/Paris")])).unwrap(),
+        channel_time: daily_report::DEFAULT_CHANNEL_TIME,
+    };
+
+    let late = daily_report::run_until(&morning, &json!({}), Deadline::after(Duration::ZERO)).await;
+    assert!(late.is_err(), "the run says the channels are left for the retry");
+    assert!(morning.sender.delivered.lock().unwrap().is_empty());
+    let retry = daily_report::run(&morning, &json!({})).await.unwrap();
+
+    assert_eq!(
+        retry.sent,
+        ["email", "whatsapp"],
+        "no claim kept the retry off a channel: {retry:?}"
+    );
+    stack.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_report_run_delayed_past_midnight_reports_the_day_it_was_scheduled_for() {
     let stack = Stack::from_env("report-late").await.unwrap();
     let morning = ReportDeps {
@@ -1471,6 +1497,7 @@ async fn a_report_run_delayed_past_midnight_reports_the_day_it_was_scheduled_for
         sender: OwnerInbox::default(),
         clock: Arc::new(backoffice::runtime::clock::FixedClock(this_morning_in_paris())),
         config: ReportConfig::from_env(&backoffice::testing::env_of(&[("SHOP_TIMEZONE", "Europe/Paris")])).unwrap(),
+        channel_time: daily_report::DEFAULT_CHANNEL_TIME,
     };
     // Scheduled at 23:30 yesterday (shop time), run this morning (a retry, a late delivery).
     let scheduled = this_morning_in_paris() - TimeDelta::minutes(8 * 60 + 30);

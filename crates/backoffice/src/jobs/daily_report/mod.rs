@@ -16,6 +16,7 @@ mod metrics;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
@@ -27,11 +28,15 @@ pub use config::ReportConfig;
 use crate::report::DailyReport;
 use crate::report::counters::DailyCounters;
 use crate::runtime::clock::Clock;
-use crate::runtime::job::{JobError, begin_run, read_payload};
+use crate::runtime::job::{Deadline, JobError, begin_run, read_payload};
 use crate::runtime::trigger::{JobPayload, TriggerSource};
 use crate::twilio::{MessageContent, TwilioClient, sanitize_template_variable};
 
 pub const FUNCTION_NAME: &str = "daily-report";
+
+/// [`ReportDeps::channel_time`] with the default timeouts: a send bounded by the SDK's
+/// 15 s operation timeout (Twilio's 10 s is shorter), then a 15 s write.
+pub const DEFAULT_CHANNEL_TIME: Duration = Duration::from_secs(30);
 
 /// Delivers the report on the owner's channels. SNS and Twilio in production; a
 /// recording fake in tests.
@@ -136,6 +141,11 @@ pub struct ReportDeps<S> {
     pub sender: S,
     pub clock: Arc<dyn Clock>,
     pub config: ReportConfig,
+    /// The longest one channel can take: its send's timeout, then the write that marks
+    /// it. A channel is claimed only while this much of the invocation is left, so a run
+    /// cut off by its timeout never leaves a claim it had no time to use (the claim would
+    /// keep Lambda's retries off that channel).
+    pub channel_time: Duration,
 }
 
 /// What one run did.
@@ -161,7 +171,12 @@ pub async fn handle<S: ReportSender>(
     event: LambdaEvent<JobPayload>,
 ) -> Result<ReportResponse, JobError> {
     let payload = read_payload(FUNCTION_NAME, &event.payload)?;
-    run(deps, &payload).await
+    run_until(
+        deps,
+        &payload,
+        Deadline::from_context(&event.context, deps.channel_time),
+    )
+    .await
 }
 
 /// The shop day before `now`'s, `YYYY-MM-DD`.
@@ -175,7 +190,17 @@ pub fn day_before(now: DateTime<Utc>, timezone: &jiff::tz::TimeZone) -> String {
         .unwrap_or_else(|_| today.to_string())
 }
 
+/// A run with all the time it needs (tools, tests).
 pub async fn run<S: ReportSender>(deps: &ReportDeps<S>, payload: &Value) -> Result<ReportResponse, JobError> {
+    run_until(deps, payload, Deadline::unbounded()).await
+}
+
+/// A run that claims no channel once `deadline` is reached.
+pub async fn run_until<S: ReportSender>(
+    deps: &ReportDeps<S>,
+    payload: &Value,
+    deadline: Deadline,
+) -> Result<ReportResponse, JobError> {
     let (request, as_of) = begin_run(FUNCTION_NAME, payload, &deps.clock)?;
     // The day before the one the scheduler meant: a run retried or delayed past midnight
     // still reports the day it was scheduled for, not the one that just started.
@@ -201,6 +226,14 @@ pub async fn run<S: ReportSender>(deps: &ReportDeps<S>, payload: &Value) -> Resu
         for channel in deps.sender.channels() {
             if stored.reported.contains_key(channel) {
                 response.skipped.insert(channel, "already_sent");
+                continue;
+            }
+            if deadline.reached() {
+                let reason = format!(
+                    "not claimed: less than {} s left before the invocation's timeout; Lambda's retry sends it",
+                    deps.channel_time.as_secs()
+                );
+                response.failed.insert(channel, reason);
                 continue;
             }
             if !deps.counters.claim_report(&day, channel, deps.clock.now()).await? {
