@@ -98,12 +98,36 @@ fn strip_correction(text: &str) -> (bool, &str) {
 
 /// Rating and comment from free text, or `None` when it does not start with a rating.
 pub fn parse_text(text: &str) -> Option<(u8, String)> {
-    let text = text.trim();
+    let text = without_keycaps(text.trim());
+    let text = text.as_ref();
     let (rating, rest) = digits_rating(text)
         .or_else(|| stars_rating(text))
         .or_else(|| word_rating(text))?;
     Some((rating, comment_from(rest)))
 }
+
+/// A keycap emoji (`5️⃣`: the digit, U+FE0F, U+20E3) read as its digit, so `5️⃣` is a 5
+/// without the emoji's tail in the comment, and `1️⃣0️⃣` is 10, not a 1.
+fn without_keycaps(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains(KEYCAP) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        plain.push(c);
+        if c.is_ascii_digit() {
+            let mut after = chars.clone();
+            after.next_if_eq(&'\u{FE0F}');
+            if after.next_if_eq(&KEYCAP).is_some() {
+                chars = after;
+            }
+        }
+    }
+    std::borrow::Cow::Owned(plain)
+}
+
+const KEYCAP: char = '\u{20E3}';
 
 fn comment_from(rest: &str) -> String {
     let rest = strip_stars_word(trim_separators(rest));

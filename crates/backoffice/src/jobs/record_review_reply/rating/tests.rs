@@ -48,6 +48,9 @@ fn reads_every_accepted_form() {
         ("Four stars", 4, ""),
         ("two, cold food", 2, "cold food"),
         ("5\nLivraison rapide", 5, "Livraison rapide"),
+        ("5\u{FE0F}\u{20E3}", 5, ""),
+        ("4\u{20E3} bien", 4, "bien"),
+        ("2\u{FE0F}\u{20E3}/5 froid", 2, "froid"),
     ];
     for (body, rating, comment) in cases {
         assert_eq!(text(body), Some((*rating, comment.to_string())), "{body:?}");
@@ -72,6 +75,9 @@ fn refuses_what_is_not_a_rating() {
         "5€ de réduction ?",
         "3x",
         "⭐⭐⭐⭐⭐⭐",
+        // Keycap ten, and keycap six.
+        "1\u{FE0F}\u{20E3}0\u{FE0F}\u{20E3}",
+        "6\u{FE0F}\u{20E3}",
         "Une belle expérience",
         "un peu déçu",
         "Merci beaucoup",
