@@ -15,14 +15,14 @@
 //! in does not get the old order's reminders (a new order starts fresh).
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, Update};
 use chrono::{DateTime, Utc};
 
 use super::caps::{Caps, WEEK};
 use crate::domain::consent::{ConsentChange, ConsentSource, OptOut};
 use crate::domain::phone::PhoneNumber;
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, n, rfc3339, s, store_error, string, written};
+use crate::store::dynamo::{Item, claim_token, claimed, n, rfc3339, s, store_error, string, written};
 
 /// The most marketing sends a customer item remembers (`MARKETING_PER_WEEK` at most).
 const MAX_SLOTS: u32 = 20;
@@ -127,9 +127,13 @@ impl DynamoConsents {
         // would otherwise undo a later choice (a START replayed after a STOP).
         let mut condition = "(attribute_not_exists(changedAt) OR changedAt <= :at)".to_owned();
         let mut add = String::new();
+        // A token of this write alone: the SDK's retry of a write whose answer was lost is
+        // refused by its own first attempt, and must still read as recorded.
+        let token = claim_token();
         if let Some(sid) = message_sid {
-            sets.push("messageSid = :sid");
+            sets.extend(["messageSid = :sid", "consentWrite = :token"]);
             values.push((":sid", s(sid)));
+            values.push((":token", s(&token)));
             values.push((":sids", AttributeValue::Ss(vec![sid.to_owned()])));
             condition.push_str(" AND NOT contains(consentMessageSids, :sid)");
             add = " ADD consentMessageSids :sids".to_owned();
@@ -145,7 +149,18 @@ impl DynamoConsents {
         for (name, value) in values {
             update = update.expression_attribute_values(name, value);
         }
-        written(update.send().await, "UpdateItem", &self.table)
+        match message_sid {
+            Some(_) => claimed(
+                update
+                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                    .send()
+                    .await,
+                &self.table,
+                "consentWrite",
+                &token,
+            ),
+            None => written(update.send().await, "UpdateItem", &self.table),
+        }
     }
 
     /// The customer's consent (default: never opted out).

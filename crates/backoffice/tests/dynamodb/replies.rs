@@ -297,6 +297,28 @@ async fn a_consent_keyword_delivered_again_never_undoes_a_later_choice() {
 }
 
 #[tokio::test]
+async fn a_consent_change_whose_answer_was_lost_is_known_as_recorded_and_a_replay_is_not() {
+    use backoffice::domain::consent::{ConsentChange, ConsentSource, OptOut};
+    let f = fixture("replies-consent-lost").await;
+    let lost = devstack::faults::LostAnswers::of("UpdateItem", 1);
+    let consents =
+        backoffice::messages::consent::DynamoConsents::new(lost.on(&f.stack.client), &f.stack.tables.consent);
+    let customer = PhoneNumber::parse(CUSTOMER).unwrap();
+    let stop = ConsentChange::OptOut(OptOut::All);
+
+    let first = consents
+        .record(&customer, stop, ConsentSource::Keyword, now(), Some("SM601"))
+        .await;
+    assert_eq!(lost.left(), 0, "the answer was lost once");
+    assert!(first.unwrap(), "the SDK's retry knows the write as its own");
+    let replay = consents
+        .record(&customer, stop, ConsentSource::Keyword, now(), Some("SM601"))
+        .await;
+    assert!(!replay.unwrap(), "the same message delivered again changes nothing");
+    f.stack.cleanup().await;
+}
+
+#[tokio::test]
 async fn the_conditional_put_tells_a_retry_from_another_reply() {
     let f = fixture("replies-put").await;
     let review = |sid: &str| NewReview {

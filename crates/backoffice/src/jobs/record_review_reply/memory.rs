@@ -36,6 +36,7 @@ struct State {
     queries: u64,
     /// (customer, change, source), in the order they were recorded.
     consents: Vec<(String, ConsentChange, ConsentSource)>,
+    consent_message_sids: std::collections::HashSet<String>,
     /// Message key to (its SID, its recorded status).
     deliveries: HashMap<String, (String, Option<DeliveryStatus>)>,
     counters: BTreeMap<String, u64>,
@@ -179,9 +180,13 @@ impl ReplyStore for MemoryReplies {
         change: ConsentChange,
         source: ConsentSource,
         _at: DateTime<Utc>,
-        _message_sid: &str,
+        message_sid: &str,
     ) -> Result<bool, StoreError> {
         let mut state = self.state.lock().unwrap();
+        // As the DynamoDB store: a message changes consent once.
+        if !state.consent_message_sids.insert(message_sid.to_owned()) {
+            return Ok(false);
+        }
         state.writes += 1;
         state.consents.push((phone.as_str().to_owned(), change, source));
         Ok(true)

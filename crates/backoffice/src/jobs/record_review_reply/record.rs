@@ -69,7 +69,8 @@ pub enum ReplyOutcome {
     Recorded,
     /// An earlier review was replaced by a `correction` reply.
     Corrected,
-    /// Twilio delivered the same `MessageSid` again: nothing written.
+    /// Twilio delivered the same `MessageSid` again (or, for a consent keyword, a later
+    /// change is already recorded): nothing written.
     Replayed,
     /// Every order in the window already has a review: nothing written.
     AlreadyReviewed,
@@ -162,7 +163,8 @@ pub async fn record_reply<S: ReplyStore, A: NegativeReviewAlerts>(
         } else {
             ConsentSource::Keyword
         };
-        deps.store
+        let recorded = deps
+            .store
             .record_consent(&reply.from, change, source, deps.clock.now(), &reply.message_sid)
             .await?;
         let (outcome, answer) = match change {
@@ -170,6 +172,9 @@ pub async fn record_reply<S: ReplyStore, A: NegativeReviewAlerts>(
             ConsentChange::OptOut(OptOut::Marketing) => (ReplyOutcome::OptedOut, texts.opted_out_marketing),
             ConsentChange::OptIn => (ReplyOutcome::OptedIn, texts.opted_in),
         };
+        // A message that already changed consent (a retry, a replay) is answered as before,
+        // but not counted again.
+        let outcome = if recorded { outcome } else { ReplyOutcome::Replayed };
         return Ok(ReplyResult::without_review(outcome, Some(answer)));
     }
     let parsed = parse_reply(reply.button_payload.as_deref(), &reply.body);

@@ -765,6 +765,29 @@ fn reads_the_alert_cooldown() {
 }
 
 #[tokio::test]
+async fn a_consent_keyword_delivered_again_is_answered_but_not_counted_again() {
+    let deps = deps();
+    let stop = IncomingReply {
+        from: PhoneNumber::parse(CUSTOMER).unwrap(),
+        message_sid: "SM105".into(),
+        body: "STOP".into(),
+        button_payload: None,
+    };
+
+    let first = record_reply(&deps, &stop).await.unwrap();
+    let again = record_reply(&deps, &stop).await.unwrap();
+
+    assert_eq!(first.outcome, ReplyOutcome::OptedOut);
+    assert_eq!(
+        again.outcome,
+        ReplyOutcome::Replayed,
+        "no second OptOuts in the metrics"
+    );
+    assert_eq!(again.twiml(), first.twiml(), "the customer is answered as before");
+    assert_eq!(deps.store.consents().len(), 1);
+}
+
+#[tokio::test]
 async fn an_opt_out_word_is_recorded_confirmed_and_never_taken_for_a_review() {
     use crate::domain::consent::{ConsentChange, ConsentSource, OptOut};
     let deps = deps();
