@@ -14,7 +14,9 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +36,8 @@ use crate::report::counters::{Counter, DailyCounters};
 use crate::runtime::clock::Clock;
 use crate::store::StoreError;
 use crate::store::dynamo::{
-    Item, batch_statement, execute_batch, item_exists, n, rfc3339, s, store_error, string, written,
+    Item, batch_statement, claim_token, claimed, execute_batch, item_exists, n, rfc3339, s, store_error, string,
+    written,
 };
 use crate::store::partition::Partition;
 use crate::store::shard::shard_of;
@@ -45,6 +48,15 @@ const SENDING: &str = "sending";
 const RECONCILE: &str = "reconcile";
 /// `dueShard` of a message reconciliation could not decide: a person does.
 const RECONCILE_BY_HAND: &str = "reconcile-by-hand";
+
+/// A settlement's condition: the message is still under the run's claim.
+const STILL_CLAIMED: &str = "claimId = :claimId";
+
+/// A release's condition: still under the run's claim, or already released by it and not
+/// claimed since, which is how the SDK's retry of a release whose answer was lost finds
+/// it. Without it the retry would fail and the claim's caps never be given back.
+const CLAIMED_OR_RELEASED_BY_IT: &str =
+    "claimId = :claimId OR (attribute_not_exists(claimId) AND releasedClaimId = :claimId)";
 /// How long a settled message is kept for the record.
 const KEPT_FOR: TimeDelta = TimeDelta::days(90);
 
@@ -495,13 +507,24 @@ impl DynamoOutbox {
         expression: &str,
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<(), StoreError> {
+        self.update_under(id, claim, STILL_CLAIMED, expression, values).await
+    }
+
+    async fn update_under(
+        &self,
+        id: &MessageId,
+        claim: &Claim,
+        condition: &str,
+        expression: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<(), StoreError> {
         let mut update = self
             .client
             .update_item()
             .table_name(&self.messages_table)
             .key("messageId", s(message_key(id)))
             .update_expression(expression)
-            .condition_expression("claimId = :claimId")
+            .condition_expression(condition)
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":claimId", s(&claim.claim_id));
         for (name, value) in values {
@@ -854,10 +877,12 @@ impl Outbox for DynamoOutbox {
                 .await
             }
             Settlement::Released { reason } => {
-                self.update_claimed(
+                self.update_under(
                     id,
                     claim,
-                    "SET #st = :pending, dueShard = :shard, lastError = :reason REMOVE claimId, claimedAt",
+                    CLAIMED_OR_RELEASED_BY_IT,
+                    "SET #st = :pending, dueShard = :shard, lastError = :reason, releasedClaimId = :claimId \
+                     REMOVE claimId, claimedAt",
                     vec![
                         (":pending", s(MessageStatus::Pending.as_str())),
                         (":shard", s(shard_of(&message_key(id)))),
@@ -1019,6 +1044,10 @@ impl Outbox for DynamoOutbox {
             .expression_attribute_values(":unknown", s(MessageStatus::Unknown.as_str()))
             .expression_attribute_values(":reconcile", s(RECONCILE))
             .expression_attribute_values(":now", s(rfc3339(self.clock.now())));
+        // A token of this resolution alone: the SDK's retry of one whose answer was lost
+        // is refused by it, and must still read as resolved (a requeue then gives the caps
+        // back), where another run's resolution of the same message must not.
+        let token = claim_token();
         // Still parked, under the same claim, and not yet moved aside.
         update = match &parked.claim_id {
             Some(claim_id) => update
@@ -1030,25 +1059,37 @@ impl Outbox for DynamoOutbox {
         update = match resolution {
             Resolution::Sent { message_sid, sent_at } => update
                 .update_expression(
-                    "SET #st = :sent, messageSid = :sid, sentAt = :at, reconciledAt = :now REMOVE dueShard, lastError",
+                    "SET #st = :sent, messageSid = :sid, sentAt = :at, reconciledAt = :now, reconcileToken = :token \
+                     REMOVE dueShard, lastError",
                 )
                 .expression_attribute_values(":sent", s(MessageStatus::Sent.as_str()))
                 .expression_attribute_values(":sid", s(message_sid))
                 .expression_attribute_values(":at", s(rfc3339(*sent_at))),
             Resolution::Requeue { reason } => update
                 .update_expression(
-                    "SET #st = :pending, dueShard = :shard, lastError = :reason, reconciledAt = :now \
-                     REMOVE claimId, claimedAt",
+                    "SET #st = :pending, dueShard = :shard, lastError = :reason, reconciledAt = :now, \
+                     reconcileToken = :token REMOVE claimId, claimedAt",
                 )
                 .expression_attribute_values(":pending", s(MessageStatus::Pending.as_str()))
                 .expression_attribute_values(":shard", s(shard_of(&message_key(&parked.id))))
                 .expression_attribute_values(":reason", s(reason)),
             Resolution::ByHand { reason } => update
-                .update_expression("SET dueShard = :byHand, lastError = :reason, reconciledAt = :now")
+                .update_expression(
+                    "SET dueShard = :byHand, lastError = :reason, reconciledAt = :now, reconcileToken = :token",
+                )
                 .expression_attribute_values(":byHand", s(RECONCILE_BY_HAND))
                 .expression_attribute_values(":reason", s(format!("reconciliation cannot decide: {reason}"))),
         };
-        let resolved = written(update.send().await, "UpdateItem", &self.messages_table)?;
+        let resolved = claimed(
+            update
+                .expression_attribute_values(":token", s(&token))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await,
+            &self.messages_table,
+            "reconcileToken",
+            &token,
+        )?;
         if let (true, Resolution::Requeue { .. }, Some(phone), Some(claimed_at)) =
             (resolved, resolution, &parked.customer_phone, parked.claimed_at)
         {

@@ -716,6 +716,96 @@ async fn a_cart_reminder_released_by_a_twilio_outage_goes_out_at_the_next_run() 
 }
 
 #[tokio::test]
+async fn a_release_whose_answer_was_lost_still_gives_the_caps_back() {
+    let twilio = MockServer::start().await;
+    down_for_one_run(&twilio, Mock::given(method("POST"))).await;
+    accepting_the_rest(&twilio, "SM0123456789abcdef0123456789abcdef").await;
+    let mut shop = Shop::build(
+        "released-lost-answer",
+        twilio,
+        QuietHours::never(paris()),
+        this_morning_in_paris(),
+    )
+    .await;
+    shop.app_creates_cart("c-lost", "+33612345673").await;
+    shop.deliver().await;
+    shop.advance(TimeDelta::minutes(61));
+    let lost = devstack::faults::LostAnswers::of("UpdateItem", 1);
+    let tables = OutboxTablesConfig {
+        messages: shop.stack.tables.messages.clone(),
+        orders: shop.stack.tables.orders.clone(),
+        carts: shop.stack.tables.carts.clone(),
+        reviews: shop.stack.tables.reviews.clone(),
+        consent: shop.stack.tables.consent.clone(),
+    };
+    let steady = std::mem::replace(
+        &mut shop.dispatcher.outbox,
+        DynamoOutbox::new(
+            lost.on(&shop.stack.client),
+            (&tables).into(),
+            kinds(),
+            shop.clock.clone(),
+        ),
+    );
+
+    let first = shop.dispatch("first").await;
+    assert_eq!(lost.left(), 0, "the release's answer was lost once");
+    assert_eq!((first.sent, first.report.released), (0, 1), "{first:?}");
+    shop.dispatcher.outbox = steady;
+    shop.advance(TimeDelta::minutes(1));
+
+    let second = shop.dispatch("second").await;
+    assert_eq!(second.sent, 1, "the release's retry gave the caps back: {second:?}");
+    shop.stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_resolution_whose_answer_was_lost_reads_as_resolved_and_another_runs_does_not() {
+    use backoffice::messages::reconcile::Resolution;
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"sid": "SM0123456789abcdef0123456789abcdef", "status": "queued"}))
+                .set_delay(Duration::from_secs(2)),
+        )
+        .mount(&twilio)
+        .await;
+    let shop = shop_with_orders("resolve-lost-answer", twilio, &[("o-parked", "+33612345674")]).await;
+    let first = shop.dispatch("first").await;
+    assert_eq!(first.report.unknown, 1, "the send timed out: parked {first:?}");
+    let parked = shop.dispatcher.outbox.parked().await.unwrap();
+    assert_eq!(parked.len(), 1);
+    let lost = devstack::faults::LostAnswers::of("UpdateItem", 1);
+    let tables = OutboxTablesConfig {
+        messages: shop.stack.tables.messages.clone(),
+        orders: shop.stack.tables.orders.clone(),
+        carts: shop.stack.tables.carts.clone(),
+        reviews: shop.stack.tables.reviews.clone(),
+        consent: shop.stack.tables.consent.clone(),
+    };
+    let losing = DynamoOutbox::new(
+        lost.on(&shop.stack.client),
+        (&tables).into(),
+        kinds(),
+        shop.clock.clone(),
+    );
+    let requeue = Resolution::Requeue {
+        reason: "Twilio never had it".into(),
+    };
+
+    assert!(losing.resolve(&parked[0], &requeue).await.unwrap(), "its own retry");
+    assert_eq!(lost.left(), 0, "the answer was lost once");
+    assert!(
+        !shop.dispatcher.outbox.resolve(&parked[0], &requeue).await.unwrap(),
+        "another run's resolution of the same message"
+    );
+    let message = shop.message(Kind::OrderConfirmation, "o-parked").await.unwrap();
+    assert_eq!(message.status, MessageStatus::Pending);
+    shop.stack.cleanup().await;
+}
+
+#[tokio::test]
 async fn caps_given_back_are_those_of_the_last_claim_only() {
     use backoffice::messages::caps::Caps;
     let stack = Stack::from_env("caps-give-back").await.unwrap();
