@@ -43,6 +43,27 @@ pub struct Consent {
     pub last_sent_at: Option<DateTime<Utc>>,
     /// The last marketing messages claimed for them, newest first.
     pub marketing_sent: Vec<DateTime<Utc>>,
+    /// An attribute a claim's condition reads holds a value of another type or an unknown
+    /// one (an item edited by hand): the condition can never hold, so no message goes to
+    /// the customer until a person fixes the item.
+    pub unreadable: bool,
+}
+
+/// Whether an attribute the claims' conditions compare holds what they compare it with.
+fn unreadable(item: &Item) -> bool {
+    let number = |name: &str| {
+        item.get(name)
+            .is_some_and(|v| !v.as_n().is_ok_and(|n| n.parse::<i64>().is_ok()))
+    };
+    let text = |name: &str| item.get(name).is_some_and(|v| !v.is_s());
+    let opt_out = item
+        .get("optOut")
+        .is_some_and(|v| !v.as_s().is_ok_and(|value| value.parse::<OptOut>().is_ok()));
+    opt_out
+        || text("optOutAllAt")
+        || text("optOutMarketingAt")
+        || number("lastSentAt")
+        || (1..=MAX_SLOTS).any(|slot| number(&format!("marketing{slot}")))
 }
 
 fn epoch_at(item: &Item, name: &str) -> Option<DateTime<Utc>> {
@@ -63,12 +84,16 @@ impl Consent {
             marketing_sent: (1..=MAX_SLOTS)
                 .map_while(|slot| epoch_at(item, &format!("marketing{slot}")))
                 .collect(),
+            unreadable: unreadable(item),
         }
     }
 
     /// Why a message of this category, made by a change at `since`, may not go: `None`
     /// when it may.
     pub fn refuses(&self, marketing: bool, since: DateTime<Utc>) -> Option<&'static str> {
+        if self.unreadable {
+            return Some("unreadable_consent");
+        }
         let since = rfc3339(since);
         let (now_blocked, last_opt_out) = if marketing {
             (self.opt_out.is_some(), &self.opt_out_marketing_at)

@@ -663,6 +663,35 @@ async fn twilio_faults_release_park_or_fail_a_message_and_only_the_released_one_
 }
 
 #[tokio::test]
+async fn a_customer_whose_consent_item_is_unreadable_gets_nothing_and_the_message_says_why() {
+    let mut shop = Shop::open("unreadable-consent").await;
+    shop.app_creates_order("o-hand-edited", "+33612345684").await;
+    // Edited by hand: an opt-out time written as a number, which no claim condition reads.
+    shop.stack
+        .client
+        .put_item()
+        .table_name(&shop.stack.tables.consent)
+        .item("phone", s("+33612345684"))
+        .item("optOutAllAt", AttributeValue::N("1764000000".into()))
+        .send()
+        .await
+        .unwrap();
+    shop.deliver().await;
+    shop.advance(TimeDelta::minutes(1));
+
+    let run = shop.dispatch("confirmations").await;
+
+    assert_eq!(run.sent, 0, "{run:?}");
+    let confirmation = shop.message(Kind::OrderConfirmation, "o-hand-edited").await.unwrap();
+    assert_eq!(
+        (confirmation.status, confirmation.skip_reason.as_deref()),
+        (MessageStatus::Skipped, Some("unreadable_consent")),
+        "closed with its reason at once, not retried every minute"
+    );
+    shop.stack.cleanup().await;
+}
+
+#[tokio::test]
 async fn an_order_written_without_a_status_gets_its_confirmation() {
     let mut shop = Shop::open("no-status").await;
     shop.app_creates_order("o-bare", "+33612345683").await;

@@ -119,6 +119,7 @@ fn closed_status(closing: &Closing) -> RequestStatus {
         Closing::TooOld => RequestStatus::Expired,
         Closing::Ineligible("has_review") => RequestStatus::Reviewed,
         Closing::Ineligible("opted_out" | "opted_out_since") => RequestStatus::OptedOut,
+        Closing::Ineligible("unreadable_consent") => RequestStatus::Invalid,
         Closing::Ineligible(_) => RequestStatus::NotCompleted,
         Closing::Invalid { label, .. } if *label == SkipReason::NotCompleted(String::new()).label() => {
             RequestStatus::NotCompleted
@@ -134,6 +135,7 @@ fn closed_reason(closing: &Closing) -> String {
         Closing::Ineligible(reason @ ("opted_out" | "opted_out_since")) => {
             format!("the customer {reason}").replace('_', " ")
         }
+        Closing::Ineligible("unreadable_consent") => "the customer's consent item is unreadable".into(),
         Closing::Ineligible(_) => "no longer completed".into(),
         Closing::Invalid { detail, .. } => detail.clone(),
     }
