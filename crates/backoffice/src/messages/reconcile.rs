@@ -153,6 +153,7 @@ fn undecided_label(reason: &str) -> &'static str {
         "several_matches",
         "unmatched_in_window",
         "unreadable_date",
+        "unreadable_sibling",
         "unusable_list",
     ]
     .into_iter()
@@ -237,30 +238,42 @@ pub async fn reconcile<O: Outbox, M: Messenger>(
                     // cart holds is that message, not this one (a ready-for-pickup sent
                     // minutes after a confirmation that never reached Twilio).
                     let siblings = match outbox.siblings(&parked).await {
-                        Ok(siblings) => siblings,
-                        Err(error) => {
+                        Ok(siblings) => Some(siblings),
+                        Err(error) if error.retryable => {
                             tracing::warn!(function, message_id = %parked.id, %error, "reconciliation: the other messages of the subject cannot be read, left parked");
                             report.undecided("store_error");
                             continue;
                         }
-                    };
-                    let listed: Vec<_> = list
-                        .messages
-                        .into_iter()
-                        .filter(|message| !siblings.sids.contains(&message.sid) && !settled_sids.contains(&message.sid))
-                        .collect();
-                    match examine(&parked, &listed, now, messenger.absent_after()) {
-                        // Two messages of the subject parked: the one found may be either.
-                        Finding::Found { .. } if siblings.parked => by_hand("another_message_parked"),
-                        Finding::Found { message_sid, sent_at } => Resolution::Sent { message_sid, sent_at },
-                        Finding::Absent => Resolution::Requeue {
-                            reason: "reconciled: Twilio never had the message".into(),
-                        },
-                        Finding::Undecided("too_recent") => {
-                            report.undecided("too_recent");
-                            continue;
+                        // One that will read the same next time: for a person.
+                        Err(error) => {
+                            tracing::warn!(function, message_id = %parked.id, %error, "reconciliation: another message of the subject is unreadable");
+                            None
                         }
-                        Finding::Undecided(reason) => by_hand(reason),
+                    };
+                    match siblings {
+                        None => by_hand("unreadable_sibling"),
+                        Some(siblings) => {
+                            let listed: Vec<_> = list
+                                .messages
+                                .into_iter()
+                                .filter(|message| {
+                                    !siblings.sids.contains(&message.sid) && !settled_sids.contains(&message.sid)
+                                })
+                                .collect();
+                            match examine(&parked, &listed, now, messenger.absent_after()) {
+                                // Two messages of the subject parked: the one found may be either.
+                                Finding::Found { .. } if siblings.parked => by_hand("another_message_parked"),
+                                Finding::Found { message_sid, sent_at } => Resolution::Sent { message_sid, sent_at },
+                                Finding::Absent => Resolution::Requeue {
+                                    reason: "reconciled: Twilio never had the message".into(),
+                                },
+                                Finding::Undecided("too_recent") => {
+                                    report.undecided("too_recent");
+                                    continue;
+                                }
+                                Finding::Undecided(reason) => by_hand(reason),
+                            }
+                        }
                     }
                 }
             },

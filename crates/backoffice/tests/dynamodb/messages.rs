@@ -926,6 +926,49 @@ async fn a_message_of_the_same_order_at_twilio_is_not_taken_for_a_lost_one() {
 }
 
 #[tokio::test]
+async fn a_parked_message_whose_sibling_is_unreadable_is_left_for_a_person_not_looked_up_forever() {
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(504).set_body_string("Gateway Timeout"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&twilio)
+        .await;
+    accepting_the_rest(&twilio, "SMpickup000000000000000000000000002").await;
+    let shop = shop_with_orders("reconcile-unreadable-sibling", twilio, &[("o-odd", "+33612345685")]).await;
+    let first = shop.dispatch("first").await;
+    assert_eq!(first.report.unknown, 1, "{first:?}");
+    // Another message of the order, written by hand with a status no code knows.
+    shop.stack
+        .client
+        .put_item()
+        .table_name(&shop.stack.tables.messages)
+        .item("messageId", s("ready_for_pickup#o-odd"))
+        .item("status", s("garbage"))
+        .send()
+        .await
+        .unwrap();
+    twilio_lists(&shop.twilio, "+33612345685", json!([])).await;
+
+    shop.advance(TimeDelta::minutes(31));
+    let later = shop.dispatch("later").await;
+
+    let reconciliation = &later.report.reconciliation;
+    assert_eq!(
+        reconciliation.undecided.get("unreadable_sibling"),
+        Some(&1),
+        "{later:?}"
+    );
+    let again = shop.dispatch("again").await;
+    assert_eq!(
+        again.report.reconciliation,
+        Default::default(),
+        "moved aside: not looked up again"
+    );
+    shop.stack.cleanup().await;
+}
+
+#[tokio::test]
 async fn two_parked_messages_of_one_order_are_left_for_a_person_when_twilio_has_one() {
     let shop = shop_with_orders(
         "reconcile-two-parked",
