@@ -113,11 +113,16 @@ impl DynamoTally {
                     kind: Kind::AbandonedCart,
                     subject_id: cart_id.clone(),
                 };
-                let reminded = self
-                    .outbox
-                    .message(&reminder)
-                    .await?
-                    .is_some_and(|message| message.status == MessageStatus::Sent);
+                let reminded = match self.outbox.message(&reminder).await {
+                    Ok(message) => message.is_some_and(|message| message.status == MessageStatus::Sent),
+                    // A reminder item that will read the same at every retry: the cart is
+                    // not counted as recovered, rather than holding the stream's shard.
+                    Err(error) if !error.retryable => {
+                        tracing::warn!(cart_id, %error, "a converted cart's reminder cannot be read: not counted as recovered");
+                        false
+                    }
+                    Err(error) => return Err(error),
+                };
                 if !reminded {
                     return Ok(false);
                 }

@@ -692,6 +692,29 @@ async fn a_customer_whose_consent_item_is_unreadable_gets_nothing_and_the_messag
 }
 
 #[tokio::test]
+async fn a_cart_ordered_after_its_reminder_item_was_garbled_does_not_hold_the_stream() {
+    let mut shop = Shop::open("garbled-reminder").await;
+    shop.app_creates_cart("c-garbled", "+33612345686").await;
+    shop.deliver().await;
+    shop.stack
+        .client
+        .put_item()
+        .table_name(&shop.stack.tables.messages)
+        .item("messageId", s("abandoned_cart#c-garbled"))
+        .item("status", AttributeValue::N("7".into()))
+        .send()
+        .await
+        .unwrap();
+    shop.app_orders_cart("c-garbled", "o-from-cart").await;
+
+    // `deliver` fails the test on any record left for Lambda to retry.
+    let report = shop.deliver().await;
+
+    assert_eq!(report.failed, 0, "{report:?}");
+    shop.stack.cleanup().await;
+}
+
+#[tokio::test]
 async fn an_order_written_without_a_status_gets_its_confirmation() {
     let mut shop = Shop::open("no-status").await;
     shop.app_creates_order("o-bare", "+33612345683").await;
