@@ -92,6 +92,37 @@ pub fn quoted(error: &serde_json::Error) -> String {
     mask_phone_numbers(&error.to_string())
 }
 
+/// Reads a payload as `T`; a refusal names the field it is about (`` `dryRun`: invalid
+/// type: string "yes", expected a boolean ``), quoted as [`quoted`] does.
+pub fn read_as<T: serde::de::DeserializeOwned>(payload: &Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(payload).map_err(|error| {
+        let path = error.path().to_string();
+        let reason = quoted(error.inner());
+        if path == "." {
+            reason
+        } else {
+            // A field's name may be a phone number too (`{"+336…": 1}`).
+            mask_phone_numbers(&format!("`{path}`: {reason}"))
+        }
+    })
+}
+
+/// What an EventBridge rule's envelope holds (`replay-name` on a replay from an archive).
+/// Anything else was written by hand, and would be silently ignored: run options such as
+/// `dryRun` belong in a manual payload, not in a copied envelope.
+const ENVELOPE_FIELDS: [&str; 10] = [
+    "version",
+    "id",
+    "detail-type",
+    "source",
+    "account",
+    "time",
+    "region",
+    "resources",
+    "detail",
+    "replay-name",
+];
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SchedulerPayload {
@@ -148,8 +179,13 @@ impl RunRequest {
         };
 
         if object.contains_key("detail-type") {
-            let event: EventBridgeEvent =
-                serde_json::from_value(payload.clone()).map_err(|e| PayloadError::BadEnvelope(quoted(&e)))?;
+            if let Some(name) = object.keys().find(|name| !ENVELOPE_FIELDS.contains(&name.as_str())) {
+                return Err(PayloadError::BadEnvelope(format!(
+                    "unknown field `{name}`; an envelope carries no run options: invoke with a manual payload \
+                     such as {{\"dryRun\": true}} instead"
+                )));
+            }
+            let event: EventBridgeEvent = read_as(payload).map_err(PayloadError::BadEnvelope)?;
             if event.detail_type != "Scheduled Event" || event.source != "aws.events" {
                 return Err(PayloadError::NotScheduled {
                     detail_type: event.detail_type,
@@ -166,8 +202,7 @@ impl RunRequest {
         }
 
         if object.contains_key("scheduler") {
-            let scheduler: SchedulerPayload =
-                serde_json::from_value(payload.clone()).map_err(|e| PayloadError::BadSchedulerPayload(quoted(&e)))?;
+            let scheduler: SchedulerPayload = read_as(payload).map_err(PayloadError::BadSchedulerPayload)?;
             return Ok(Self {
                 source: TriggerSource::Scheduler,
                 scheduled_time: Some(scheduler.scheduler.scheduled_time),
@@ -182,8 +217,7 @@ impl RunRequest {
         if let Some((name, _)) = object.iter().find(|(_, value)| value.is_null()) {
             return Err(PayloadError::NullField(name.clone()));
         }
-        let manual: ManualPayload =
-            serde_json::from_value(payload.clone()).map_err(|e| PayloadError::BadManualPayload(quoted(&e)))?;
+        let manual: ManualPayload = read_as(payload).map_err(PayloadError::BadManualPayload)?;
         match manual.now {
             None if manual.backfill => return Err(PayloadError::BackfillWithoutNow),
             Some(now) if now > real_now + MANUAL_CLOCK_TOLERANCE && !manual.dry_run => {
@@ -242,6 +276,43 @@ mod tests {
         assert_eq!(request.scheduled_time, Some("2026-11-24T09:00:00Z".parse().unwrap()));
         assert!(!request.dry_run);
         assert_eq!(request.now_override, None);
+    }
+
+    #[test]
+    fn refuses_run_options_slipped_into_an_envelope() {
+        let err = parse(json!({
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "time": "2026-11-24T09:00:00Z",
+            "detail": {},
+            "dryRun": true
+        }))
+        .unwrap_err();
+        assert!(
+            matches!(&err, PayloadError::BadEnvelope(reason) if reason.contains("`dryRun`")),
+            "{err}"
+        );
+        let replayed = parse(json!({
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "time": "2026-11-24T09:00:00Z",
+            "detail": {},
+            "replay-name": "missed-night"
+        }));
+        assert!(replayed.is_ok(), "an archive replay's envelope: {replayed:?}");
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_is_refused_by_its_name() {
+        for (payload, field) in [
+            (json!({"dryRun": "yes"}), "`dryRun`"),
+            (json!({"now": "tomorrow", "dryRun": true}), "`now`"),
+            (json!({"backfill": 1}), "`backfill`"),
+            (json!({"scheduler": {"scheduledTime": 12}}), "`scheduler.scheduledTime`"),
+        ] {
+            let err = parse(payload.clone()).unwrap_err().to_string();
+            assert!(err.contains(field), "{payload}: {err}");
+        }
     }
 
     #[test]

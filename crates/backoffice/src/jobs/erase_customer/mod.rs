@@ -21,7 +21,7 @@ use crate::domain::phone::PhoneNumber;
 use crate::runtime::clock::Clock;
 use crate::runtime::config::{ConfigError, EnvSource, required_var};
 use crate::runtime::job::{JobError, read_payload};
-use crate::runtime::trigger::{JobPayload, PayloadError, quoted};
+use crate::runtime::trigger::{JobPayload, PayloadError, read_as};
 
 pub const FUNCTION_NAME: &str = "erase-customer";
 
@@ -84,7 +84,7 @@ pub async fn run(deps: &EraseDeps, payload: &Value) -> Result<EraseResponse, Job
         tracing::error!(function = FUNCTION_NAME, %reason, "refused payload");
         JobError::InvalidPayload(PayloadError::BadErasureRequest(reason))
     };
-    let request: EraseRequest = serde_json::from_value(payload.clone()).map_err(|e| refuse(quoted(&e)))?;
+    let request: EraseRequest = read_as(payload).map_err(refuse)?;
     let phone = PhoneNumber::parse(&request.phone).map_err(|e| refuse(format!("`phone` is not usable: {e}")))?;
     let erased = deps.store.erase(&phone, request.dry_run, deps.clock.now()).await?;
     let response = EraseResponse {
