@@ -161,7 +161,7 @@ impl Kind {
                  Reply with a number, and a comment if you like."
             ),
             (Locale::En, Self::AbandonedCart) => {
-                format!("Hello {first_name}, you left items in your cart. They are kept for you.")
+                format!("Hello {first_name}, you left items in your cart {subject_id}. They are kept for you.")
             }
             (Locale::Fr, Self::OrderConfirmation) => {
                 format!("Bonjour {first_name}, nous avons bien reçu votre commande {subject_id}. Merci !")
@@ -184,7 +184,8 @@ impl Kind {
             ),
             (Locale::Fr, Self::AbandonedCart) => {
                 format!(
-                    "Bonjour {first_name}, vous avez laissé des articles dans votre panier. Nous les gardons pour vous."
+                    "Bonjour {first_name}, vous avez laissé des articles dans votre panier {subject_id}. \
+                     Nous les gardons pour vous."
                 )
             }
         }
@@ -306,6 +307,18 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn every_plain_text_names_its_order_or_cart() {
+        use strum::IntoEnumIterator;
+        // Reconciliation finds a lost send at Twilio by the id in its body.
+        for locale in [Locale::Fr, Locale::En] {
+            for kind in Kind::iter() {
+                let body = kind.fallback_body(locale, "Ana", "sub-42");
+                assert!(body.contains("sub-42"), "{kind} ({locale:?}): {body}");
+            }
+        }
+    }
 
     #[test]
     fn defaults_follow_the_documented_table() {
