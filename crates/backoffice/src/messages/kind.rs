@@ -198,6 +198,10 @@ impl fmt::Display for Kind {
     }
 }
 
+/// The longest delay a kind may have: 30 days, well inside the calendar every time
+/// computation can hold.
+pub const MAX_DELAY_MINUTES: u64 = 30 * 24 * 60;
+
 /// What a kind declares, from the stack's parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KindSettings {
@@ -234,9 +238,17 @@ impl KindsConfig {
                     reason: "must be true or false".into(),
                 })?,
             };
-            let delay = parse_var::<u64>(env, delay_name)?
-                .map(|minutes| Duration::from_secs(minutes * 60))
-                .unwrap_or(delay);
+            let delay = match parse_var::<u64>(env, delay_name)? {
+                None => delay,
+                Some(minutes) if minutes <= MAX_DELAY_MINUTES => Duration::from_secs(minutes * 60),
+                Some(minutes) => {
+                    return Err(ConfigError::Invalid {
+                        name: delay_name,
+                        value: minutes.to_string(),
+                        reason: format!("must be at most {MAX_DELAY_MINUTES} (30 days)"),
+                    });
+                }
+            };
             let category = match env.var(category_name).filter(|v| !v.trim().is_empty()) {
                 None => category,
                 Some(value) => value.trim().parse().map_err(|_| ConfigError::Invalid {
@@ -307,6 +319,15 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn a_delay_beyond_thirty_days_is_refused_by_name() {
+        let env = crate::runtime::config::env_of(&[("PICKUP_REMINDER_DELAY_MINUTES", "18446744073709551615")]);
+        let error = KindsConfig::from_env(&env).unwrap_err();
+        assert!(error.to_string().contains("PICKUP_REMINDER_DELAY_MINUTES"), "{error}");
+        let env = crate::runtime::config::env_of(&[("PICKUP_REMINDER_DELAY_MINUTES", "43200")]);
+        assert!(KindsConfig::from_env(&env).is_ok(), "30 days is allowed");
+    }
 
     #[test]
     fn every_plain_text_names_its_order_or_cart() {
