@@ -55,7 +55,7 @@ impl ReplyConfig {
             if !scheme_ok || url.contains('#') || url.contains(char::is_whitespace) {
                 return Err(invalid(
                     "REPLY_WEBHOOK_URL",
-                    url.clone(),
+                    super::signature::without_credentials(url),
                     "must be the exact http(s) URL configured in Twilio, without a fragment",
                 ));
             }
@@ -118,7 +118,10 @@ impl ReplyConfig {
                 {
                     Some(url)
                 }
-                Some(url) => return Err(invalid("FORWARD_WEBHOOK_URL", url, "must be an https:// URL")),
+                Some(url) => {
+                    let shown = super::signature::without_credentials(&url);
+                    return Err(invalid("FORWARD_WEBHOOK_URL", shown, "must be an https:// URL"));
+                }
             },
             forward_timeout: match parse_var::<u64>(env, "FORWARD_TIMEOUT_MS")? {
                 None => super::forward::DEFAULT_FORWARD_TIMEOUT,

@@ -134,7 +134,7 @@ async fn answer<S: ReplyStore, A: NegativeReviewAlerts>(
     };
     let params = form_params(&body);
     if let Err(rejection) = deps.validator.verify_decoded(&url, &params, &signature) {
-        return Ok(reject(summary, rejection, Some(&url)));
+        return Ok(reject(summary, rejection, Some(&signature::without_credentials(&url))));
     }
     if status::is_status_callback(&params) {
         return delivery_status(deps, request, &params, summary).await;

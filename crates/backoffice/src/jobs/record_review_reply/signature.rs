@@ -71,9 +71,31 @@ pub fn signed_payload(url: &str, params: &[(String, String)]) -> String {
     payload
 }
 
+/// The URL without the `user:password@` it may carry, to be logged.
+pub fn without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 /// The URL as given, plus the same URL with the scheme's default port added when it has
-/// none, or removed when it has exactly that one.
+/// none, or removed when it has exactly that one; each also without the credentials of a
+/// password-protected URL, which the signature may leave out.
 pub fn url_variants(url: &str) -> Vec<String> {
+    let bare = without_credentials(url);
+    let mut variants = port_variants(url);
+    if bare != url {
+        variants.extend(port_variants(&bare));
+    }
+    variants
+}
+
+fn port_variants(url: &str) -> Vec<String> {
     let mut variants = vec![url.to_owned()];
     let Some((scheme, rest)) = url.split_once("://") else {
         return variants;
@@ -377,8 +399,18 @@ mod tests {
         );
         assert_eq!(
             url_variants("https://u:p@[::1]:443/x"),
-            ["https://u:p@[::1]:443/x", "https://u:p@[::1]/x"]
+            [
+                "https://u:p@[::1]:443/x",
+                "https://u:p@[::1]/x",
+                "https://[::1]:443/x",
+                "https://[::1]/x"
+            ]
         );
+        assert_eq!(
+            without_credentials("https://u:p@h.example/p?a=b@c"),
+            "https://h.example/p?a=b@c"
+        );
+        assert_eq!(without_credentials("https://h.example/p"), "https://h.example/p");
         assert_eq!(url_variants("not a url"), ["not a url"]);
     }
 }
