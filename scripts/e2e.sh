@@ -152,23 +152,23 @@ PY
 count_reviews() { target/debug/devstack count --endpoint "$endpoint" --table "$reviews_table"; }
 
 reviews_before=$(count_reviews)
-forged=$(post_reply "https://127.0.0.1:1/" "+33620000000" "SMe2e000000000000000000000000001" "1 horrible")
+forged=$(post_reply "https://127.0.0.1:1/" "+33620000000" "SMe2e00000000000000000000000000001" "1 horrible")
 check "a reply signed for another URL is refused with 403" test "${forged%% *}" = 403
 check "and records nothing" test "$(count_reviews)" = "$reviews_before"
 
-thanks=$(post_reply "$signed_url" "+33620000000" "SMe2e000000000000000000000000002" "4, très bon")
+thanks=$(post_reply "$signed_url" "+33620000000" "SMe2e00000000000000000000000000002" "4, très bon")
 check "a signed reply is answered with TwiML thanks" grep -q '^200 .*<Response><Message>Merci' <<<"$thanks"
 check "the Reviews table holds the review" test "$(count_reviews)" = $((reviews_before + 1))
 check "the summary names the order and the rating" \
   grep -q '"outcome":"recorded".*"order_id":"order-due-0000","rating":4' "$work/watch.log"
 
-retry=$(post_reply "$signed_url" "+33620000000" "SMe2e000000000000000000000000002" "4, très bon")
+retry=$(post_reply "$signed_url" "+33620000000" "SMe2e00000000000000000000000000002" "4, très bon")
 check "Twilio's retry of the same MessageSid is thanked again" grep -q '^200 .*Merci' <<<"$retry"
 check "and writes nothing more" test "$(count_reviews)" = $((reviews_before + 1))
 
-prompt=$(post_reply "$signed_url" "+33620000001" "SMe2e000000000000000000000000003" "Bonjour")
+prompt=$(post_reply "$signed_url" "+33620000001" "SMe2e00000000000000000000000000003" "Bonjour")
 check "a reply without a rating gets a prompt" grep -q '^200 .*Répondez par un chiffre de 1' <<<"$prompt"
-negative=$(post_reply "$signed_url" "+33620000001" "SMe2e000000000000000000000000004" "1 - arrivé froid")
+negative=$(post_reply "$signed_url" "+33620000001" "SMe2e00000000000000000000000000004" "1 - arrivé froid")
 check "a negative review is recorded" test "$(count_reviews)" = $((reviews_before + 2))
 check "and alerts the shop (logged locally: no ALERT_TOPIC_ARN)" \
   grep -q 'negative review: no alert channel configured' "$work/watch.log"

@@ -270,7 +270,7 @@ check "a duplicate delivery sends nothing" test "$(json_field sent <<<"$again")"
 step "RecordReviewReplyFunction (a Function URL event signed as Twilio signs)"
 webhook_url=https://sam-local.lambda-url.eu-west-3.on.aws/
 target/debug/devstack webhook-event --url "$webhook_url" --from +33620000000 \
-  --sid SMsamlocal0000000000000000000001 --body "5 parfait" >"$work/reply.json"
+  --sid SM5a10ca10000000000000000000000001 --body "5 parfait" >"$work/reply.json"
 reply=$(invoke RecordReviewReplyFunction "$work/reply.json")
 check "a signed reply is answered 200 with TwiML thanks (in French, the default ShopLocale)" \
   python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(not (r["statusCode"] == 200 and "Merci" in r["body"]))' "$reply"
@@ -279,7 +279,7 @@ python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); e["body"]=e["body"]
 tampered=$(invoke RecordReviewReplyFunction "$work/tampered.json")
 check "a reply changed after signing is refused 403" test "$(json_field statusCode <<<"$tampered")" = 403
 target/debug/devstack webhook-event --url "$webhook_url" --from +33620000001 \
-  --sid SMsamlocal0000000000000000000002 --body "1 arrivé froid" >"$work/negative.json"
+  --sid SM5a10ca10000000000000000000000002 --body "1 arrivé froid" >"$work/negative.json"
 negative=$(invoke RecordReviewReplyFunction "$work/negative.json")
 check "a rating of 1 is recorded and answered 200" test "$(json_field statusCode <<<"$negative")" = 200
 check "and the shop is alerted through SNS" grep -q '"alert":"sent"' "$work/RecordReviewReplyFunction.log"

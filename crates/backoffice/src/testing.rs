@@ -32,3 +32,15 @@ pub fn twilio_client(base_url: &str, auth_token: &str, settings: &[(&str, &str)]
     env.extend(env_of(settings));
     TwilioClient::new(TwilioConfig::from_env(&env).expect("test Twilio settings")).expect("a Twilio client")
 }
+
+/// A well-formed message SID standing for `label` (`"SM001"`): the label itself if it is
+/// one, else `SM` and 32 hexadecimal digits drawn from it, the same for the same label.
+pub fn message_sid(label: &str) -> String {
+    use sha1::Digest;
+    if crate::twilio::is_message_sid(label) {
+        return label.to_owned();
+    }
+    let digest = sha1::Sha1::digest(label.as_bytes());
+    let hex: String = digest.iter().take(16).map(|byte| format!("{byte:02x}")).collect();
+    format!("SM{hex}")
+}

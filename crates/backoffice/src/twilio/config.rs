@@ -186,10 +186,7 @@ fn parse_sender(env: &impl EnvSource) -> Result<Sender, ConfigError> {
 /// copy-paste slip into a cold-start error instead of a 4xx on every message.
 fn parse_sid(value: &str, name: &'static str, prefix: &str) -> Result<String, ConfigError> {
     let sid = value.trim();
-    let well_formed = sid.len() == prefix.len() + 32
-        && sid.starts_with(prefix)
-        && sid[prefix.len()..].bytes().all(|b| b.is_ascii_hexdigit());
-    if well_formed {
+    if super::is_sid(sid, prefix) {
         Ok(sid.to_owned())
     } else {
         Err(ConfigError::Invalid {

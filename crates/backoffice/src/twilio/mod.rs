@@ -39,6 +39,19 @@ pub use pacing::{RetryPolicy, SendRateLimiter};
 
 use crate::domain::phone::PhoneNumber;
 
+/// Whether `value` is a Twilio SID of this kind: the two-letter prefix, then 32
+/// hexadecimal digits.
+pub fn is_sid(value: &str, prefix: &str) -> bool {
+    value.len() == prefix.len() + 32
+        && value.starts_with(prefix)
+        && value[prefix.len()..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether `value` is a message's SID (`SM…`, or `MM…` for one with media).
+pub fn is_message_sid(value: &str) -> bool {
+    is_sid(value, "SM") || is_sid(value, "MM")
+}
+
 /// Longest wait for a TCP/TLS connection. Kept apart from the overall timeout so a failed
 /// connect is reported as [`SendError::Network`] (the request never left, safe to retry)
 /// rather than as an ambiguous [`SendError::Timeout`].

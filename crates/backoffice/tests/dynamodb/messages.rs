@@ -1536,9 +1536,10 @@ async fn the_daily_report_holds_a_known_days_figures_and_goes_out_once_per_chann
         ("+33612345658", "SMchat1", "bonjour"),
     ] {
         let from = format!("whatsapp:{phone}");
+        let sid = backoffice::testing::message_sid(sid);
         let params = [
             ("From", from.as_str()),
-            ("MessageSid", sid),
+            ("MessageSid", sid.as_str()),
             ("Body", body),
             ("To", "whatsapp:+14155238886"),
         ];
@@ -1792,7 +1793,7 @@ async fn a_review_request_found_at_twilio_is_settled_as_sent_and_its_reply_still
     let deps = webhook(&shop);
     let params = [
         ("From", "whatsapp:+33612345661"),
-        ("MessageSid", "SMreply-asked"),
+        ("MessageSid", "SM0000000000000000000000000000a5ed"),
         ("Body", "4 bien"),
         ("To", "whatsapp:+14155238886"),
     ];

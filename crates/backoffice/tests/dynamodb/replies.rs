@@ -18,7 +18,7 @@ use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
 use backoffice::runtime::clock::FixedClock;
 use backoffice::runtime::job::Deadline;
-use backoffice::testing::env_of;
+use backoffice::testing::{env_of, message_sid};
 use backoffice::twilio::{AuthToken, TwilioClient, TwilioConfig};
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -83,7 +83,7 @@ fn signed(from: &str, sid: &str, body: &str) -> FunctionUrlRequest {
     let params: Vec<(String, String)> = [
         ("From", format!("whatsapp:{from}")),
         ("To", "whatsapp:+14155238886".to_owned()),
-        ("MessageSid", sid.to_owned()),
+        ("MessageSid", message_sid(sid)),
         ("Body", body.to_owned()),
     ]
     .into_iter()
@@ -139,7 +139,7 @@ async fn a_signed_reply_is_recorded_on_the_order_it_answers() {
     let item = review_item(&f, "ord-1").await.expect("the review is written");
     assert_eq!(attr(&item, "rating"), "4");
     assert_eq!(attr(&item, "comment"), "pas mal");
-    assert_eq!(attr(&item, "messageSid"), "SM100");
+    assert_eq!(attr(&item, "messageSid"), message_sid("SM100"));
     assert_eq!(attr(&item, "customerPhone"), CUSTOMER);
     assert_eq!(attr(&item, "source"), "text");
     assert_eq!(attr(&item, "createdAt"), "2026-11-24T10:00:00Z");
@@ -204,7 +204,7 @@ async fn second_replies_retries_and_corrections() {
     let item = review_item(&f, "ord-1").await.unwrap();
     assert_eq!(
         (attr(&item, "rating"), attr(&item, "messageSid")),
-        ("5".into(), "SM105".into())
+        ("5".into(), message_sid("SM105"))
     );
 
     // A correction replaces it and keeps what it replaced.
@@ -214,7 +214,7 @@ async fn second_replies_retries_and_corrections() {
     assert_eq!(attr(&item, "comment"), "froid");
     assert_eq!(attr(&item, "previousRating"), "5");
     assert_eq!(attr(&item, "previousComment"), "parfait");
-    assert_eq!(attr(&item, "previousMessageSid"), "SM105");
+    assert_eq!(attr(&item, "previousMessageSid"), message_sid("SM105"));
     assert_eq!(attr(&item, "correctedAt"), "2026-11-24T10:00:00Z");
     assert_eq!(attr(&item, "alertedAt"), "2026-11-24T10:00:00Z");
     assert_eq!(f.deps.alerts.0.lock().unwrap().len(), 1);
@@ -268,7 +268,7 @@ async fn a_negative_review_whose_write_lost_its_answer_still_alerts_once() {
         assert_eq!(f.deps.alerts.0.lock().unwrap().len(), 1, "{operation}: once");
         assert_eq!(
             attr(&review_item(&f, "ord-1").await.unwrap(), "alertedMessageSid"),
-            "SM301"
+            message_sid("SM301")
         );
         f.stack.cleanup().await;
     }
@@ -413,14 +413,16 @@ async fn late_retries_never_rewrite_and_alerts_keep_their_cooldown() {
     let item = review_item(&f, "ord-1").await.unwrap();
     assert_eq!(
         (attr(&item, "rating"), attr(&item, "messageSid")),
-        ("5".into(), "SM204".into())
+        ("5".into(), message_sid("SM204"))
     );
     let Some(AttributeValue::Ss(sids)) = item.get("messageSids") else {
         panic!("messageSids: {:?}", item.get("messageSids"))
     };
     let mut sids = sids.clone();
     sids.sort();
-    assert_eq!(sids, ["SM201", "SM202", "SM203", "SM204"]);
+    let mut expected = ["SM201", "SM202", "SM203", "SM204"].map(message_sid);
+    expected.sort();
+    assert_eq!(sids, expected);
     assert_eq!(f.deps.alerts.0.lock().unwrap().len(), 1, "one alert, for SM202");
 
     // Another negative correction within the cooldown: recorded, not alerted.
@@ -431,17 +433,36 @@ async fn late_retries_never_rewrite_and_alerts_keep_their_cooldown() {
     // The claim itself, as the clock moves (cooldown 24 h; the last alert at now()).
     let store = &f.deps.store;
     let at = |hours| now() + TimeDelta::hours(hours);
-    assert!(!store.claim_alert("ord-1", "SM205", at(23), at(-1)).await.unwrap());
-    assert!(store.claim_alert("ord-1", "SM205", at(25), at(1)).await.unwrap());
     assert!(
-        !store.claim_alert("ord-1", "SM205", at(50), at(26)).await.unwrap(),
+        !store
+            .claim_alert("ord-1", &message_sid("SM205"), at(23), at(-1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_alert("ord-1", &message_sid("SM205"), at(25), at(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_alert("ord-1", &message_sid("SM205"), at(50), at(26))
+            .await
+            .unwrap(),
         "never twice for one message"
     );
     assert!(
-        !store.claim_alert("ord-1", "SM204", at(60), at(36)).await.unwrap(),
+        !store
+            .claim_alert("ord-1", &message_sid("SM204"), at(60), at(36))
+            .await
+            .unwrap(),
         "only for the message the review holds"
     );
-    store.release_alert("ord-1", "SM205", at(25)).await.unwrap();
+    store
+        .release_alert("ord-1", &message_sid("SM205"), at(25))
+        .await
+        .unwrap();
     let released = review_item(&f, "ord-1").await.unwrap();
     assert!(!released.contains_key("alertedAt") && !released.contains_key("alertedMessageSid"));
     f.stack.cleanup().await;

@@ -144,8 +144,11 @@ async fn answer<S: ReplyStore, A: NegativeReviewAlerts>(
         return Ok(bad_request(summary, "missing or invalid From", 400));
     };
     summary.from = Some(from.masked().to_string());
-    let Some(message_sid) = param(&params, "MessageSid").filter(|sid| !sid.trim().is_empty()) else {
-        return Ok(bad_request(summary, "missing MessageSid", 400));
+    // Exactly Twilio's shape: the signed text joins names and values with nothing between
+    // them, so a longer `MessageSid` could swallow the next parameter's name and value and
+    // still carry the signature of a captured request, under a SID never seen before.
+    let Some(message_sid) = param(&params, "MessageSid").filter(|sid| crate::twilio::is_message_sid(sid)) else {
+        return Ok(bad_request(summary, "missing or malformed MessageSid", 400));
     };
     summary.message_sid = Some(message_sid.to_owned());
     let reply = IncomingReply {

@@ -88,7 +88,7 @@ fn reply(from: &str, sid: &str, body: &str) -> Vec<(&'static str, String)> {
     vec![
         ("From", format!("whatsapp:{from}")),
         ("To", "whatsapp:+14155238886".into()),
-        ("MessageSid", sid.into()),
+        ("MessageSid", crate::testing::message_sid(sid)),
         ("Body", body.into()),
         ("NumMedia", "0".into()),
     ]
@@ -123,7 +123,7 @@ async fn records_a_signed_reply_and_thanks_the_customer() {
     let stored = deps.store.review_of("ord-1").unwrap();
     assert_eq!(stored.review.rating, 5);
     assert_eq!(stored.review.comment, "parfait, merci");
-    assert_eq!(stored.review.message_sid.as_deref(), Some("SM001"));
+    assert_eq!(stored.review.message_sid, Some(crate::testing::message_sid("SM001")));
     assert_eq!(stored.source, "text");
     assert!(deps.alerts.sent().is_empty());
 }
@@ -144,6 +144,39 @@ async fn reads_a_base64_body_and_a_quick_reply_button() {
     let stored = deps.store.review_of("ord-1").unwrap();
     assert_eq!((stored.review.rating, stored.source), (4, "button"));
     assert_eq!(stored.review.comment, "");
+}
+
+#[tokio::test]
+async fn a_captured_reply_re_split_into_a_new_message_sid_is_refused() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+    let sid = crate::testing::message_sid("SM130");
+    let from = format!("whatsapp:{CUSTOMER}");
+    let captured = [
+        ("Body", "1 horrible"),
+        ("From", from.as_str()),
+        ("MessageSid", sid.as_str()),
+        ("MessageType", "text"),
+    ];
+    let signature = deps.validator.sign(URL, &owned(&captured));
+    // The same signed text, split anew: `MessageType` and its value inside the SID.
+    let swallowed = format!("{sid}MessageTypetext");
+    let forged = [
+        ("Body", "1 horrible"),
+        ("From", from.as_str()),
+        ("MessageSid", swallowed.as_str()),
+    ];
+    assert_eq!(
+        deps.validator.sign(URL, &owned(&forged)),
+        signature,
+        "the signature still holds"
+    );
+
+    let response = respond(&deps, &event(&forged, Some(&signature), false)).await.unwrap();
+
+    assert_eq!(response.status_code, 400);
+    assert_eq!(deps.store.review_count(), 0);
+    assert!(deps.alerts.sent().is_empty());
 }
 
 #[tokio::test]
@@ -353,7 +386,10 @@ async fn a_correction_replaces_the_review_and_keeps_the_previous_rating() {
     assert_eq!(stored.review.rating, 2);
     assert_eq!(stored.review.comment, "froid à l'arrivée");
     assert_eq!(stored.previous_rating, Some(5));
-    assert_eq!(stored.review.previous_message_sid.as_deref(), Some("SM017"));
+    assert_eq!(
+        stored.review.previous_message_sid,
+        Some(crate::testing::message_sid("SM017"))
+    );
     assert_eq!(stored.corrected_at.as_deref(), Some("2026-11-24T10:00:00Z"));
     assert_eq!(deps.alerts.sent().len(), 1, "the corrected rating is negative");
     assert!(deps.alerts.sent()[0].corrected);
@@ -683,13 +719,13 @@ async fn a_late_retry_of_an_older_correction_changes_nothing() {
     assert_eq!(retry.status_code, 200);
     let stored = deps.store.review_of("ord-1").unwrap();
     assert_eq!(stored.review.rating, 5, "the latest correction stands");
-    assert_eq!(stored.review.message_sid.as_deref(), Some("SM104"));
+    assert_eq!(stored.review.message_sid, Some(crate::testing::message_sid("SM104")));
     assert_eq!(deps.store.writes(), writes, "nothing written");
     assert_eq!(deps.alerts.sent().len(), 1, "no second alert for the same MessageSid");
     assert!(
         ["SM101", "SM102", "SM103", "SM104"]
             .iter()
-            .all(|sid| stored.review.message_sids.contains(*sid))
+            .all(|sid| stored.review.message_sids.contains(&crate::testing::message_sid(sid)))
     );
 }
 
