@@ -60,6 +60,9 @@ impl NegativeReview {
 pub struct AlertError {
     /// One entry per channel that failed: `sns: ...`, `whatsapp: ...`.
     pub failures: Vec<String>,
+    /// Another channel delivered it, or a failed one may have (a timeout): the alert is
+    /// not sent again, so the shop never gets it twice on a channel.
+    pub may_have_reached_the_shop: bool,
 }
 
 /// Tells the shop about a negative review. SNS and WhatsApp in production; a recorder in
@@ -90,6 +93,7 @@ pub struct ShopAlerts {
 impl NegativeReviewAlerts for ShopAlerts {
     async fn alert(&self, review: &NegativeReview) -> Result<(), AlertError> {
         let mut failures = Vec::new();
+        let mut reached = false;
         if self.sns.is_none() && self.whatsapp.is_none() {
             tracing::warn!(
                 order_id = %review.order_id,
@@ -98,16 +102,24 @@ impl NegativeReviewAlerts for ShopAlerts {
             );
             return Ok(());
         }
-        if let Some((client, topic_arn)) = &self.sns
-            && let Err(error) = client
+        if let Some((client, topic_arn)) = &self.sns {
+            match client
                 .publish()
                 .topic_arn(topic_arn)
                 .subject(review.subject())
                 .message(review.message())
                 .send()
                 .await
-        {
-            failures.push(format!("sns: {}", DisplayErrorContext(&error)));
+            {
+                Ok(_) => reached = true,
+                Err(error) => {
+                    reached |= matches!(
+                        error,
+                        aws_sdk_sns::error::SdkError::TimeoutError(_) | aws_sdk_sns::error::SdkError::ResponseError(_)
+                    );
+                    failures.push(format!("sns: {}", DisplayErrorContext(&error)));
+                }
+            }
         }
         if let Some(admin) = &self.whatsapp {
             let variables = BTreeMap::from([
@@ -120,14 +132,21 @@ impl NegativeReviewAlerts for ShopAlerts {
                 variables,
             };
             // One attempt: Twilio waits at most 15 s for the webhook's answer.
-            if let Err(error) = admin.twilio.send_whatsapp(&admin.to, &content).await {
-                failures.push(format!("whatsapp: {error}"));
+            match admin.twilio.send_whatsapp(&admin.to, &content).await {
+                Ok(_) => reached = true,
+                Err(error) => {
+                    reached |= error.may_have_been_delivered();
+                    failures.push(format!("whatsapp: {error}"));
+                }
             }
         }
         if failures.is_empty() {
             Ok(())
         } else {
-            Err(AlertError { failures })
+            Err(AlertError {
+                failures,
+                may_have_reached_the_shop: reached,
+            })
         }
     }
 }

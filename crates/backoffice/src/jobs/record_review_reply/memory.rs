@@ -324,6 +324,7 @@ impl ReplyStore for MemoryReplies {
 pub struct RecordingAlerts {
     sent: Mutex<Vec<NegativeReview>>,
     failing: AtomicBool,
+    failing_on_one_channel: AtomicBool,
 }
 
 impl RecordingAlerts {
@@ -334,6 +335,11 @@ impl RecordingAlerts {
     pub fn fail(&self, failing: bool) {
         self.failing.store(failing, Ordering::Relaxed);
     }
+
+    /// Delivers on one channel and fails on the other.
+    pub fn fail_on_one_channel(&self, failing: bool) {
+        self.failing_on_one_channel.store(failing, Ordering::Relaxed);
+    }
 }
 
 impl NegativeReviewAlerts for RecordingAlerts {
@@ -341,9 +347,16 @@ impl NegativeReviewAlerts for RecordingAlerts {
         if self.failing.load(Ordering::Relaxed) {
             return Err(AlertError {
                 failures: vec!["sns: test failure".into()],
+                may_have_reached_the_shop: false,
             });
         }
         self.sent.lock().expect("not poisoned").push(review.clone());
+        if self.failing_on_one_channel.load(Ordering::Relaxed) {
+            return Err(AlertError {
+                failures: vec!["whatsapp: test failure".into()],
+                may_have_reached_the_shop: true,
+            });
+        }
         Ok(())
     }
 }

@@ -332,6 +332,11 @@ async fn alert_shop<S: ReplyStore, A: NegativeReviewAlerts>(
     }
     match deps.alerts.alert(&alert).await {
         Ok(()) => AlertStatus::Sent,
+        Err(error) if error.may_have_reached_the_shop => {
+            // The claim stays: a retry would repeat it on the channels that delivered.
+            tracing::error!(function = FUNCTION_NAME, %order_id, %error, "negative review: the shop's alert failed on a channel, not sent again");
+            AlertStatus::Failed
+        }
         Err(error) => {
             tracing::error!(function = FUNCTION_NAME, %order_id, %error, "negative review recorded but the shop was not alerted");
             if let Err(error) = deps.store.release_alert(order_id, &reply.message_sid, now).await {

@@ -447,6 +447,20 @@ async fn a_negative_review_produces_exactly_one_alert() {
 }
 
 #[tokio::test]
+async fn an_alert_that_reached_the_shop_on_one_channel_is_not_sent_again() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+    deps.alerts.fail_on_one_channel(true);
+
+    text_reply(&deps, "SM027", "1").await;
+    deps.alerts.fail_on_one_channel(false);
+    // The same message again: the shop already has the alert on the channel that worked.
+    text_reply(&deps, "SM027", "1").await;
+
+    assert_eq!(deps.alerts.sent().len(), 1, "alerted once");
+}
+
+#[tokio::test]
 async fn an_alert_failure_keeps_the_review_and_a_retry_alerts_again() {
     let deps = deps();
     deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
