@@ -298,7 +298,13 @@ pub const TWILIO_OPTED_OUT: u32 = 21610;
 
 /// Sends one message. Twilio in production; a fake in unit tests.
 pub trait Messenger: Send + Sync {
-    fn send(&self, message: &DueMessage) -> impl Future<Output = Result<SentMessage, SendError>> + Send;
+    /// Sends one message, retrying a passing failure only while the retry can end before
+    /// `deadline`.
+    fn send(
+        &self,
+        message: &DueMessage,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<SentMessage, SendError>> + Send;
 
     /// The messages this sender sent to `to` since `since`'s day, for reconciliation.
     fn sent_to(
@@ -855,7 +861,7 @@ async fn send_claimed<O: Outbox, M: Messenger>(
         }
         return Outcome::NotStarted;
     }
-    let sent = messenger.send(&message).await;
+    let sent = messenger.send(&message, deadline).await;
     let (settlement, outcome) = settlement_for(options.function, &message, sent, clock.now(), halted);
     if matches!(settlement, Settlement::Sent { .. }) && outbox.settles_in_batches() {
         return Outcome::ToSettle(Box::new(Settled {

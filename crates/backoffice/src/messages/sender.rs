@@ -8,6 +8,7 @@ use super::kind::KindsConfig;
 use super::outbox::message_key;
 use crate::domain::locale::Locale;
 use crate::domain::phone::PhoneNumber;
+use crate::runtime::job::Deadline;
 use crate::twilio::MessageContent;
 use crate::twilio::{LookupError, MessageList, RetryPolicy, SendError, SentMessage, TwilioClient};
 
@@ -37,14 +38,14 @@ pub fn content_of(message: &DueMessage, kinds: &KindsConfig, locale: Locale) -> 
 }
 
 impl Messenger for KindMessenger {
-    async fn send(&self, message: &DueMessage) -> Result<SentMessage, SendError> {
+    async fn send(&self, message: &DueMessage, deadline: Deadline) -> Result<SentMessage, SendError> {
         let content = content_of(message, &self.kinds, self.twilio.config().locale);
         self.twilio
             .send_tracked(
                 &message.customer_phone,
                 &content,
                 Some(&message_key(&message.id)),
-                &RetryPolicy::default(),
+                &RetryPolicy::until(deadline),
             )
             .await
     }

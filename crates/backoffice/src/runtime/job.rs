@@ -16,7 +16,7 @@ use crate::store::StoreError;
 
 /// When a run must stop taking new work so it can finish what is in flight, log, and
 /// answer before Lambda kills it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadline {
     stop_at: Instant,
 }
@@ -55,6 +55,11 @@ impl Deadline {
 
     pub fn reached(&self) -> bool {
         Instant::now() >= self.stop_at
+    }
+
+    /// Whether something started now and lasting `work` would end before the deadline.
+    pub fn leaves(&self, work: Duration) -> bool {
+        Instant::now() + work < self.stop_at
     }
 }
 

@@ -233,6 +233,10 @@ impl TwilioClient {
             match self.send_attempt(to, content, reference).await {
                 Err(error) if error.is_retryable() && attempt < policy.attempts() => {
                     let delay = policy.delay_before_retry(attempt, error.retry_after());
+                    if !policy.leaves_time_for(delay, self.inner.config.timeout) {
+                        tracing::info!(to = %to.masked(), attempt, %error, "not retrying Twilio send: the run's deadline comes first");
+                        return Err(error);
+                    }
                     tracing::info!(
                         to = %to.masked(),
                         attempt,

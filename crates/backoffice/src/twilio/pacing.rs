@@ -56,6 +56,10 @@ pub struct RetryPolicy {
     /// Ceiling for a `Retry-After` Twilio asks for, so one answer cannot hold a Lambda
     /// invocation for minutes.
     pub max_retry_after: Duration,
+    /// The run's deadline: a retry whose wait and attempt would end after it is not made,
+    /// and the failure comes back for the next run, so a send never outlives the invocation
+    /// and leaves a message it sent unrecorded. `None`: no deadline.
+    pub retry_before: Option<crate::runtime::job::Deadline>,
 }
 
 impl Default for RetryPolicy {
@@ -67,6 +71,7 @@ impl Default for RetryPolicy {
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(8),
             max_retry_after: Duration::from_secs(30),
+            retry_before: None,
         }
     }
 }
@@ -91,6 +96,20 @@ impl RetryPolicy {
         }
     }
 
+    /// The default policy, retrying only what can end before `deadline`.
+    pub fn until(deadline: crate::runtime::job::Deadline) -> Self {
+        Self {
+            retry_before: Some(deadline),
+            ..Self::default()
+        }
+    }
+
+    /// Whether a retry after `delay`, lasting up to `attempt`, ends before the deadline.
+    pub(super) fn leaves_time_for(&self, delay: Duration, attempt: Duration) -> bool {
+        self.retry_before
+            .is_none_or(|deadline| deadline.leaves(delay.saturating_add(attempt)))
+    }
+
     pub(super) fn attempts(&self) -> u32 {
         self.max_attempts.max(1)
     }
@@ -108,6 +127,7 @@ mod tests {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(350),
             max_retry_after: Duration::from_secs(5),
+            retry_before: None,
         }
     }
 

@@ -49,6 +49,7 @@ fn quick_retries() -> RetryPolicy {
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(50),
         max_retry_after: Duration::from_secs(5),
+        retry_before: None,
     }
 }
 
@@ -178,6 +179,39 @@ async fn a_429_is_retried_after_the_retry_after_it_asks_for() {
     assert_eq!(requests_received(&server).await, 2);
     // The backoff alone is at most 50 ms: the wait must come from Retry-After.
     assert!(elapsed >= Duration::from_millis(990), "retried after {elapsed:?}");
+}
+
+#[tokio::test]
+async fn no_retry_is_made_that_would_end_after_the_runs_deadline() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(twilio_error(429, 20429, "Too Many Requests").insert_header("Retry-After", "3"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(created("SM44444444444444444444444444444444"))
+        .mount(&server)
+        .await;
+    let client = client_for(&server.uri(), &[]);
+    let policy = RetryPolicy {
+        retry_before: Some(backoffice::runtime::job::Deadline::after(Duration::from_secs(2))),
+        ..quick_retries()
+    };
+
+    let started = Instant::now();
+    let refused = client.send_with_retry(&customer(), &review_template(), &policy).await;
+
+    assert!(
+        matches!(refused, Err(SendError::RateLimited { .. })),
+        "the 429 comes back for the next run: {refused:?}"
+    );
+    assert_eq!(requests_received(&server).await, 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "no wait for a retry past the deadline"
+    );
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ use std::future::Future;
 
 use super::store::DueOrder;
 use crate::messages::kind::Kind;
+use crate::runtime::job::Deadline;
 use chrono::{DateTime, Utc};
 
 use crate::domain::phone::PhoneNumber;
@@ -15,7 +16,13 @@ use crate::twilio::{LookupError, MessageList, RetryPolicy, SendError, SentMessag
 
 /// Sends one review request. Twilio in production; a fake in unit tests.
 pub trait ReviewMessenger: Send + Sync {
-    fn send_review_request(&self, order: &DueOrder) -> impl Future<Output = Result<SentMessage, SendError>> + Send;
+    /// Sends one review request, retrying a passing failure only while the retry can end
+    /// before `deadline`.
+    fn send_review_request(
+        &self,
+        order: &DueOrder,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<SentMessage, SendError>> + Send;
 
     /// The messages sent to `to` since `since`'s day, for reconciliation.
     fn sent_to(
@@ -43,7 +50,7 @@ pub fn review_variables(order: &DueOrder) -> BTreeMap<String, String> {
 }
 
 impl ReviewMessenger for TwilioClient {
-    async fn send_review_request(&self, order: &DueOrder) -> Result<SentMessage, SendError> {
+    async fn send_review_request(&self, order: &DueOrder, deadline: Deadline) -> Result<SentMessage, SendError> {
         let variables = review_variables(order);
         let content = self.review_content(variables.clone(), || {
             Kind::ReviewRequest.fallback_body(self.config().locale, &variables["1"], &variables["2"])
@@ -56,7 +63,7 @@ impl ReviewMessenger for TwilioClient {
             &order.customer_phone,
             &content,
             Some(&message_key(&id)),
-            &RetryPolicy::default(),
+            &RetryPolicy::until(deadline),
         )
         .await
     }

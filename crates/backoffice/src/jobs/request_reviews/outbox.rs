@@ -17,6 +17,7 @@ use crate::messages::engine::{
 };
 use crate::messages::kind::Kind;
 use crate::messages::reconcile::{Parked, Resolution};
+use crate::runtime::job::Deadline;
 use crate::store::StoreError;
 use crate::twilio::{LookupError, MessageList};
 use crate::twilio::{SendError, SentMessage};
@@ -286,8 +287,8 @@ impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
 }
 
 impl<M: ReviewMessenger> Messenger for ReviewSender<'_, M> {
-    async fn send(&self, message: &DueMessage) -> Result<SentMessage, SendError> {
-        self.0.send_review_request(&due_order(message)).await
+    async fn send(&self, message: &DueMessage, deadline: Deadline) -> Result<SentMessage, SendError> {
+        self.0.send_review_request(&due_order(message), deadline).await
     }
 
     async fn sent_to(&self, to: &PhoneNumber, since: DateTime<Utc>) -> Result<MessageList, LookupError> {

@@ -126,7 +126,7 @@ impl ReviewMessenger for FakeMessenger {
         chrono::TimeDelta::minutes(30)
     }
 
-    async fn send_review_request(&self, order: &DueOrder) -> Result<SentMessage, SendError> {
+    async fn send_review_request(&self, order: &DueOrder, _deadline: Deadline) -> Result<SentMessage, SendError> {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
