@@ -85,6 +85,16 @@ pub fn dynamodb_client(sdk_config: &SdkConfig) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(sdk_config)
 }
 
+/// SNS for the owner's e-mails, one attempt per publish. A publish is not idempotent: the
+/// SDK's retry of one whose answer was lost (a timeout, a 5xx) would e-mail the owner
+/// twice. The callers' claims decide what happens after a failure instead.
+pub fn sns_client(sdk_config: &SdkConfig) -> aws_sdk_sns::Client {
+    let config = aws_sdk_sns::config::Builder::from(sdk_config)
+        .retry_config(RetryConfig::standard().with_max_attempts(1))
+        .build();
+    aws_sdk_sns::Client::from_conf(config)
+}
+
 /// Every client built from the returned config reads a service setting that is set but
 /// blank (`AWS_ENDPOINT_URL_DYNAMODB=""`) as unset, as [`ProcessEnv`] does. The template
 /// declares the local endpoint variables empty, because `sam local invoke --env-vars` can
@@ -157,6 +167,30 @@ mod tests {
             .mount(&server)
             .await;
         server
+    }
+
+    #[tokio::test]
+    async fn a_publish_is_attempted_once_whatever_the_sdk_settings() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(503))
+            .mount(&server)
+            .await;
+        let retrying = sdk_config(&server.uri(), "")
+            .to_builder()
+            .retry_config(SdkSettings::default().retry_config())
+            .build();
+        let client = sns_client(&retrying);
+
+        let published = client
+            .publish()
+            .topic_arn("arn:aws:sns:eu-west-3:123456789012:report")
+            .message("report")
+            .send()
+            .await;
+
+        assert!(published.is_err());
+        assert_eq!(server.received_requests().await.map(|r| r.len()), Some(1));
     }
 
     #[tokio::test]

@@ -46,7 +46,7 @@ async fn deps() -> Result<ReportDeps<OwnerChannels>, Error> {
             sns: config
                 .topic_arn
                 .clone()
-                .map(|topic| (aws_sdk_sns::Client::new(&sdk_config), topic)),
+                .map(|topic| (backoffice::aws::sns_client(&sdk_config), topic)),
             whatsapp,
         },
         clock: Arc::new(SystemClock),

@@ -39,7 +39,7 @@ async fn deps() -> Result<ReplyDeps<DynamoReplies, ShopAlerts>, Error> {
         sns: config
             .alert_topic_arn
             .clone()
-            .map(|topic_arn| (aws_sdk_sns::Client::new(&sdk_config), topic_arn)),
+            .map(|topic_arn| (backoffice::aws::sns_client(&sdk_config), topic_arn)),
         whatsapp: match (&config.admin_whatsapp_to, &config.admin_alert_template_sid) {
             (Some(to), Some(template_sid)) => Some(WhatsAppAdminAlert {
                 twilio,
