@@ -664,6 +664,12 @@ async fn twilio_faults_release_park_or_fail_a_message_and_only_the_released_one_
 
 #[tokio::test]
 async fn a_customer_whose_consent_item_is_unreadable_gets_nothing_and_the_message_says_why() {
+    if devstack::stack::emulator_is_moto() {
+        // DynamoDB reads a comparison of a number with a string as false; moto cancels the
+        // transaction with a `TypeError` reason of its own.
+        eprintln!("skipped on moto: a condition comparing N with S raises instead of failing");
+        return;
+    }
     let mut shop = Shop::open("unreadable-consent").await;
     shop.app_creates_order("o-hand-edited", "+33612345684").await;
     // Edited by hand: an opt-out time written as a number, which no claim condition reads.
