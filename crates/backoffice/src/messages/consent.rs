@@ -233,8 +233,11 @@ impl DynamoConsents {
                  AND (attribute_not_exists(marketing{slots}) OR marketing{slots} <= :weekAgo)"
             )
         } else {
-            values.push((":all".to_owned(), s(OptOut::All.as_str())));
-            "(attribute_not_exists(optOut) OR optOut <> :all) AND (attribute_not_exists(optOutAllAt) OR optOutAllAt < :since)"
+            // Only an opt-out of marketing lets a utility message through: `all`, and any
+            // value no code wrote (an item edited by hand), hold it.
+            values.push((":marketing".to_owned(), s(OptOut::Marketing.as_str())));
+            "(attribute_not_exists(optOut) OR optOut = :marketing) \
+             AND (attribute_not_exists(optOutAllAt) OR optOutAllAt < :since)"
                 .to_owned()
         };
         let mut update = Update::builder()

@@ -52,11 +52,11 @@ const RECONCILE_BY_HAND: &str = "reconcile-by-hand";
 /// A settlement's condition: the message is still under the run's claim.
 const STILL_CLAIMED: &str = "claimId = :claimId";
 
-/// A release's condition: still under the run's claim, or already released by it and not
-/// claimed since, which is how the SDK's retry of a release whose answer was lost finds
+/// A release's condition: still under the run's claim, or already released by it and
+/// neither claimed nor closed since, which is how the SDK's retry of a release whose answer was lost finds
 /// it. Without it the retry would fail and the claim's caps never be given back.
 const CLAIMED_OR_RELEASED_BY_IT: &str =
-    "claimId = :claimId OR (attribute_not_exists(claimId) AND releasedClaimId = :claimId)";
+    "claimId = :claimId OR (attribute_not_exists(claimId) AND releasedClaimId = :claimId AND #st = :pending)";
 /// How long a settled message is kept for the record.
 const KEPT_FOR: TimeDelta = TimeDelta::days(90);
 

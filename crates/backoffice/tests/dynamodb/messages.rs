@@ -682,12 +682,25 @@ async fn a_customer_whose_consent_item_is_unreadable_gets_nothing_and_the_messag
         .send()
         .await
         .unwrap();
+    // And one whose opt-out was typed by hand in a form no code writes.
+    shop.app_creates_order("o-typed", "+33612345687").await;
+    shop.stack
+        .client
+        .put_item()
+        .table_name(&shop.stack.tables.consent)
+        .item("phone", s("+33612345687"))
+        .item("optOut", s("ALL"))
+        .send()
+        .await
+        .unwrap();
     shop.deliver().await;
     shop.advance(TimeDelta::minutes(1));
 
     let run = shop.dispatch("confirmations").await;
 
     assert_eq!(run.sent, 0, "{run:?}");
+    let typed = shop.message(Kind::OrderConfirmation, "o-typed").await.unwrap();
+    assert_eq!(typed.skip_reason.as_deref(), Some("unreadable_consent"));
     let confirmation = shop.message(Kind::OrderConfirmation, "o-hand-edited").await.unwrap();
     assert_eq!(
         (confirmation.status, confirmation.skip_reason.as_deref()),
