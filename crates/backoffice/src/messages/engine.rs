@@ -102,6 +102,8 @@ pub struct Siblings {
     pub sids: std::collections::HashSet<String>,
     /// One of them is parked too: a listed message naming the subject could be either.
     pub parked: bool,
+    /// One of them cannot be read (why): the SID it holds cannot be set apart.
+    pub unreadable: Option<String>,
 }
 
 /// What a check before the claim says.

@@ -338,6 +338,21 @@ impl DynamoOutbox {
 
     /// One message as stored, for tests and tools.
     pub async fn message(&self, id: &MessageId) -> Result<Option<StoredMessage>, StoreError> {
+        match self.read_message(id).await? {
+            None => Ok(None),
+            Some(Ok(message)) => Ok(Some(message)),
+            Some(Err(unreadable)) => Err(StoreError {
+                operation: "GetItem",
+                table: self.messages_table.clone(),
+                message: unreadable,
+                retryable: false,
+            }),
+        }
+    }
+
+    /// The message as stored, telling an item that cannot be read (`Some(Err)`, with why:
+    /// it will read the same at every retry) from a call that failed (`Err`).
+    pub async fn read_message(&self, id: &MessageId) -> Result<Option<Result<StoredMessage, String>>, StoreError> {
         let output = self
             .client
             .get_item()
@@ -347,15 +362,10 @@ impl DynamoOutbox {
             .send()
             .await
             .map_err(|e| store_error("GetItem", &self.messages_table, e))?;
-        match output.item.filter(|item| !item.is_empty()) {
-            None => Ok(None),
-            Some(item) => serde_dynamo::from_item(item).map(Some).map_err(|e| StoreError {
-                operation: "GetItem",
-                table: self.messages_table.clone(),
-                message: format!("message {id} cannot be read: {e}"),
-                retryable: false,
-            }),
-        }
+        Ok(output
+            .item
+            .filter(|item| !item.is_empty())
+            .map(|item| serde_dynamo::from_item(item).map_err(|e| format!("message {id} cannot be read: {e}"))))
     }
 
     async fn has_review(&self, order_id: &str) -> Result<bool, StoreError> {
@@ -1024,12 +1034,16 @@ impl Outbox for DynamoOutbox {
                 subject_id: parked.id.subject_id.clone(),
             })
             .collect::<Vec<_>>();
-        let read = futures::future::join_all(siblings.iter().map(|id| self.message(id))).await;
+        let read = futures::future::join_all(siblings.iter().map(|id| self.read_message(id))).await;
         let mut found = Siblings::default();
         for message in read.into_iter().filter_map(Result::transpose) {
-            let message = message?;
-            found.parked |= message.status == MessageStatus::Unknown;
-            found.sids.extend(message.message_sid);
+            match message? {
+                Ok(message) => {
+                    found.parked |= message.status == MessageStatus::Unknown;
+                    found.sids.extend(message.message_sid);
+                }
+                Err(unreadable) => found.unreadable = Some(unreadable),
+            }
         }
         Ok(found)
     }

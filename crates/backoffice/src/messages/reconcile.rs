@@ -238,21 +238,20 @@ pub async fn reconcile<O: Outbox, M: Messenger>(
                     // cart holds is that message, not this one (a ready-for-pickup sent
                     // minutes after a confirmation that never reached Twilio).
                     let siblings = match outbox.siblings(&parked).await {
-                        Ok(siblings) => Some(siblings),
-                        Err(error) if error.retryable => {
+                        Ok(siblings) => siblings,
+                        Err(error) => {
                             tracing::warn!(function, message_id = %parked.id, %error, "reconciliation: the other messages of the subject cannot be read, left parked");
                             report.undecided("store_error");
                             continue;
                         }
-                        // One that will read the same next time: for a person.
-                        Err(error) => {
-                            tracing::warn!(function, message_id = %parked.id, %error, "reconciliation: another message of the subject is unreadable");
-                            None
-                        }
                     };
-                    match siblings {
-                        None => by_hand("unreadable_sibling"),
-                        Some(siblings) => {
+                    match siblings.unreadable {
+                        // One that will read the same next time: for a person.
+                        Some(unreadable) => {
+                            tracing::warn!(function, message_id = %parked.id, error = %unreadable, "reconciliation: another message of the subject is unreadable");
+                            by_hand("unreadable_sibling")
+                        }
+                        None => {
                             let listed: Vec<_> = list
                                 .messages
                                 .into_iter()

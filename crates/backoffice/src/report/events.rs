@@ -113,15 +113,15 @@ impl DynamoTally {
                     kind: Kind::AbandonedCart,
                     subject_id: cart_id.clone(),
                 };
-                let reminded = match self.outbox.message(&reminder).await {
-                    Ok(message) => message.is_some_and(|message| message.status == MessageStatus::Sent),
-                    // A reminder item that will read the same at every retry: the cart is
-                    // not counted as recovered, rather than holding the stream's shard.
-                    Err(error) if !error.retryable => {
-                        tracing::warn!(cart_id, %error, "a converted cart's reminder cannot be read: not counted as recovered");
+                let reminded = match self.outbox.read_message(&reminder).await? {
+                    None => false,
+                    Some(Ok(message)) => message.status == MessageStatus::Sent,
+                    // An item that will read the same at every retry: the cart is not
+                    // counted as recovered, rather than holding the stream's shard.
+                    Some(Err(unreadable)) => {
+                        tracing::warn!(cart_id, error = %unreadable, "a converted cart's reminder cannot be read: not counted as recovered");
                         false
                     }
-                    Err(error) => return Err(error),
                 };
                 if !reminded {
                     return Ok(false);
