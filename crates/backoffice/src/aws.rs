@@ -85,14 +85,51 @@ pub fn dynamodb_client(sdk_config: &SdkConfig) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(sdk_config)
 }
 
-/// SNS for the owner's e-mails, one attempt per publish. A publish is not idempotent: the
-/// SDK's retry of one whose answer was lost (a timeout, a 5xx) would e-mail the owner
-/// twice. The callers' claims decide what happens after a failure instead.
+/// SNS for the owner's e-mails, one attempt per call: a publish is not idempotent, and
+/// the SDK's retry of one whose answer was lost (a timeout, a 5xx) would e-mail the owner
+/// twice. [`publish`] retries only what SNS refused.
 pub fn sns_client(sdk_config: &SdkConfig) -> aws_sdk_sns::Client {
     let config = aws_sdk_sns::config::Builder::from(sdk_config)
         .retry_config(RetryConfig::standard().with_max_attempts(1))
         .build();
     aws_sdk_sns::Client::from_conf(config)
+}
+
+/// Attempts of [`publish`] when SNS throttles.
+const PUBLISH_ATTEMPTS: u32 = 3;
+
+/// Publishes once. Throttling, which SNS answers before publishing anything, is retried
+/// with a short backoff; any other failure comes back at once, so the caller decides.
+pub async fn publish(
+    client: &aws_sdk_sns::Client,
+    topic_arn: &str,
+    subject: &str,
+    message: &str,
+) -> Result<(), aws_sdk_sns::error::SdkError<aws_sdk_sns::operation::publish::PublishError>> {
+    use aws_sdk_sns::error::ProvideErrorMetadata;
+    let mut attempt = 1;
+    loop {
+        let result = client
+            .publish()
+            .topic_arn(topic_arn)
+            .subject(subject)
+            .message(message)
+            .send()
+            .await;
+        match result {
+            Err(error)
+                if attempt < PUBLISH_ATTEMPTS
+                    && error
+                        .as_service_error()
+                        .and_then(|e| e.code())
+                        .is_some_and(|code| matches!(code, "Throttling" | "Throttled" | "ThrottlingException")) =>
+            {
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                attempt += 1;
+            }
+            other => return other.map(|_| ()),
+        }
+    }
 }
 
 /// Every client built from the returned config reads a service setting that is set but
@@ -182,15 +219,45 @@ mod tests {
             .build();
         let client = sns_client(&retrying);
 
-        let published = client
-            .publish()
-            .topic_arn("arn:aws:sns:eu-west-3:123456789012:report")
-            .message("report")
-            .send()
-            .await;
+        let published = publish(&client, "arn:aws:sns:eu-west-3:123456789012:report", "Report", "report").await;
 
-        assert!(published.is_err());
+        assert!(published.is_err(), "a 5xx may have published: not tried again");
         assert_eq!(server.received_requests().await.map(|r| r.len()), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_throttled_publish_is_tried_again_and_goes_out_once() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(400)
+                    .insert_header("content-type", "text/xml")
+                    .set_body_string(
+                        "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
+                 <Message>Rate exceeded</Message></Error><RequestId>r-1</RequestId></ErrorResponse>",
+                    ),
+            )
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("content-type", "text/xml")
+                    .set_body_string(
+                        "<PublishResponse><PublishResult><MessageId>m-1</MessageId></PublishResult>\
+                 <ResponseMetadata><RequestId>r-2</RequestId></ResponseMetadata></PublishResponse>",
+                    ),
+            )
+            .mount(&server)
+            .await;
+        let client = sns_client(&sdk_config(&server.uri(), ""));
+
+        let published = publish(&client, "arn:aws:sns:eu-west-3:123456789012:report", "Report", "report").await;
+
+        assert!(published.is_ok(), "{published:?}");
+        assert_eq!(server.received_requests().await.map(|r| r.len()), Some(2));
     }
 
     #[tokio::test]

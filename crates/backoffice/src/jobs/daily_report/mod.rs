@@ -96,21 +96,20 @@ impl ReportSender for OwnerChannels {
         config: &ReportConfig,
     ) -> Result<(), DeliveryFailure> {
         match (channel, &self.sns, &self.whatsapp, &config.whatsapp) {
-            ("email", Some((client, topic)), _, _) => client
-                .publish()
-                .topic_arn(topic)
-                .subject(format!("Daily report {}", report.day))
-                .message(report.render(config.locale, &config.currency))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|error| DeliveryFailure {
-                    may_have_been_delivered: matches!(
-                        error,
-                        aws_sdk_sns::error::SdkError::TimeoutError(_) | aws_sdk_sns::error::SdkError::ResponseError(_)
-                    ),
-                    reason: aws_sdk_sns::error::DisplayErrorContext(&error).to_string(),
-                }),
+            ("email", Some((client, topic)), _, _) => crate::aws::publish(
+                client,
+                topic,
+                &format!("Daily report {}", report.day),
+                &report.render(config.locale, &config.currency),
+            )
+            .await
+            .map_err(|error| DeliveryFailure {
+                may_have_been_delivered: matches!(
+                    error,
+                    aws_sdk_sns::error::SdkError::TimeoutError(_) | aws_sdk_sns::error::SdkError::ResponseError(_)
+                ),
+                reason: aws_sdk_sns::error::DisplayErrorContext(&error).to_string(),
+            }),
             ("whatsapp", _, Some(twilio), Some((to, template_sid))) => {
                 let content = MessageContent::Template {
                     content_sid: template_sid.clone(),

@@ -103,14 +103,7 @@ impl NegativeReviewAlerts for ShopAlerts {
             return Ok(());
         }
         if let Some((client, topic_arn)) = &self.sns {
-            match client
-                .publish()
-                .topic_arn(topic_arn)
-                .subject(review.subject())
-                .message(review.message())
-                .send()
-                .await
-            {
+            match crate::aws::publish(client, topic_arn, &review.subject(), &review.message()).await {
                 Ok(_) => reached = true,
                 Err(error) => {
                     reached |= matches!(
