@@ -51,6 +51,6 @@ async fn deps() -> Result<ReportDeps<OwnerChannels>, Error> {
         },
         clock: Arc::new(SystemClock),
         config,
-        channel_time: send_timeout + sdk_settings.operation_timeout,
+        channel_time: send_timeout + 2 * sdk_settings.operation_timeout,
     })
 }

@@ -34,9 +34,10 @@ use crate::twilio::{MessageContent, TwilioClient, sanitize_template_variable};
 
 pub const FUNCTION_NAME: &str = "daily-report";
 
-/// [`ReportDeps::channel_time`] with the default timeouts: a send bounded by the SDK's
-/// 15 s operation timeout (Twilio's 10 s is shorter), then a 15 s write.
-pub const DEFAULT_CHANNEL_TIME: Duration = Duration::from_secs(30);
+/// [`ReportDeps::channel_time`] with the default timeouts: the claim's write (15 s at
+/// most), a send bounded by the SDK's 15 s operation timeout (Twilio's 10 s is shorter),
+/// then the write that marks it.
+pub const DEFAULT_CHANNEL_TIME: Duration = Duration::from_secs(45);
 
 /// Delivers the report on the owner's channels. SNS and Twilio in production; a
 /// recording fake in tests.
@@ -140,8 +141,8 @@ pub struct ReportDeps<S> {
     pub sender: S,
     pub clock: Arc<dyn Clock>,
     pub config: ReportConfig,
-    /// The longest one channel can take: its send's timeout, then the write that marks
-    /// it. A channel is claimed only while this much of the invocation is left, so a run
+    /// The longest one channel can take: the claim's write, its send's timeout, then the
+    /// write that marks it. A channel is claimed only while this much of the invocation is left, so a run
     /// cut off by its timeout never leaves a claim it had no time to use (the claim would
     /// keep Lambda's retries off that channel).
     pub channel_time: Duration,
