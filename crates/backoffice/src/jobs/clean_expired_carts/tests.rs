@@ -431,6 +431,22 @@ async fn the_response_has_the_contract_fields() {
 }
 
 #[tokio::test]
+async fn a_manual_now_a_little_ahead_never_deletes_a_cart_not_yet_expired() {
+    let deps = deps(InMemoryCarts::default());
+    add(&deps.store, "due", NOW - 1);
+    add(&deps.store, "in-thirty-seconds", NOW + 30);
+    let ahead = DateTime::from_timestamp(NOW + 59, 0).unwrap().to_rfc3339();
+
+    let response = run(&deps, &json!({"now": ahead}), Deadline::unbounded()).await.unwrap();
+
+    assert_eq!(response.deleted_count, 1);
+    assert!(
+        deps.store.contains("in-thirty-seconds"),
+        "not expired by the real clock"
+    );
+}
+
+#[tokio::test]
 async fn a_manual_now_in_the_past_deletes_only_what_was_due_then() {
     let deps = deps(InMemoryCarts::default());
     add(&deps.store, "old", NOW - 7200);
