@@ -187,7 +187,7 @@ async fn delete_due<S: CartStore>(
                     retried_alone: 0,
                 };
             }
-            delete_batch(store, clock, carts, batches_refused).await
+            delete_batch(store, clock, deadline, carts, batches_refused).await
         })
         .buffer_unordered(in_flight);
     while let Some(done) = outcomes.next().await {
@@ -222,6 +222,7 @@ struct BatchDone {
 async fn delete_batch<S: CartStore>(
     store: &S,
     clock: &dyn Clock,
+    deadline: Deadline,
     carts: Vec<ExpiredCart>,
     batches_refused: &std::sync::atomic::AtomicBool,
 ) -> BatchDone {
@@ -257,6 +258,12 @@ async fn delete_batch<S: CartStore>(
     for (cart, answer) in carts.into_iter().zip(answers) {
         let outcome = match answer {
             BatchedDelete::Done(outcome) => Ok(outcome),
+            // One by one, each delete may take the SDK's whole retry budget: none starts
+            // past the deadline, so the run still answers, with what it left.
+            BatchedDelete::Retry(_) if deadline.reached() => {
+                done.outcomes.push((cart, None));
+                continue;
+            }
             BatchedDelete::Retry(reason) => {
                 if !reason.is_empty() {
                     done.retried_alone += 1;

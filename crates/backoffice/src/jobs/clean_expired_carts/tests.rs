@@ -326,6 +326,8 @@ struct FailingBatches {
     failing: u32,
     retryable: bool,
     batch_requests: std::sync::atomic::AtomicU32,
+    /// How long a delete alone takes (a throttled one, through the SDK's retries).
+    alone_takes: Duration,
 }
 
 impl CartStore for FailingBatches {
@@ -342,6 +344,7 @@ impl CartStore for FailingBatches {
     }
 
     async fn delete_if_expired(&self, cart_id: &str, now: i64) -> Result<DeleteOutcome, StoreError> {
+        tokio::time::sleep(self.alone_takes).await;
         self.inner.delete_if_expired(cart_id, now).await
     }
 
@@ -361,20 +364,7 @@ impl CartStore for FailingBatches {
 
 /// Six due carts of one shard, swept in batches of two, one batch in flight at a time.
 async fn sweep_six_carts_in_batches_of_two(failing: u32, retryable: bool) -> (SweepReport, FailingBatches) {
-    let inner = InMemoryCarts::default();
-    for id in (0..)
-        .map(|i| format!("cart-{i}"))
-        .filter(|id| expiry_shard_for(id) == "05")
-        .take(6)
-    {
-        add(&inner, &id, NOW - 1);
-    }
-    let store = FailingBatches {
-        inner,
-        failing,
-        retryable,
-        batch_requests: Default::default(),
-    };
+    let store = six_due_carts(failing, retryable, Duration::ZERO);
     let options = SweepOptions {
         concurrency: 1,
         batch_size: 2,
@@ -384,6 +374,48 @@ async fn sweep_six_carts_in_batches_of_two(failing: u32, retryable: bool) -> (Sw
         .await
         .unwrap();
     (report, store)
+}
+
+fn six_due_carts(failing: u32, retryable: bool, alone_takes: Duration) -> FailingBatches {
+    let inner = InMemoryCarts::default();
+    for id in (0..)
+        .map(|i| format!("cart-{i}"))
+        .filter(|id| expiry_shard_for(id) == "05")
+        .take(6)
+    {
+        add(&inner, &id, NOW - 1);
+    }
+    FailingBatches {
+        inner,
+        failing,
+        retryable,
+        batch_requests: Default::default(),
+        alone_takes,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn deletes_done_alone_stop_at_the_deadline_and_the_run_says_work_is_left() {
+    // One batch of six fails; each delete alone then takes 100 ms, and 250 ms are left.
+    let store = six_due_carts(1, true, Duration::from_millis(100));
+    let options = SweepOptions {
+        concurrency: 1,
+        batch_size: 6,
+        ..options(100)
+    };
+
+    let report = sweep(
+        &store,
+        &FixedClock(now()),
+        Deadline::after(Duration::from_millis(250)),
+        &options,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!((report.deleted, report.failed), (3, 0), "{report:?}");
+    assert!(report.more, "the three left are for the next run");
+    assert_eq!(store.inner.len(), 3);
 }
 
 #[tokio::test]
