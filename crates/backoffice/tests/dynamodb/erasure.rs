@@ -88,6 +88,28 @@ async fn a_customer_s_personal_data_leaves_every_table_and_a_second_run_finds_no
         .await;
         put(&stack, &t.consent, &[("phone", phone), ("optOut", "marketing")]).await;
     }
+    // The same number written with spaces around it (the functions trim it), and a longer
+    // number that holds it, which is someone else's.
+    put(
+        &stack,
+        &t.orders,
+        &[
+            ("orderId", "o-spaced"),
+            ("customerPhone", " +33612345600 "),
+            ("customerName", "Ana Lima"),
+        ],
+    )
+    .await;
+    put(
+        &stack,
+        &t.orders,
+        &[
+            ("orderId", "o-longer"),
+            ("customerPhone", "+336123456001"),
+            ("customerName", "Bo Li"),
+        ],
+    )
+    .await;
     let deps = EraseDeps {
         store: DynamoErasure::new(
             stack.client.clone(),
@@ -107,7 +129,7 @@ async fn a_customer_s_personal_data_leaves_every_table_and_a_second_run_finds_no
         .unwrap();
     assert_eq!(
         serde_json::to_value(&preview.erased).unwrap(),
-        json!({"orders": 1, "carts": 1, "reviews": 1, "messages": 1, "consent": 1})
+        json!({"orders": 2, "carts": 1, "reviews": 1, "messages": 1, "consent": 1})
     );
     assert!(
         get(&stack, &t.orders, "orderId", "o-gone")
@@ -121,12 +143,22 @@ async fn a_customer_s_personal_data_leaves_every_table_and_a_second_run_finds_no
         .unwrap();
     assert_eq!(
         serde_json::to_value(&erased.erased).unwrap(),
-        json!({"orders": 1, "carts": 1, "reviews": 1, "messages": 1, "consent": 1})
+        json!({"orders": 2, "carts": 1, "reviews": 1, "messages": 1, "consent": 1})
     );
     assert_eq!(erased.phone, "+33*******00", "the answer masks the number");
     let order = get(&stack, &t.orders, "orderId", "o-gone").await;
     assert!(!order.contains_key("customerPhone") && !order.contains_key("customerName"));
     assert_eq!(order.get("status"), Some(&s("completed")), "what is anonymous stays");
+    assert!(
+        !get(&stack, &t.orders, "orderId", "o-spaced")
+            .await
+            .contains_key("customerName")
+    );
+    assert_eq!(
+        get(&stack, &t.orders, "orderId", "o-longer").await.get("customerName"),
+        Some(&s("Bo Li")),
+        "another number that holds this one is another customer"
+    );
     assert!(
         !get(&stack, &t.carts, "cartId", "c-gone")
             .await

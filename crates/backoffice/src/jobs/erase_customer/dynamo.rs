@@ -30,8 +30,11 @@ impl DynamoErasure {
         Self { client, tables }
     }
 
-    /// The keys of `table`'s items whose `customerPhone` is `phone`.
-    async fn keys_of(&self, table: &str, key: &str, phone: &PhoneNumber) -> Result<Vec<String>, StoreError> {
+    /// The keys of `table`'s items whose `customerPhone` is `phone`, each with the number
+    /// as stored. A stored number is read as the functions read it (surrounding spaces
+    /// trimmed), so an order written `" +33…"` is the customer's too. A filter would cost
+    /// the same: a Scan reads every item whatever it returns.
+    async fn keys_of(&self, table: &str, key: &str, phone: &PhoneNumber) -> Result<Vec<(String, String)>, StoreError> {
         let mut keys = Vec::new();
         let mut cursor: Option<Item> = None;
         loop {
@@ -39,8 +42,8 @@ impl DynamoErasure {
                 .client
                 .scan()
                 .table_name(table)
-                .filter_expression("customerPhone = :phone")
-                .projection_expression("#key")
+                .filter_expression("contains(customerPhone, :phone)")
+                .projection_expression("#key, customerPhone")
                 .expression_attribute_names("#key", key)
                 .expression_attribute_values(":phone", s(phone.as_str()))
                 .set_exclusive_start_key(cursor)
@@ -48,8 +51,10 @@ impl DynamoErasure {
                 .await
                 .map_err(|e| store_error("Scan", table, e))?;
             for item in output.items.unwrap_or_default() {
-                if let Some(value) = item.get(key).and_then(|v| v.as_s().ok()) {
-                    keys.push(value.clone());
+                let stored = item.get("customerPhone").and_then(|v| v.as_s().ok());
+                let theirs = stored.is_some_and(|stored| PhoneNumber::parse(stored).is_ok_and(|p| p == *phone));
+                if let (true, Some(value), Some(stored)) = (theirs, item.get(key).and_then(|v| v.as_s().ok()), stored) {
+                    keys.push((value.clone(), stored.clone()));
                 }
             }
             cursor = output.last_evaluated_key.filter(|k| !k.is_empty());
@@ -59,13 +64,14 @@ impl DynamoErasure {
         }
     }
 
-    /// Removes `remove` from the item, only while it still holds `phone`. `true`: done now.
+    /// Removes `remove` from the item, only while it still holds the number as `stored`.
+    /// `true`: done now.
     async fn strip(
         &self,
         table: &str,
         key: &str,
         value: &str,
-        phone: &PhoneNumber,
+        stored: &str,
         remove: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
@@ -76,7 +82,7 @@ impl DynamoErasure {
             .key(key, s(value))
             .update_expression(format!("SET erasedAt = :now REMOVE {remove}"))
             .condition_expression("customerPhone = :phone")
-            .expression_attribute_values(":phone", s(phone.as_str()))
+            .expression_attribute_values(":phone", s(stored))
             .expression_attribute_values(":now", s(rfc3339(now)));
         if remove.contains("#comment") {
             // `comment` is a DynamoDB reserved word.
@@ -106,7 +112,7 @@ impl DynamoErasure {
             ),
         ];
         for (table, key, remove, count) in plan {
-            for value in self.keys_of(table, key, phone).await? {
+            for (value, stored) in self.keys_of(table, key, phone).await? {
                 if dry_run {
                     *count += 1;
                     continue;
@@ -114,7 +120,7 @@ impl DynamoErasure {
                 if table == t.messages {
                     self.close_waiting_message(&value, now).await?;
                 }
-                if self.strip(table, key, &value, phone, remove, now).await? {
+                if self.strip(table, key, &value, &stored, remove, now).await? {
                     *count += 1;
                 }
             }
