@@ -11,7 +11,7 @@
 //! | `sending` | `sending` | claimed by a run, message being sent |
 //! | `reconcile` | `unknown` | Twilio may or may not have the message: reconciliation asks it |
 //! | `reconcile-by-hand` | `unknown` | reconciliation could not decide: a person does |
-//! | (removed) | `sent`, `failed`, `expired`, `reviewed`, `invalid`, `not_completed` | settled |
+//! | (removed) | `sent`, `failed`, `expired`, `reviewed`, `opted_out`, `invalid`, `not_completed` | settled |
 //!
 //! Writers use [`dynamo::DynamoOrders::put_new`] and [`dynamo::DynamoOrders::complete`],
 //! which set the index attributes; they never overwrite an existing order with PutItem
