@@ -125,6 +125,8 @@ pub enum ClaimOutcome {
     TakenElsewhere,
     /// The subject no longer qualifies: the message is closed with this reason.
     Ineligible(&'static str),
+    /// Not tried: the run's deadline came first. The message stays in line.
+    NotStarted,
 }
 
 /// How a claimed message ends.
@@ -184,15 +186,22 @@ pub trait Outbox: Send + Sync {
     ) -> impl Future<Output = Result<ClaimOutcome, StoreError>> + Send;
 
     /// Claims up to [`CLAIM_BATCH`] messages under one claim: one answer each, in order.
-    /// By default one after the other, so each claim sees the ones before it (the caps).
+    /// By default one after the other, so each claim sees the ones before it (the caps);
+    /// none starts once `deadline` is reached, as each may take the SDK's whole retry
+    /// budget.
     fn claim_all(
         &self,
         messages: &[DueMessage],
         claim: &Claim,
+        deadline: Deadline,
     ) -> impl Future<Output = Vec<Result<ClaimOutcome, StoreError>>> + Send {
         async move {
             let mut answers = Vec::with_capacity(messages.len());
             for message in messages {
+                if deadline.reached() {
+                    answers.push(Ok(ClaimOutcome::NotStarted));
+                    continue;
+                }
                 answers.push(self.claim(message, claim).await);
             }
             answers
@@ -785,7 +794,7 @@ async fn claim_chunk<O: Outbox>(
         claim_id: format!("{}/{}", options.claim_id, crate::store::dynamo::claim_token()),
         claimed_at: clock.now(),
     };
-    let answers = outbox.claim_all(&messages, &claim).await;
+    let answers = outbox.claim_all(&messages, &claim, deadline).await;
     let answers = answers.into_iter().map(Some).chain(std::iter::repeat(None));
     let steps = messages.into_iter().zip(answers).map(|(message, answer)| {
         let claim = &claim;
@@ -818,6 +827,7 @@ async fn after_claim<O: Outbox>(
     match answer {
         Ok(ClaimOutcome::Claimed) => None,
         Ok(ClaimOutcome::TakenElsewhere) => Some(Outcome::Skipped("claimed_elsewhere")),
+        Ok(ClaimOutcome::NotStarted) => Some(Outcome::NotStarted),
         Ok(ClaimOutcome::Deferred(until)) => {
             // Held past the point where it makes sense: dropped, not sent late.
             if message.send_before.is_some_and(|before| until >= before) {

@@ -34,6 +34,7 @@ use crate::domain::consent::{ConsentChange, ConsentSource, OptOut};
 use crate::domain::phone::PhoneNumber;
 use crate::report::counters::{Counter, DailyCounters};
 use crate::runtime::clock::Clock;
+use crate::runtime::job::Deadline;
 use crate::store::StoreError;
 use crate::store::dynamo::{
     Item, batch_statement, claim_token, claimed, execute_batch, item_exists, n, rfc3339, s, store_error, string,
@@ -739,7 +740,9 @@ impl Outbox for DynamoOutbox {
     }
 
     async fn claim(&self, message: &DueMessage, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
-        let mut answers = self.claim_all(std::slice::from_ref(message), claim).await;
+        let mut answers = self
+            .claim_all(std::slice::from_ref(message), claim, Deadline::unbounded())
+            .await;
         answers
             .pop()
             .unwrap_or_else(|| Err(build_error(&self.messages_table, "no answer for the claim")))
@@ -750,11 +753,22 @@ impl Outbox for DynamoOutbox {
     /// customer or a subject go in the next one, after it. A cancelled transaction says
     /// which claim failed (`CancellationReasons`): those are answered, the others are sent
     /// again without them; a backend that gives no reasons gets one claim per transaction.
-    async fn claim_all(&self, messages: &[DueMessage], claim: &Claim) -> Vec<Result<ClaimOutcome, StoreError>> {
+    async fn claim_all(
+        &self,
+        messages: &[DueMessage],
+        claim: &Claim,
+        deadline: Deadline,
+    ) -> Vec<Result<ClaimOutcome, StoreError>> {
         let mut answers: Vec<Option<Result<ClaimOutcome, StoreError>>> = vec![None; messages.len()];
         let mut waiting: Vec<usize> = (0..messages.len()).collect();
         let mut one_per_transaction = false;
         while !waiting.is_empty() {
+            if deadline.reached() {
+                for index in waiting {
+                    answers[index] = Some(Ok(ClaimOutcome::NotStarted));
+                }
+                break;
+            }
             let mut group = ClaimGroup::default();
             let mut next = Vec::new();
             for index in waiting {

@@ -1937,7 +1937,7 @@ async fn claims_made_together_are_answered_each() {
         claimed_at: shop.now(),
     };
     let answers: Vec<ClaimOutcome> = outbox
-        .claim_all(&messages, &this_run)
+        .claim_all(&messages, &this_run, Deadline::unbounded())
         .await
         .into_iter()
         .map(Result::unwrap)

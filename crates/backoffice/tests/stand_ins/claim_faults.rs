@@ -75,7 +75,13 @@ async fn a_transaction_cancelled_without_reasons_is_tried_again_one_claim_at_a_t
         .then_output(|| TransactWriteItemsOutput::builder().build());
     let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&together, &alone]);
 
-    let answers = outbox(client).claim_all(&three_confirmations(), &claim()).await;
+    let answers = outbox(client)
+        .claim_all(
+            &three_confirmations(),
+            &claim(),
+            backoffice::runtime::job::Deadline::unbounded(),
+        )
+        .await;
 
     let answers: Vec<ClaimOutcome> = answers.into_iter().map(Result::unwrap).collect();
     assert_eq!(answers, vec![ClaimOutcome::Claimed; 3]);
@@ -105,7 +111,13 @@ async fn a_throttled_claim_fails_alone_and_the_others_are_claimed_without_it() {
         .then_output(|| TransactWriteItemsOutput::builder().build());
     let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&together, &without_it]);
 
-    let answers = outbox(client).claim_all(&three_confirmations(), &claim()).await;
+    let answers = outbox(client)
+        .claim_all(
+            &three_confirmations(),
+            &claim(),
+            backoffice::runtime::job::Deadline::unbounded(),
+        )
+        .await;
 
     assert_eq!(answers[0].as_ref().unwrap(), &ClaimOutcome::Claimed);
     let throttled = answers[1].as_ref().unwrap_err();

@@ -57,9 +57,23 @@ pub struct InMemoryOrders {
     orders: Mutex<BTreeMap<String, StoredOrder>>,
     reviews: Mutex<HashSet<String>>,
     consents: Mutex<HashMap<String, Consent>>,
+    /// How long each claim takes, in milliseconds (a throttled table).
+    claim_millis: std::sync::atomic::AtomicU64,
+    claims_tried: std::sync::atomic::AtomicU64,
 }
 
 impl InMemoryOrders {
+    /// How many claims were tried.
+    pub fn claims_tried(&self) -> u64 {
+        self.claims_tried.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Makes every claim take `each`, as through the SDK's retries of a throttled table.
+    pub fn slow_claims(&self, each: std::time::Duration) {
+        let millis = u64::try_from(each.as_millis()).unwrap_or(u64::MAX);
+        self.claim_millis.store(millis, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Sets a customer's consent.
     pub fn set_consent(&self, phone: &str, consent: Consent) {
         self.consents.lock().unwrap().insert(phone.into(), consent);
@@ -151,6 +165,11 @@ impl ReviewRequestStore for InMemoryOrders {
     }
 
     async fn claim(&self, order_id: &str, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        self.claims_tried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let takes = self.claim_millis.load(std::sync::atomic::Ordering::Relaxed);
+        if takes > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(takes)).await;
+        }
         let mut orders = self.orders.lock().unwrap();
         let Some(order) = orders.get_mut(order_id) else {
             return Ok(ClaimOutcome::TakenElsewhere);

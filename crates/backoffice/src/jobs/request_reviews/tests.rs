@@ -597,6 +597,39 @@ async fn claimed_orders_the_run_cannot_send_before_its_deadline_are_released() {
 }
 
 #[tokio::test]
+async fn no_claim_starts_past_the_deadline_even_within_one_batch_of_claims() {
+    let store = InMemoryOrders::default();
+    for i in 0..3 {
+        add(&store, &format!("order-{i}"), 7);
+    }
+    // Each claim takes 400 ms; 600 ms are left: the third is never tried.
+    store.slow_claims(Duration::from_millis(400));
+    let mut deps = deps(store, FakeMessenger::default());
+    deps.config.page_size = 100;
+
+    let response = run(
+        &deps,
+        &serde_json::json!({}),
+        Deadline::after(Duration::from_millis(600)),
+        "throttled",
+    )
+    .await
+    .unwrap();
+
+    assert!(response.report.more, "{response:?}");
+    assert_eq!(response.sent, 0, "{response:?}");
+    assert_eq!(
+        deps.store.claims_tried(),
+        2,
+        "the third claim would start past the deadline"
+    );
+    let statuses: Vec<_> = (0..3)
+        .filter_map(|i| deps.store.status_of(&format!("order-{i}")))
+        .collect();
+    assert_eq!(statuses, [RequestStatus::Pending; 3], "none left claimed");
+}
+
+#[tokio::test]
 async fn a_dry_run_counts_and_claims_nothing() {
     let store = InMemoryOrders::default();
     add(&store, "due", 7);
