@@ -276,6 +276,16 @@ impl Shop {
         process(&self.consumer, &batch(records)).await.0
     }
 
+    /// The shop's outbox, its calls going through `client` (one that loses answers).
+    fn outbox_on(&self, client: &aws_sdk_dynamodb::Client) -> DynamoOutbox {
+        DynamoOutbox::new(
+            client.clone(),
+            (&self.dispatcher.config.tables).into(),
+            kinds(),
+            self.clock.clone(),
+        )
+    }
+
     async fn dispatch(&self, run_id: &str) -> send_messages::SendMessagesResponse {
         match send_messages::run(&self.dispatcher, &json!({}), Deadline::unbounded(), run_id).await {
             Ok(response) => response,
@@ -760,22 +770,32 @@ async fn an_order_written_without_a_status_gets_its_confirmation() {
 
 #[tokio::test]
 async fn a_cart_reminder_released_by_a_twilio_outage_goes_out_at_the_next_run() {
+    released_reminder_goes_out_at_the_next_run("released-marketing", false).await;
+}
+
+#[tokio::test]
+async fn a_release_whose_answer_was_lost_still_gives_the_caps_back() {
+    released_reminder_goes_out_at_the_next_run("released-lost-answer", true).await;
+}
+
+/// Twilio is down for a run: the cart reminder is released, and, its answer lost once
+/// when `lose_release_answer`, goes out at the next run.
+async fn released_reminder_goes_out_at_the_next_run(label: &str, lose_release_answer: bool) {
     let twilio = MockServer::start().await;
     down_for_one_run(&twilio, Mock::given(method("POST"))).await;
     accepting_the_rest(&twilio, "SM0123456789abcdef0123456789abcdef").await;
-    let mut shop = Shop::build(
-        "released-marketing",
-        twilio,
-        QuietHours::never(paris()),
-        this_morning_in_paris(),
-    )
-    .await;
+    let mut shop = Shop::build(label, twilio, QuietHours::never(paris()), this_morning_in_paris()).await;
     shop.app_creates_cart("c-left", "+33612345671").await;
     shop.deliver().await;
     shop.advance(TimeDelta::minutes(61));
+    let lost = devstack::faults::LostAnswers::of("UpdateItem", u32::from(lose_release_answer));
+    let losing = shop.outbox_on(&lost.on(&shop.stack.client));
+    let steady = std::mem::replace(&mut shop.dispatcher.outbox, losing);
 
     let first = shop.dispatch("first").await;
+    assert_eq!(lost.left(), 0, "the release's answer was lost as asked");
     assert_eq!((first.sent, first.report.released), (0, 1), "{first:?}");
+    shop.dispatcher.outbox = steady;
     shop.advance(TimeDelta::minutes(1));
     // The claim's record of the reminder in the customer's caps was given back: the
     // reminder is not held back (and then dropped) by its own claim.
@@ -783,50 +803,6 @@ async fn a_cart_reminder_released_by_a_twilio_outage_goes_out_at_the_next_run() 
     assert_eq!(second.sent, 1, "{second:?}");
     let reminder = shop.message(Kind::AbandonedCart, "c-left").await.unwrap();
     assert_eq!(reminder.status, MessageStatus::Sent);
-    shop.stack.cleanup().await;
-}
-
-#[tokio::test]
-async fn a_release_whose_answer_was_lost_still_gives_the_caps_back() {
-    let twilio = MockServer::start().await;
-    down_for_one_run(&twilio, Mock::given(method("POST"))).await;
-    accepting_the_rest(&twilio, "SM0123456789abcdef0123456789abcdef").await;
-    let mut shop = Shop::build(
-        "released-lost-answer",
-        twilio,
-        QuietHours::never(paris()),
-        this_morning_in_paris(),
-    )
-    .await;
-    shop.app_creates_cart("c-lost", "+33612345673").await;
-    shop.deliver().await;
-    shop.advance(TimeDelta::minutes(61));
-    let lost = devstack::faults::LostAnswers::of("UpdateItem", 1);
-    let tables = OutboxTablesConfig {
-        messages: shop.stack.tables.messages.clone(),
-        orders: shop.stack.tables.orders.clone(),
-        carts: shop.stack.tables.carts.clone(),
-        reviews: shop.stack.tables.reviews.clone(),
-        consent: shop.stack.tables.consent.clone(),
-    };
-    let steady = std::mem::replace(
-        &mut shop.dispatcher.outbox,
-        DynamoOutbox::new(
-            lost.on(&shop.stack.client),
-            (&tables).into(),
-            kinds(),
-            shop.clock.clone(),
-        ),
-    );
-
-    let first = shop.dispatch("first").await;
-    assert_eq!(lost.left(), 0, "the release's answer was lost once");
-    assert_eq!((first.sent, first.report.released), (0, 1), "{first:?}");
-    shop.dispatcher.outbox = steady;
-    shop.advance(TimeDelta::minutes(1));
-
-    let second = shop.dispatch("second").await;
-    assert_eq!(second.sent, 1, "the release's retry gave the caps back: {second:?}");
     shop.stack.cleanup().await;
 }
 
@@ -848,19 +824,7 @@ async fn a_resolution_whose_answer_was_lost_reads_as_resolved_and_another_runs_d
     let parked = shop.dispatcher.outbox.parked().await.unwrap();
     assert_eq!(parked.len(), 1);
     let lost = devstack::faults::LostAnswers::of("UpdateItem", 1);
-    let tables = OutboxTablesConfig {
-        messages: shop.stack.tables.messages.clone(),
-        orders: shop.stack.tables.orders.clone(),
-        carts: shop.stack.tables.carts.clone(),
-        reviews: shop.stack.tables.reviews.clone(),
-        consent: shop.stack.tables.consent.clone(),
-    };
-    let losing = DynamoOutbox::new(
-        lost.on(&shop.stack.client),
-        (&tables).into(),
-        kinds(),
-        shop.clock.clone(),
-    );
+    let losing = shop.outbox_on(&lost.on(&shop.stack.client));
     let requeue = Resolution::Requeue {
         reason: "Twilio never had it".into(),
     };
@@ -1018,12 +982,7 @@ async fn two_parked_messages_of_one_order_are_left_for_a_person_when_twilio_has_
         &[("o-pair", "+33612345682")],
     )
     .await;
-    let outbox = DynamoOutbox::new(
-        shop.stack.client.clone(),
-        (&shop.dispatcher.config.tables).into(),
-        kinds(),
-        shop.clock.clone(),
-    );
+    let outbox = shop.outbox_on(&shop.stack.client);
     // Both messages of the order claimed at once, and both sends ended without an answer.
     let claim = Claim {
         claim_id: "run-1/00000001".into(),
@@ -1915,12 +1874,7 @@ async fn claims_made_together_are_answered_each() {
     // one claimed by another run.
     shop.app_updates_order("o-c2", &[("status", "cancelled".into())]).await;
     let counter = devstack::counter::RequestCounter::default();
-    let outbox = &DynamoOutbox::new(
-        counter.count(&shop.stack.client),
-        (&shop.dispatcher.config.tables).into(),
-        kinds(),
-        shop.clock.clone(),
-    );
+    let outbox = &shop.outbox_on(&counter.count(&shop.stack.client));
     let other_run = Claim {
         claim_id: "another-run".into(),
         claimed_at: shop.now(),
