@@ -46,7 +46,8 @@ impl ReplyConfig {
     /// `FORWARD_WEBHOOK_URL` (unset: nothing forwarded), `FORWARD_TIMEOUT_MS` (8000), `REPLY_WEBHOOK_URL` (unset),
     /// `REPLY_WINDOW_DAYS` (14), `ALERT_COOLDOWN_HOURS` (24), `ALERT_TOPIC_ARN` (unset:
     /// alerts are logged only),
-    /// `ADMIN_WHATSAPP_TO` and `ADMIN_ALERT_TEMPLATE_SID` (both or neither),
+    /// `ADMIN_WHATSAPP_TO` and `ADMIN_ALERT_TEMPLATE_SID` (WhatsApp alerts with both; the
+    /// template needs the number),
     /// `MESSAGES_TABLE` and `STATS_TABLE` (unset: statuses not recorded, nothing counted).
     pub fn from_env(env: &impl EnvSource) -> Result<Self, ConfigError> {
         let webhook_url = env.var("REPLY_WEBHOOK_URL").map(|url| url.trim().to_owned());
@@ -95,10 +96,11 @@ impl ReplyConfig {
                 ));
             }
         }
-        match (&admin_whatsapp_to, &admin_alert_template_sid) {
-            (Some(_), None) => return Err(ConfigError::Missing("ADMIN_ALERT_TEMPLATE_SID")),
-            (None, Some(_)) => return Err(ConfigError::Missing("ADMIN_WHATSAPP_TO")),
-            _ => {}
+        // The number alone is allowed: it may be there for the daily report only, and the
+        // webhook must never fail to start over it (every reply and STOP would be lost); the
+        // alerts then go by e-mail only. A template without a number has nowhere to go.
+        if let (None, Some(_)) = (&admin_whatsapp_to, &admin_alert_template_sid) {
+            return Err(ConfigError::Missing("ADMIN_WHATSAPP_TO"));
         }
         Ok(Self {
             orders_table: required_var(env, "ORDERS_TABLE")?,

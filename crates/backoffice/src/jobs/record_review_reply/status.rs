@@ -26,6 +26,8 @@ pub enum StatusRefusal {
     UnknownStatus,
     #[error("ErrorCode is not a number")]
     BadErrorCode,
+    #[error("the first parameter is not Twilio's AccountSid")]
+    NotFromTheAccount,
 }
 
 impl StatusRefusal {
@@ -35,6 +37,7 @@ impl StatusRefusal {
             Self::MissingSid => "missing MessageSid",
             Self::UnknownStatus => "unknown MessageStatus",
             Self::BadErrorCode => "invalid ErrorCode",
+            Self::NotFromTheAccount => "AccountSid missing or not first",
         }
     }
 }
@@ -52,6 +55,18 @@ pub fn reference(raw_query: &str) -> Option<Result<MessageId, StatusRefusal>> {
         .find(|(name, _)| name == STATUS_REFERENCE_PARAM)
         .map(|(_, value)| value.into_owned())?;
     Some(parse_key(&value).ok_or(StatusRefusal::BadReference))
+}
+
+/// Whether the signed parameters start, in the order they were signed, with Twilio's
+/// `AccountSid`. The signed text joins the URL and the parameters with nothing between
+/// them, so the query's last characters (the message reference) could otherwise be moved
+/// into a parameter of their own, or into the first one's name, keeping the signature of a
+/// genuine callback while aiming it at another message whose key is a prefix of its own.
+pub fn starts_with_the_account(params: &[(String, String)]) -> bool {
+    params
+        .iter()
+        .min()
+        .is_some_and(|(name, value)| name == "AccountSid" && crate::twilio::is_sid(value, "AC"))
 }
 
 /// Reads the callback's fields.

@@ -544,13 +544,22 @@ fn reads_its_settings() {
         .to_string();
         assert!(error.contains(name), "{error}");
     }
-    let half_admin = ReplyConfig::from_env(&env(&[
+    // The number alone (there for the daily report): the webhook starts, alerts by e-mail.
+    let number_only = ReplyConfig::from_env(&env(&[
         ("ORDERS_TABLE", "o"),
         ("REVIEWS_TABLE", "r"),
         ("CONSENT_TABLE", "c"),
         ("ADMIN_WHATSAPP_TO", "+33612345678"),
+    ]))
+    .unwrap();
+    assert_eq!(number_only.admin_alert_template_sid, None);
+    let template_only = ReplyConfig::from_env(&env(&[
+        ("ORDERS_TABLE", "o"),
+        ("REVIEWS_TABLE", "r"),
+        ("CONSENT_TABLE", "c"),
+        ("ADMIN_ALERT_TEMPLATE_SID", "HX0123456789abcdef0123456789abcdef"),
     ]));
-    assert_eq!(half_admin, Err(ConfigError::Missing("ADMIN_ALERT_TEMPLATE_SID")));
+    assert_eq!(template_only, Err(ConfigError::Missing("ADMIN_WHATSAPP_TO")));
 }
 
 /// The one EMF line the documents make, parsed back.
@@ -1007,12 +1016,18 @@ mod forwarding {
 }
 
 /// A status callback for `reference`, signed by Twilio for the URL with that query.
+/// A status callback for the message `reference`, signed by Twilio; with the account's
+/// `AccountSid`, as Twilio sends it, unless `params` has one.
 fn status_event(reference: &str, params: &[(&str, &str)]) -> FunctionUrlRequest {
     let validator = SignatureValidator::new(AuthToken::new(TOKEN));
     let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("message", reference)
         .finish();
-    signed_twilio_post(&validator, &format!("{URL}?{query}"), &owned(params)).unwrap()
+    let mut params = owned(params);
+    if !params.iter().any(|(name, _)| name == "AccountSid") {
+        params.push(("AccountSid".into(), crate::testing::TEST_ACCOUNT_SID.into()));
+    }
+    signed_twilio_post(&validator, &format!("{URL}?{query}"), &params).unwrap()
 }
 
 async fn status(deps: &ReplyDeps<MemoryReplies, RecordingAlerts>, sid: &str, status: &str) -> FunctionUrlResponse {
@@ -1061,6 +1076,7 @@ async fn an_undelivered_status_is_counted_with_its_error_code_once() {
     let deps = deps();
     deps.store.add_sent_message("payment_reminder#A-1", "SM9");
     let params = [
+        ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
         ("MessageSid", "SM9"),
         ("MessageStatus", "undelivered"),
         ("ErrorCode", "63016"),
@@ -1083,7 +1099,11 @@ async fn a_forged_or_re_aimed_status_callback_is_refused_and_records_nothing() {
     let deps = deps();
     deps.store.add_sent_message("payment_reminder#A-1", "SM9");
     deps.store.add_sent_message("payment_reminder#A-2", "SM8");
-    let params = [("MessageSid", "SM9"), ("MessageStatus", "read")];
+    let params = [
+        ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+        ("MessageSid", "SM9"),
+        ("MessageStatus", "read"),
+    ];
 
     let forger = SignatureValidator::new(AuthToken::new("not-the-token"));
     let forged = signed_twilio_post(
@@ -1099,8 +1119,29 @@ async fn a_forged_or_re_aimed_status_callback_is_refused_and_records_nothing() {
     re_aimed.raw_query_string = "message=payment_reminder%23A-2".into();
     assert_eq!(respond(&deps, &re_aimed).await.unwrap().status_code, 403);
 
+    // Its last character moved out of the query into a parameter of its own, or into the
+    // first one's name: the signed text, and so the signature, stay the same.
+    deps.store.add_sent_message("payment_reminder#A-", "SM7");
+    let genuine = status_event("payment_reminder#A-1", &params);
+    let signature = genuine.header(SIGNATURE_HEADER).unwrap().to_owned();
+    for shifted in [
+        vec![("1", ""), params[0], params[1], params[2]],
+        vec![("1AccountSid", params[0].1), params[1], params[2]],
+    ] {
+        assert_eq!(
+            deps.validator
+                .sign(&format!("{URL}?message=payment_reminder%23A-"), &owned(&shifted)),
+            signature,
+            "the signature still holds"
+        );
+        let mut event = event(&shifted, Some(&signature), false);
+        event.raw_query_string = "message=payment_reminder%23A-".into();
+        assert_eq!(respond(&deps, &event).await.unwrap().status_code, 400, "{shifted:?}");
+    }
+
     assert_eq!(deps.store.delivery_of("payment_reminder#A-1"), None);
     assert_eq!(deps.store.delivery_of("payment_reminder#A-2"), None);
+    assert_eq!(deps.store.delivery_of("payment_reminder#A-"), None);
     assert!(deps.store.counted().is_empty());
 }
 
