@@ -37,6 +37,9 @@ pub enum ShopEvent {
     },
 }
 
+/// The largest order total counted: 100 million in the shop's currency.
+pub const MAX_ORDER_TOTAL_CENTS: u64 = 10_000_000_000;
+
 /// An order record's event: its creation (no old image) only.
 pub fn order_events(old: Option<&Item>, new: &Item, at: DateTime<Utc>) -> Vec<ShopEvent> {
     let Some(order_id) = string(new, "orderId") else {
@@ -45,10 +48,13 @@ pub fn order_events(old: Option<&Item>, new: &Item, at: DateTime<Utc>) -> Vec<Sh
     if old.is_some() {
         return Vec::new();
     }
+    // A total no shop takes (a typo, a garbage write) counts as 0: added to the day's sum
+    // it would push it past what the counter holds, and the day's revenue would read 0.
     let total_cents = new
         .get("totalCents")
         .and_then(|value| value.as_n().ok())
         .and_then(|number| number.parse::<u64>().ok())
+        .filter(|cents| *cents <= MAX_ORDER_TOTAL_CENTS)
         .unwrap_or_default();
     vec![ShopEvent::OrderPlaced {
         order_id,
@@ -62,8 +68,16 @@ pub fn order_events(old: Option<&Item>, new: &Item, at: DateTime<Utc>) -> Vec<Sh
 /// an order, or turned into an order.
 pub fn cart_events(old: Option<&Item>, new: Option<&Item>, at: DateTime<Utc>) -> Vec<ShopEvent> {
     let ordered = |item: &Item| string(item, "orderId").is_some_and(|id| !id.is_empty());
+    // Removed once expired (TTL, the sweep): a cart the shop's app deleted while still live
+    // was not abandoned.
+    let expired = |item: &Item| {
+        item.get("expiresAt")
+            .and_then(|value| value.as_n().ok())
+            .and_then(|number| number.parse::<i64>().ok())
+            .is_some_and(|expires_at| expires_at <= at.timestamp())
+    };
     match (old, new) {
-        (Some(old), None) if !ordered(old) => string(old, "cartId")
+        (Some(old), None) if !ordered(old) && expired(old) => string(old, "cartId")
             .map(|cart_id| ShopEvent::CartAbandoned { cart_id, at })
             .into_iter()
             .collect(),
@@ -151,7 +165,7 @@ mod tests {
         pairs
             .iter()
             .map(|(k, v)| {
-                let value = if *k == "totalCents" {
+                let value = if *k == "totalCents" || *k == "expiresAt" {
                     AttributeValue::N((*v).into())
                 } else {
                     AttributeValue::S((*v).into())
@@ -182,6 +196,14 @@ mod tests {
             }]
         ));
         assert_eq!(order_events(Some(&order), &order, at()), []);
+        let absurd = item(&[("orderId", "o-3"), ("totalCents", "18446744073709551615")]);
+        assert!(
+            matches!(
+                order_events(None, &absurd, at()).as_slice(),
+                [ShopEvent::OrderPlaced { total_cents: 0, .. }]
+            ),
+            "a total no shop takes does not wipe the day's revenue"
+        );
         let without_total = item(&[("orderId", "o-2")]);
         assert!(matches!(
             order_events(None, &without_total, at()).as_slice(),
@@ -194,9 +216,16 @@ mod tests {
     }
 
     #[test]
-    fn a_cart_is_abandoned_when_removed_without_an_order_and_converted_when_it_gets_one() {
-        let cart = item(&[("cartId", "c-1")]);
-        let ordered = item(&[("cartId", "c-1"), ("orderId", "o-1")]);
+    fn a_cart_is_abandoned_when_removed_expired_without_an_order_and_converted_when_it_gets_one() {
+        let expired_at = (at().timestamp() - 60).to_string();
+        let cart = item(&[("cartId", "c-1"), ("expiresAt", &expired_at)]);
+        let ordered = item(&[("cartId", "c-1"), ("orderId", "o-1"), ("expiresAt", &expired_at)]);
+        let live = item(&[("cartId", "c-1"), ("expiresAt", &(at().timestamp() + 3600).to_string())]);
+        assert_eq!(
+            cart_events(Some(&live), None, at()),
+            [],
+            "a live cart the shop's app deleted was not abandoned"
+        );
         assert_eq!(
             cart_events(Some(&cart), None, at()),
             [ShopEvent::CartAbandoned {

@@ -1486,6 +1486,17 @@ async fn the_daily_report_holds_a_known_days_figures_and_goes_out_once_per_chann
     let reminders = shop.dispatch("cart reminders").await;
     assert_eq!(reminders.report.by_kind[&Kind::AbandonedCart].sent, 2, "{reminders:?}");
     shop.app_orders_cart("c-back", "o-2").await;
+    // c-left expires and TTL removes it (the stream's time is the emulator's own clock).
+    shop.stack
+        .client
+        .update_item()
+        .table_name(&shop.stack.tables.carts)
+        .key("cartId", s("c-left"))
+        .update_expression("SET expiresAt = :past")
+        .expression_attribute_values(":past", AttributeValue::N((Utc::now().timestamp() - 60).to_string()))
+        .send()
+        .await
+        .unwrap();
     shop.stack
         .client
         .delete_item()

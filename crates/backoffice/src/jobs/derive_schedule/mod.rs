@@ -136,6 +136,9 @@ pub async fn process<S: ScheduleStore>(
 /// end of year 9999, the last an RFC 3339 time can write.
 const PLAUSIBLE_CHANGE_TIMES: std::ops::RangeInclusive<i64> = 946_684_800..=253_402_300_799;
 
+/// The longest order or cart id a record may carry (bytes).
+const MAX_ID_BYTES: usize = 1024;
+
 /// What a record asks for: the derived attributes its item lacks, then the messages its
 /// change schedules. `Err`: the record cannot be used at all; the second part of `Ok`
 /// names what could not be derived or planned, while the rest still is.
@@ -150,6 +153,22 @@ fn derivations_of(
     // adding a delay to it could overflow the date type.
     if !(PLAUSIBLE_CHANGE_TIMES).contains(&changed_at.timestamp()) {
         return Err("implausible_change_time");
+    }
+    // Keys made from an id (`order_confirmation#<id>`, `event#order#<id>`) must stay
+    // under DynamoDB's 2048 bytes: a longer id could never be written, and its record
+    // would hold the shard until the retries ran out.
+    let image = if record.change.new_image.is_empty() {
+        &record.change.old_image
+    } else {
+        &record.change.new_image
+    };
+    let too_long = ["orderId", "cartId"].iter().any(|name| {
+        image
+            .get(*name)
+            .is_some_and(|value| matches!(value, serde_dynamo::AttributeValue::S(id) if id.len() > MAX_ID_BYTES))
+    });
+    if too_long {
+        return Err("id_too_long");
     }
     if record.event_name == "REMOVE" {
         let removed_cart =

@@ -209,3 +209,19 @@ async fn a_change_time_no_calendar_can_hold_is_refused_not_a_crash() {
     assert_eq!(report.unusable, BTreeMap::from([("implausible_change_time", 1)]));
     assert_eq!(report.derived, 1, "the next record is still derived");
 }
+
+#[tokio::test]
+async fn an_id_too_long_for_any_key_is_refused_and_the_batch_goes_on() {
+    let deps = deps(RecordingStore::default());
+    let long_id = "o".repeat(2000);
+    let batch = batch(vec![
+        record(ORDERS_ARN, "MODIFY", "1", completed_order(&long_id)),
+        record(CARTS_ARN, "INSERT", "2", new_cart()),
+    ]);
+
+    let (report, response) = process(&deps, &batch).await;
+
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(report.unusable, BTreeMap::from([("id_too_long", 1)]));
+    assert_eq!(report.derived, 1, "the next record is still derived");
+}
