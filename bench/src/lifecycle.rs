@@ -221,7 +221,6 @@ pub async fn bench_lifecycle(
         mixed_sent: mixed.sent,
         rate_ratio: Float(achieved / f64::from(mps)),
         requests_per_stream_record: Float(consumer_counter.total() as f64 / stream_records.max(1) as f64),
-        requests_per_sent: Float(dispatcher_counter.total() as f64 / (mixed.sent + delayed.sent).max(1) as f64),
         stream_records,
     })
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use bench::Failure;
-use bench::results::{Binary, Float, FunctionInit, Init, Machine, MeasuredBinaries, Results, results_table};
+use bench::results::{Binary, Float, FunctionInit, Init, Machine, MeasuredBinaries, Messages, Results, results_table};
 use chrono::Utc;
 use devstack::embedded::EmbeddedDynamo;
 
@@ -128,6 +128,7 @@ pub async fn run_all(options: &RunOptions) -> Result<(), Failure> {
     let results = Results {
         sweep,
         reviews,
+        messages: Some(Messages::of(&lifecycle)),
         lifecycle: Some(lifecycle),
         reconciliation: Some(reconciliation),
         report: Some(report),
