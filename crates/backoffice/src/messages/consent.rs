@@ -66,6 +66,17 @@ fn unreadable(item: &Item) -> bool {
         || (1..=MAX_SLOTS).any(|slot| number(&format!("marketing{slot}")))
 }
 
+/// Adds to `sets` the writes that record a marketing message at `:now` in `slots` slots:
+/// each slot moves one down, `marketing1` takes `:now`. `true` when they read `:zero`,
+/// which the caller must then define (DynamoDB refuses a value no expression uses).
+fn shift_marketing_slots(sets: &mut Vec<String>, slots: u32) -> bool {
+    for slot in (2..=slots).rev() {
+        sets.push(format!("marketing{slot} = if_not_exists(marketing{}, :zero)", slot - 1));
+    }
+    sets.push("marketing1 = :now".to_owned());
+    slots > 1
+}
+
 fn epoch_at(item: &Item, name: &str) -> Option<DateTime<Utc>> {
     item.get(name)
         .and_then(|v| v.as_n().ok())
@@ -220,11 +231,9 @@ impl DynamoConsents {
         ];
         let condition = if marketing {
             let slots = caps.per_week.clamp(1, MAX_SLOTS);
-            for slot in (2..=slots).rev() {
-                sets.push(format!("marketing{slot} = if_not_exists(marketing{}, :zero)", slot - 1));
+            if shift_marketing_slots(&mut sets, slots) {
+                values.push((":zero".to_owned(), n(0)));
             }
-            sets.push("marketing1 = :now".to_owned());
-            values.push((":zero".to_owned(), n(0)));
             values.push((":gapAgo".to_owned(), n((now - caps.gap).timestamp())));
             values.push((":weekAgo".to_owned(), n((now - WEEK).timestamp())));
             format!(
@@ -327,11 +336,9 @@ impl DynamoConsents {
             .key("phone", s(phone.as_str()));
         if marketing {
             let slots = caps.per_week.clamp(1, MAX_SLOTS);
-            for slot in (2..=slots).rev() {
-                sets.push(format!("marketing{slot} = if_not_exists(marketing{}, :zero)", slot - 1));
+            if shift_marketing_slots(&mut sets, slots) {
+                update = update.expression_attribute_values(":zero", n(0));
             }
-            sets.push("marketing1 = :now".to_owned());
-            update = update.expression_attribute_values(":zero", n(0));
         }
         update
             .update_expression(format!("SET {}", sets.join(", ")))

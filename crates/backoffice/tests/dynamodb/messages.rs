@@ -841,6 +841,33 @@ async fn a_resolution_whose_answer_was_lost_reads_as_resolved_and_another_runs_d
 }
 
 #[tokio::test]
+async fn one_marketing_message_a_week_is_claimed_recorded_and_given_back() {
+    use aws_sdk_dynamodb::types::TransactWriteItem;
+    use backoffice::messages::caps::Caps;
+    let stack = Stack::from_env("caps-one-a-week").await.unwrap();
+    let consents = DynamoConsents::new(stack.client.clone(), &stack.tables.consent);
+    let phone = PhoneNumber::parse("+33612345688").unwrap();
+    let caps = Caps {
+        per_week: 1,
+        ..Caps::default()
+    };
+    let at = this_morning_in_paris();
+
+    let claim = consents.claim_update(&phone, true, at, at, &caps).unwrap();
+    stack
+        .client
+        .transact_write_items()
+        .transact_items(TransactWriteItem::builder().update(claim).build())
+        .send()
+        .await
+        .expect("the claim's write is one DynamoDB accepts with a single slot");
+    assert!(consents.give_back(&phone, at, &caps).await.unwrap());
+    consents.record_sent(&phone, true, at, &caps).await.unwrap();
+    assert_eq!(consents.get(&phone).await.unwrap().marketing_sent, [at]);
+    stack.cleanup().await;
+}
+
+#[tokio::test]
 async fn caps_given_back_are_those_of_the_last_claim_only() {
     use backoffice::messages::caps::Caps;
     let stack = Stack::from_env("caps-give-back").await.unwrap();
