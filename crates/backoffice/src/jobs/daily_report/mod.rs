@@ -105,10 +105,7 @@ impl ReportSender for OwnerChannels {
             )
             .await
             .map_err(|error| DeliveryFailure {
-                may_have_been_delivered: matches!(
-                    error,
-                    aws_sdk_sns::error::SdkError::TimeoutError(_) | aws_sdk_sns::error::SdkError::ResponseError(_)
-                ),
+                may_have_been_delivered: crate::aws::may_have_published(&error),
                 reason: aws_sdk_sns::error::DisplayErrorContext(&error).to_string(),
             }),
             ("whatsapp", _, Some(twilio), Some((to, template_sid))) => {

@@ -106,10 +106,7 @@ impl NegativeReviewAlerts for ShopAlerts {
             match crate::aws::publish(client, topic_arn, &review.subject(), &review.message()).await {
                 Ok(_) => reached = true,
                 Err(error) => {
-                    reached |= matches!(
-                        error,
-                        aws_sdk_sns::error::SdkError::TimeoutError(_) | aws_sdk_sns::error::SdkError::ResponseError(_)
-                    );
+                    reached |= crate::aws::may_have_published(&error);
                     failures.push(format!("sns: {}", DisplayErrorContext(&error)));
                 }
             }
