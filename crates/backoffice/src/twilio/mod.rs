@@ -60,6 +60,11 @@ const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The query parameter of a status callback URL that names the message it is about.
 pub const STATUS_REFERENCE_PARAM: &str = "message";
 
+/// What ends every status callback URL, after the message's reference. Twilio signs the URL
+/// and the parameters joined with nothing between them: ending on a fixed text, the URL
+/// cannot lose its last characters to the parameters (nor take theirs) unnoticed.
+pub const STATUS_URL_END: &str = "end=1";
+
 /// The message Twilio created, from its reply.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct SentMessage {
@@ -257,6 +262,8 @@ impl TwilioClient {
     pub fn status_callback(&self, reference: &str) -> Option<String> {
         let mut url = self.inner.config.status_callback_url.clone()?;
         url.query_pairs_mut().append_pair(STATUS_REFERENCE_PARAM, reference);
+        let (name, value) = STATUS_URL_END.split_once('=').unwrap_or((STATUS_URL_END, ""));
+        url.query_pairs_mut().append_pair(name, value);
         Some(url.into())
     }
 
@@ -401,7 +408,7 @@ mod tests {
             .map(|(_, v)| v.as_str());
         assert_eq!(
             callback,
-            Some("https://hooks.example/twilio?v=1&message=order_confirmation%23A+1")
+            Some("https://hooks.example/twilio?v=1&message=order_confirmation%23A+1&end=1")
         );
         let untracked = client.form_fields(&to, &MessageContent::Body("Hi".into()), None);
         assert!(untracked.iter().all(|(name, _)| *name != "StatusCallback"));

@@ -244,8 +244,8 @@ async fn delivery_status<S: ReplyStore, A: NegativeReviewAlerts>(
         Some(Err(refusal)) => return Ok(refuse(summary, refusal)),
         Some(Ok(id)) => id,
     };
-    if !status::starts_with_the_account(params) {
-        return Ok(refuse(summary, status::StatusRefusal::NotFromTheAccount));
+    if !status::split_as_signed(&request.raw_query_string, params) {
+        return Ok(refuse(summary, status::StatusRefusal::NotAsSigned));
     }
     let update = match status::read_update(id, params, deps.clock.now()) {
         Ok(update) => update,

@@ -13,7 +13,7 @@ use crate::messages::engine::MessageId;
 use crate::messages::outbox::parse_key;
 use crate::report::counters::Counter;
 use crate::store::StoreError;
-use crate::twilio::STATUS_REFERENCE_PARAM;
+use crate::twilio::{STATUS_REFERENCE_PARAM, STATUS_URL_END};
 
 /// Why a signed status callback cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -26,8 +26,8 @@ pub enum StatusRefusal {
     UnknownStatus,
     #[error("ErrorCode is not a number")]
     BadErrorCode,
-    #[error("the first parameter is not Twilio's AccountSid")]
-    NotFromTheAccount,
+    #[error("the URL and parameters are not split as Twilio signed them")]
+    NotAsSigned,
 }
 
 impl StatusRefusal {
@@ -37,7 +37,7 @@ impl StatusRefusal {
             Self::MissingSid => "missing MessageSid",
             Self::UnknownStatus => "unknown MessageStatus",
             Self::BadErrorCode => "invalid ErrorCode",
-            Self::NotFromTheAccount => "AccountSid missing or not first",
+            Self::NotAsSigned => "URL end or AccountSid not as Twilio sends them",
         }
     }
 }
@@ -57,16 +57,20 @@ pub fn reference(raw_query: &str) -> Option<Result<MessageId, StatusRefusal>> {
     Some(parse_key(&value).ok_or(StatusRefusal::BadReference))
 }
 
-/// Whether the signed parameters start, in the order they were signed, with Twilio's
-/// `AccountSid`. The signed text joins the URL and the parameters with nothing between
-/// them, so the query's last characters (the message reference) could otherwise be moved
-/// into a parameter of their own, or into the first one's name, keeping the signature of a
-/// genuine callback while aiming it at another message whose key is a prefix of its own.
-pub fn starts_with_the_account(params: &[(String, String)]) -> bool {
-    params
+/// Whether the URL and the parameters of a signed callback are the ones Twilio signed, not
+/// the same signed text split anew. Twilio joins them with nothing between, so the query's
+/// last characters (the message reference, in a URL made before [`STATUS_URL_END`]) could
+/// be moved into a parameter of their own, or into the first one's name, keeping the
+/// signature of a genuine callback while aiming it at another message whose key is a
+/// prefix of its own. A URL ending on [`STATUS_URL_END`] cannot be split anew unnoticed; an
+/// older one must be followed by Twilio's `AccountSid`, first in signed order.
+pub fn split_as_signed(raw_query: &str, params: &[(String, String)]) -> bool {
+    let ends_as_made = raw_query.ends_with(&format!("&{STATUS_URL_END}"));
+    let account_first = params
         .iter()
         .min()
-        .is_some_and(|(name, value)| name == "AccountSid" && crate::twilio::is_sid(value, "AC"))
+        .is_some_and(|(name, value)| name == "AccountSid" && crate::twilio::is_sid(value, "AC"));
+    ends_as_made || account_first
 }
 
 /// Reads the callback's fields.

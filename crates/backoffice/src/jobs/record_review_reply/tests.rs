@@ -1015,7 +1015,6 @@ mod forwarding {
     }
 }
 
-/// A status callback for `reference`, signed by Twilio for the URL with that query.
 /// A status callback for the message `reference`, signed by Twilio; with the account's
 /// `AccountSid`, as Twilio sends it, unless `params` has one.
 fn status_event(reference: &str, params: &[(&str, &str)]) -> FunctionUrlRequest {
@@ -1143,6 +1142,29 @@ async fn a_forged_or_re_aimed_status_callback_is_refused_and_records_nothing() {
     assert_eq!(deps.store.delivery_of("payment_reminder#A-2"), None);
     assert_eq!(deps.store.delivery_of("payment_reminder#A-"), None);
     assert!(deps.store.counted().is_empty());
+}
+
+#[tokio::test]
+async fn a_callback_url_ending_as_made_is_read_whatever_parameters_twilio_adds_and_one_split_anew_is_not() {
+    let deps = deps();
+    deps.store.add_sent_message("payment_reminder#A-1", "SM9");
+    let url = format!("{URL}?message=payment_reminder%23A-1&end=1");
+    // No AccountSid, and a name sorting before it: a parameter Twilio may add some day.
+    let params = [("A2PCampaign", "x"), ("MessageSid", "SM9"), ("MessageStatus", "read")];
+    let callback = signed_twilio_post(&deps.validator, &url, &owned(&params)).unwrap();
+
+    assert_eq!(respond(&deps, &callback).await.unwrap().status_code, 200);
+    assert_eq!(
+        deps.store.delivery_of("payment_reminder#A-1"),
+        Some(crate::messages::delivery::DeliveryStatus::Read)
+    );
+
+    // The URL's last character moved into a parameter of its own: same signed text.
+    let signature = callback.header(SIGNATURE_HEADER).unwrap().to_owned();
+    let shifted = [("1A2PCampaign", "x"), ("MessageSid", "SM9"), ("MessageStatus", "read")];
+    let mut split_anew = event(&shifted, Some(&signature), false);
+    split_anew.raw_query_string = "message=payment_reminder%23A-1&end=".into();
+    assert_eq!(respond(&deps, &split_anew).await.unwrap().status_code, 400);
 }
 
 #[tokio::test]
