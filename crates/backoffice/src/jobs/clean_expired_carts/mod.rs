@@ -81,14 +81,7 @@ pub async fn run<S: CartStore>(
         dry_run: request.dry_run,
     };
     // Deletes are conditional on `expiresAt <= as_of`: a past `as_of` deletes only what
-    // was due then, and nothing the sweep stores carries a time. A manual `now` may run a
-    // little ahead of the real clock (a laptop's skew); a delete never goes by a time that
-    // has not come, so the real clock stands in for it (a dry run previews as asked).
-    let as_of = if !request.dry_run && as_of.now() > deps.clock.now() {
-        deps.clock.clone()
-    } else {
-        as_of
-    };
+    // was due then, and nothing the sweep stores carries a time.
     let outcome = sweep(&deps.store, as_of.as_ref(), deadline, &options).await;
     let (report, abort) = report_of(outcome);
     let response = SweepResponse {
