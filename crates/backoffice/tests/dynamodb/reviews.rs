@@ -504,3 +504,43 @@ async fn a_claim_whose_answer_was_lost_is_known_as_its_own_and_no_other_claim_is
     }
     f.stack.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_release_whose_answer_was_lost_is_done_and_puts_the_order_back_in_line() {
+    use backoffice::jobs::request_reviews::store::{Claim, Settlement};
+    let f = fixture("reviews-lost-release").await;
+    let now = utc(NOW);
+    put_completed_order(&f.orders, "released", &phone(2), None, now - TimeDelta::days(7))
+        .await
+        .unwrap();
+    let claim = Claim {
+        claim_id: "run-1/0003".into(),
+        claimed_at: now,
+    };
+    assert_eq!(f.orders.claim("released", &claim).await.unwrap(), ClaimOutcome::Claimed);
+    let lost = LostAnswers::of("UpdateItem", 1);
+    let losing = DynamoOrders::new(
+        lost.on(&f.stack.client),
+        &f.stack.tables.orders,
+        &f.stack.tables.reviews,
+    );
+    let release = Settlement::Released {
+        reason: "Twilio 429".into(),
+    };
+
+    losing
+        .settle("released", &claim, &release)
+        .await
+        .expect("the SDK's retry finds the release done by its first attempt");
+    assert_eq!(lost.left(), 0, "the answer was lost once");
+
+    // Back in line: the next run claims it.
+    let next = Claim {
+        claim_id: "run-2/0001".into(),
+        claimed_at: now + TimeDelta::minutes(1),
+    };
+    assert_eq!(f.orders.claim("released", &next).await.unwrap(), ClaimOutcome::Claimed);
+    // A late retry of the first run's release does not undo the new claim.
+    assert!(f.orders.settle("released", &claim, &release).await.is_err());
+    f.stack.cleanup().await;
+}

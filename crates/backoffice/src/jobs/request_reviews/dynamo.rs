@@ -91,13 +91,25 @@ impl DynamoOrders {
         expression: &str,
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<(), StoreError> {
+        self.update_under(order_id, claim, "reviewClaimId = :claimId", expression, values)
+            .await
+    }
+
+    async fn update_under(
+        &self,
+        order_id: &str,
+        claim: &Claim,
+        condition: &str,
+        expression: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<(), StoreError> {
         let mut update = self
             .client
             .update_item()
             .table_name(&self.orders_table)
             .key("orderId", s(order_id))
             .update_expression(expression)
-            .condition_expression("reviewClaimId = :claimId")
+            .condition_expression(condition)
             .expression_attribute_values(":claimId", s(&claim.claim_id));
         for (name, value) in values {
             update = update.expression_attribute_values(name, value);
@@ -321,11 +333,15 @@ impl ReviewRequestStore for DynamoOrders {
                 .await
             }
             Settlement::Released { reason } => {
-                self.update_claimed(
+                // Still under the claim, or released by it and neither claimed nor closed
+                // since: how the SDK's retry of a release whose answer was lost finds it.
+                self.update_under(
                     order_id,
                     claim,
-                    "SET reviewRequestStatus = :pending, reviewPendingShard = :shard, reviewLastError = :reason \
-                     REMOVE reviewClaimId, reviewClaimedAt",
+                    "reviewClaimId = :claimId OR (attribute_not_exists(reviewClaimId) \
+                     AND reviewReleasedClaimId = :claimId AND reviewRequestStatus = :pending)",
+                    "SET reviewRequestStatus = :pending, reviewPendingShard = :shard, reviewLastError = :reason, \
+                     reviewReleasedClaimId = :claimId REMOVE reviewClaimId, reviewClaimedAt",
                     vec![
                         (":pending", s(RequestStatus::Pending.as_str())),
                         (":shard", s(shard_of(order_id))),

@@ -602,15 +602,16 @@ async fn no_claim_starts_past_the_deadline_even_within_one_batch_of_claims() {
     for i in 0..3 {
         add(&store, &format!("order-{i}"), 7);
     }
-    // Each claim takes 400 ms; 600 ms are left: the third is never tried.
-    store.slow_claims(Duration::from_millis(400));
+    // Each claim takes 1 s; 1.5 s are left: the second starts in time (half a second to
+    // spare for a loaded machine), the third would not, and is never tried.
+    store.slow_claims(Duration::from_millis(1000));
     let mut deps = deps(store, FakeMessenger::default());
     deps.config.page_size = 100;
 
     let response = run(
         &deps,
         &serde_json::json!({}),
-        Deadline::after(Duration::from_millis(600)),
+        Deadline::after(Duration::from_millis(1500)),
         "throttled",
     )
     .await
