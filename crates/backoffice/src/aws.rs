@@ -110,6 +110,16 @@ pub fn may_have_published(error: &aws_sdk_sns::error::SdkError<aws_sdk_sns::oper
 /// Attempts of [`publish`] when SNS throttles.
 const PUBLISH_ATTEMPTS: u32 = 3;
 
+/// The codes of a publish refused before anything was published: SNS's own throttling,
+/// and the topic's KMS key throttled.
+const PUBLISH_THROTTLED: [&str; 5] = [
+    "Throttling",
+    "Throttled",
+    "ThrottlingException",
+    "KMSThrottling",
+    "KMSThrottlingException",
+];
+
 /// Publishes once. Throttling, which SNS answers before publishing anything, is retried
 /// with a short backoff; any other failure comes back at once, so the caller decides.
 pub async fn publish(
@@ -134,7 +144,7 @@ pub async fn publish(
                     && error
                         .as_service_error()
                         .and_then(|e| e.code())
-                        .is_some_and(|code| matches!(code, "Throttling" | "Throttled" | "ThrottlingException")) =>
+                        .is_some_and(|code| PUBLISH_THROTTLED.contains(&code)) =>
             {
                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
                 attempt += 1;
@@ -242,37 +252,40 @@ mod tests {
 
     #[tokio::test]
     async fn a_throttled_publish_is_tried_again_and_goes_out_once() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .respond_with(
-                ResponseTemplate::new(400)
-                    .insert_header("content-type", "text/xml")
-                    .set_body_string(
-                        "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
-                 <Message>Rate exceeded</Message></Error><RequestId>r-1</RequestId></ErrorResponse>",
-                    ),
-            )
-            .up_to_n_times(1)
-            .with_priority(1)
-            .mount(&server)
-            .await;
-        Mock::given(method("POST"))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .insert_header("content-type", "text/xml")
-                    .set_body_string(
-                        "<PublishResponse><PublishResult><MessageId>m-1</MessageId></PublishResult>\
-                 <ResponseMetadata><RequestId>r-2</RequestId></ResponseMetadata></PublishResponse>",
-                    ),
-            )
-            .mount(&server)
-            .await;
-        let client = sns_client(&sdk_config(&server.uri(), ""));
+        // SNS's own throttling, and the topic's KMS key throttled: nothing was published.
+        for code in ["Throttling", "KMSThrottling"] {
+            let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .respond_with(
+                    ResponseTemplate::new(400)
+                        .insert_header("content-type", "text/xml")
+                        .set_body_string(format!(
+                            "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>\
+                             <Message>Rate exceeded</Message></Error><RequestId>r-1</RequestId></ErrorResponse>"
+                        )),
+                )
+                .up_to_n_times(1)
+                .with_priority(1)
+                .mount(&server)
+                .await;
+            Mock::given(method("POST"))
+                .respond_with(
+                    ResponseTemplate::new(200)
+                        .insert_header("content-type", "text/xml")
+                        .set_body_string(
+                            "<PublishResponse><PublishResult><MessageId>m-1</MessageId></PublishResult>\
+                             <ResponseMetadata><RequestId>r-2</RequestId></ResponseMetadata></PublishResponse>",
+                        ),
+                )
+                .mount(&server)
+                .await;
+            let client = sns_client(&sdk_config(&server.uri(), ""));
 
-        let published = publish(&client, "arn:aws:sns:eu-west-3:123456789012:report", "Report", "report").await;
+            let published = publish(&client, "arn:aws:sns:eu-west-3:123456789012:report", "Report", "report").await;
 
-        assert!(published.is_ok(), "{published:?}");
-        assert_eq!(server.received_requests().await.map(|r| r.len()), Some(2));
+            assert!(published.is_ok(), "{code}: {published:?}");
+            assert_eq!(server.received_requests().await.map(|r| r.len()), Some(2), "{code}");
+        }
     }
 
     #[tokio::test]
