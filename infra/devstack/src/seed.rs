@@ -62,6 +62,16 @@ async fn put_item_as_given(client: &Client, table: &str, item: HashMap<String, A
         .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
 }
 
+/// An item written exactly as given: what a person editing the table by hand, or a buggy
+/// writer, leaves.
+pub async fn put_item(client: &Client, table: &str, attributes: &[(&str, AttributeValue)]) -> Result<(), String> {
+    let item = attributes
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.clone()))
+        .collect();
+    put_item_as_given(client, table, item).await
+}
+
 /// Writes a cart item exactly as given (plus its key and, unless given, its shard).
 pub async fn put_raw_cart(
     client: &Client,

@@ -15,14 +15,14 @@
 //! in does not get the old order's reminders (a new order starts fresh).
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Update};
 use chrono::{DateTime, Utc};
 
 use super::caps::{Caps, WEEK};
 use crate::domain::consent::{ConsentChange, ConsentSource, OptOut};
 use crate::domain::phone::PhoneNumber;
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, claim_token, claimed, n, rfc3339, s, store_error, string, written};
+use crate::store::dynamo::{Item, claim_token, n, number, rfc3339, s, send_claim, store_error, string, written};
 
 /// The most marketing sends a customer item remembers (`MARKETING_PER_WEEK` at most).
 const MAX_SLOTS: u32 = 20;
@@ -51,19 +51,16 @@ pub struct Consent {
 
 /// Whether an attribute the claims' conditions compare holds what they compare it with.
 fn unreadable(item: &Item) -> bool {
-    let number = |name: &str| {
-        item.get(name)
-            .is_some_and(|v| !v.as_n().is_ok_and(|n| n.parse::<i64>().is_ok()))
-    };
-    let text = |name: &str| item.get(name).is_some_and(|v| !v.is_s());
+    let not_a_number = |name: &str| item.get(name).is_some() && number::<i64>(item, name).is_none();
+    let not_a_string = |name: &str| item.get(name).is_some() && string(item, name).is_none();
     let opt_out = item
         .get("optOut")
         .is_some_and(|v| !v.as_s().is_ok_and(|value| value.parse::<OptOut>().is_ok()));
     opt_out
-        || text("optOutAllAt")
-        || text("optOutMarketingAt")
-        || number("lastSentAt")
-        || (1..=MAX_SLOTS).any(|slot| number(&format!("marketing{slot}")))
+        || not_a_string("optOutAllAt")
+        || not_a_string("optOutMarketingAt")
+        || not_a_number("lastSentAt")
+        || (1..=MAX_SLOTS).any(|slot| not_a_number(&format!("marketing{slot}")))
 }
 
 /// Adds to `sets` the writes that record a marketing message at `:now` in `slots` slots:
@@ -78,9 +75,7 @@ fn shift_marketing_slots(sets: &mut Vec<String>, slots: u32) -> bool {
 }
 
 fn epoch_at(item: &Item, name: &str) -> Option<DateTime<Utc>> {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|n| n.parse::<i64>().ok())
+    number::<i64>(item, name)
         .filter(|seconds| *seconds > 0)
         .and_then(|seconds| DateTime::from_timestamp(seconds, 0))
 }
@@ -186,15 +181,7 @@ impl DynamoConsents {
             update = update.expression_attribute_values(name, value);
         }
         match message_sid {
-            Some(_) => claimed(
-                update
-                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                    .send()
-                    .await,
-                &self.table,
-                "consentWrite",
-                &token,
-            ),
+            Some(_) => send_claim(update, &self.table, "consentWrite", &token).await,
             None => written(update.send().await, "UpdateItem", &self.table),
         }
     }

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use super::kind::Kind;
-use crate::store::dynamo::{Item, n, s, string};
+use crate::store::dynamo::{Item, n, number, s, string};
 
 /// A condition on the subject's item, for a `ConditionCheck`.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,10 +73,7 @@ pub fn why_not(kind: Kind, subject: Option<&Item>, has_review: bool, now: DateTi
         if item.contains_key("orderId") {
             return Some("converted");
         }
-        let expires_at = item
-            .get("expiresAt")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse::<i64>().ok());
+        let expires_at = number::<i64>(item, "expiresAt");
         return match expires_at {
             Some(at) if at > now.timestamp() => None,
             _ => Some("expired"),

@@ -7,16 +7,14 @@
 //! | `kind`, `subjectId`, `customerPhone`, `customerName` | copied from the subject when scheduled |
 //! | `dueAt`, `sendBefore` | epoch seconds; `dueAt` is `due-index`'s range key |
 //! | `status` | `pending`, `sending`, `sent`, `failed`, `unknown` or `skipped` |
-//! | `dueShard` | `due-index`'s hash key: `00`..`15` while pending, `sending` while claimed, `reconcile` when unknown, `reconcile-by-hand` when reconciliation cannot decide; removed once settled |
+//! | `dueShard` | `due-index`'s hash key: `00`..`15` while pending, `sending` while send_claim, `reconcile` when unknown, `reconcile-by-hand` when reconciliation cannot decide; removed once settled |
 //! | `claimId`, `claimedAt`, `attempts`, `messageSid`, `sentAt`, `lastError`, `skipReason` | the engine's record |
 //! | `expiresAt` | TTL: 90 days after `sendBefore` |
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem, Update};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +35,7 @@ use crate::runtime::clock::Clock;
 use crate::runtime::job::Deadline;
 use crate::store::StoreError;
 use crate::store::dynamo::{
-    Item, batch_statement, claim_token, claimed, execute_batch, item_exists, n, rfc3339, s, store_error, string,
+    Item, batch_statement, claim_token, execute_batch, item_exists, n, rfc3339, s, send_claim, store_error, string,
     written,
 };
 use crate::store::partition::Partition;
@@ -54,8 +52,9 @@ const RECONCILE_BY_HAND: &str = "reconcile-by-hand";
 const STILL_CLAIMED: &str = "claimId = :claimId";
 
 /// A release's condition: still under the run's claim, or already released by it and
-/// neither claimed nor closed since, which is how the SDK's retry of a release whose answer was lost finds
-/// it. Without it the retry would fail and the claim's caps never be given back.
+/// neither claimed nor closed since, which is how the SDK's retry of a release whose
+/// answer was lost finds it. Without it the retry would fail and the claim's caps never be
+/// given back.
 const CLAIMED_OR_RELEASED_BY_IT: &str =
     "claimId = :claimId OR (attribute_not_exists(claimId) AND releasedClaimId = :claimId AND #st = :pending)";
 /// How long a settled message is kept for the record.
@@ -490,7 +489,6 @@ impl DynamoOutbox {
         }
     }
 
-    /// Whether `kind` is a marketing message (the review request always is).
     /// A marketing message back in line gives back the caps its claim took, or it would be
     /// held back by its own claim (and dropped if that outlasts its `sendBefore`).
     async fn give_back_caps(
@@ -505,6 +503,7 @@ impl DynamoOutbox {
         Ok(())
     }
 
+    /// Whether `kind` is a marketing message (the review request always is).
     fn is_marketing(&self, kind: Kind) -> bool {
         self.kinds.get(kind).map_or(kind == Kind::ReviewRequest, |settings| {
             settings.category == Category::Marketing
@@ -1108,16 +1107,8 @@ impl Outbox for DynamoOutbox {
                 .expression_attribute_values(":byHand", s(RECONCILE_BY_HAND))
                 .expression_attribute_values(":reason", s(format!("reconciliation cannot decide: {reason}"))),
         };
-        let resolved = claimed(
-            update
-                .expression_attribute_values(":token", s(&token))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                .send()
-                .await,
-            &self.messages_table,
-            "reconcileToken",
-            &token,
-        )?;
+        let update = update.expression_attribute_values(":token", s(&token));
+        let resolved = send_claim(update, &self.messages_table, "reconcileToken", &token).await?;
         if let (true, Resolution::Requeue { .. }, Some(phone), Some(claimed_at)) =
             (resolved, resolution, &parked.customer_phone, parked.claimed_at)
         {

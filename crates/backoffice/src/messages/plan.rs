@@ -10,7 +10,7 @@ use super::engine::MessageId;
 use super::kind::{Kind, KindsConfig};
 use super::quiet::QuietHours;
 use crate::domain::phone::PhoneNumber;
-use crate::store::dynamo::{Item, string};
+use crate::store::dynamo::{Item, number, string};
 
 /// How late a message may still go out; later it is closed as `too_old`: an order
 /// confirmation a day late reads as a bug, not as service.
@@ -218,11 +218,7 @@ pub fn plan_cart(
         Kind::AbandonedCart,
         touched + TimeDelta::from_std(settings.delay).unwrap_or(TimeDelta::MAX),
     );
-    let expires_at = new
-        .get("expiresAt")
-        .and_then(|v| v.as_n().ok())
-        .and_then(|n| n.parse::<i64>().ok())
-        .and_then(|epoch| DateTime::from_timestamp(epoch, 0));
+    let expires_at = number::<i64>(new, "expiresAt").and_then(|epoch| DateTime::from_timestamp(epoch, 0));
     let send_before = expires_at.map_or(due_at + SEND_WITHIN, |expiry| expiry.min(due_at + SEND_WITHIN));
     if due_at >= send_before {
         // Idle long enough only after it expires: no reminder.

@@ -28,7 +28,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
-use super::engine::{MessageId, Messenger, Outbox};
+use super::engine::{MessageId, Messenger, Outbox, Siblings};
 use crate::domain::phone::PhoneNumber;
 use crate::runtime::clock::Clock;
 use crate::runtime::job::Deadline;
@@ -237,21 +237,21 @@ pub async fn reconcile<O: Outbox, M: Messenger>(
                     // What Twilio sent under a SID another message of the same order or
                     // cart holds is that message, not this one (a ready-for-pickup sent
                     // minutes after a confirmation that never reached Twilio).
-                    let siblings = match outbox.siblings(&parked).await {
-                        Ok(siblings) => siblings,
+                    match outbox.siblings(&parked).await {
                         Err(error) => {
                             tracing::warn!(function, message_id = %parked.id, %error, "reconciliation: the other messages of the subject cannot be read, left parked");
                             report.undecided("store_error");
                             continue;
                         }
-                    };
-                    match siblings.unreadable {
                         // One that will read the same next time: for a person.
-                        Some(unreadable) => {
+                        Ok(Siblings {
+                            unreadable: Some(unreadable),
+                            ..
+                        }) => {
                             tracing::warn!(function, message_id = %parked.id, error = %unreadable, "reconciliation: another message of the subject is unreadable");
                             by_hand("unreadable_sibling")
                         }
-                        None => {
+                        Ok(siblings) => {
                             let listed: Vec<_> = list
                                 .messages
                                 .into_iter()

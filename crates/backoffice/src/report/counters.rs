@@ -11,14 +11,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeDelta, Utc};
 use jiff::tz::TimeZone;
 
 use crate::messages::kind::Kind;
 use crate::runtime::config::{ConfigError, EnvSource, shop_timezone};
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, claim_token, claimed, n, rfc3339, s, store_error, written};
+use crate::store::dynamo::{Item, claim_token, n, rfc3339, s, send_claim, store_error, written};
 
 /// How long a day's counters are kept.
 const DAY_KEPT_FOR: TimeDelta = TimeDelta::days(400);
@@ -211,7 +211,7 @@ impl DailyCounters {
         // order for the staleness test, the token tells this claim from any other.
         let claim = format!("{}#{}", rfc3339(at), claim_token());
         let claim_attribute = format!("reportClaim.{channel}");
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -222,11 +222,8 @@ impl DailyCounters {
             .expression_attribute_names("#claim", &claim_attribute)
             .expression_attribute_values(":at", s(&claim))
             .expression_attribute_values(":stale", s(rfc3339(at - REPORT_CLAIM_STALE_AFTER)))
-            .expression_attribute_values(":expires", n((at + DAY_KEPT_FOR).timestamp()))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        claimed(result, &self.table, &claim_attribute, &claim)
+            .expression_attribute_values(":expires", n((at + DAY_KEPT_FOR).timestamp()));
+        send_claim(update, &self.table, &claim_attribute, &claim).await
     }
 
     /// Records how the claimed report ended: sent (kept, so it never goes out twice), or

@@ -16,7 +16,7 @@ use crate::messages::engine::MessageId;
 use crate::messages::kind::Kind;
 use crate::messages::outbox::{DynamoOutbox, MessageStatus};
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, string};
+use crate::store::dynamo::{Item, number, string};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShopEvent {
@@ -50,10 +50,7 @@ pub fn order_events(old: Option<&Item>, new: &Item, at: DateTime<Utc>) -> Vec<Sh
     }
     // A total no shop takes (a typo, a garbage write) counts as 0: added to the day's sum
     // it would push it past what the counter holds, and the day's revenue would read 0.
-    let total_cents = new
-        .get("totalCents")
-        .and_then(|value| value.as_n().ok())
-        .and_then(|number| number.parse::<u64>().ok())
+    let total_cents = number::<u64>(new, "totalCents")
         .filter(|cents| *cents <= MAX_ORDER_TOTAL_CENTS)
         .unwrap_or_default();
     vec![ShopEvent::OrderPlaced {
@@ -70,12 +67,7 @@ pub fn cart_events(old: Option<&Item>, new: Option<&Item>, at: DateTime<Utc>) ->
     let ordered = |item: &Item| string(item, "orderId").is_some_and(|id| !id.is_empty());
     // Removed once expired (TTL, the sweep): a cart the shop's app deleted while still live
     // was not abandoned.
-    let expired = |item: &Item| {
-        item.get("expiresAt")
-            .and_then(|value| value.as_n().ok())
-            .and_then(|number| number.parse::<i64>().ok())
-            .is_some_and(|expires_at| expires_at <= at.timestamp())
-    };
+    let expired = |item: &Item| number::<i64>(item, "expiresAt").is_some_and(|expires_at| expires_at <= at.timestamp());
     match (old, new) {
         (Some(old), None) if !ordered(old) && expired(old) => string(old, "cartId")
             .map(|cart_id| ShopEvent::CartAbandoned { cart_id, at })

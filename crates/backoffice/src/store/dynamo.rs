@@ -28,6 +28,14 @@ pub fn string(item: &Item, name: &str) -> Option<String> {
     }
 }
 
+/// A number attribute read as `T`, if the item has one by that name that `T` can hold.
+pub fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
+    match item.get(name) {
+        Some(AttributeValue::N(value)) => value.parse().ok(),
+        _ => None,
+    }
+}
+
 /// RFC 3339 in UTC, whole seconds: the format of every time in the tables, so that
 /// strings compare as times.
 pub fn rfc3339(time: DateTime<Utc>) -> String {
@@ -67,20 +75,20 @@ pub fn claim_token() -> String {
     format!("{:016x}", fastrand::u64(..))
 }
 
-/// A conditional claim's result, for an `UpdateItem` that wrote `claim` in `attribute` and
-/// asked for `ReturnValuesOnConditionCheckFailure::AllOld`: `true` written, or refused by
-/// this very claim (the SDK sent it again after an answer it did not get, a timeout or a
-/// 5xx, and the first attempt had been written); `false` held by another; any other error
-/// as a [`StoreError`].
-pub fn claimed<T, R>(
-    result: Result<T, SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>>,
+/// Sends a conditional `UpdateItem` that writes `claim` in `attribute`: `true` written, or
+/// refused by this very claim (the SDK sent it again after an answer it did not get, a
+/// timeout or a 5xx, and the first attempt had been written); `false` held by another;
+/// any other error as a [`StoreError`].
+pub async fn send_claim(
+    update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
     table: &str,
     attribute: &str,
     claim: &str,
-) -> Result<bool, StoreError>
-where
-    R: std::fmt::Debug,
-{
+) -> Result<bool, StoreError> {
+    let result = update
+        .return_values_on_condition_check_failure(aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await;
     match result {
         Ok(_) => Ok(true),
         Err(error) if is_condition_failure(&error) => {

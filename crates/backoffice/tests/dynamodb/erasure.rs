@@ -17,15 +17,8 @@ fn s(text: &str) -> AttributeValue {
 }
 
 async fn put(stack: &Stack, table: &str, item: &[(&str, &str)]) {
-    let item: HashMap<String, AttributeValue> = item.iter().map(|(k, v)| ((*k).to_owned(), s(v))).collect();
-    stack
-        .client
-        .put_item()
-        .table_name(table)
-        .set_item(Some(item))
-        .send()
-        .await
-        .unwrap();
+    let item: Vec<(&str, AttributeValue)> = item.iter().map(|(name, value)| (*name, s(value))).collect();
+    devstack::seed::put_item(&stack.client, table, &item).await.unwrap();
 }
 
 async fn get(stack: &Stack, table: &str, key: &str, value: &str) -> HashMap<String, AttributeValue> {

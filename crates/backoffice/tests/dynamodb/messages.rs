@@ -276,22 +276,6 @@ impl Shop {
         process(&self.consumer, &batch(records)).await.0
     }
 
-    /// Writes `item` into `table` as a person editing it by hand would.
-    async fn puts_by_hand(&self, table: &str, item: &[(&str, AttributeValue)]) {
-        let item = item
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), value.clone()))
-            .collect();
-        self.stack
-            .client
-            .put_item()
-            .table_name(table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .unwrap();
-    }
-
     /// The shop's outbox, its calls going through `client` (one that loses answers).
     fn outbox_on(&self, client: &aws_sdk_dynamodb::Client) -> DynamoOutbox {
         DynamoOutbox::new(
@@ -699,21 +683,25 @@ async fn a_customer_whose_consent_item_is_unreadable_gets_nothing_and_the_messag
     let mut shop = Shop::open("unreadable-consent").await;
     shop.app_creates_order("o-hand-edited", "+33612345684").await;
     // Edited by hand: an opt-out time written as a number, which no claim condition reads.
-    shop.puts_by_hand(
+    devstack::seed::put_item(
+        &shop.stack.client,
         &shop.stack.tables.consent,
         &[
             ("phone", s("+33612345684")),
             ("optOutAllAt", AttributeValue::N("1764000000".into())),
         ],
     )
-    .await;
+    .await
+    .unwrap();
     // And one whose opt-out was typed by hand in a form no code writes.
     shop.app_creates_order("o-typed", "+33612345687").await;
-    shop.puts_by_hand(
+    devstack::seed::put_item(
+        &shop.stack.client,
         &shop.stack.tables.consent,
         &[("phone", s("+33612345687")), ("optOut", s("ALL"))],
     )
-    .await;
+    .await
+    .unwrap();
     shop.deliver().await;
     shop.advance(TimeDelta::minutes(1));
 
@@ -736,14 +724,16 @@ async fn a_cart_ordered_after_its_reminder_item_was_garbled_does_not_hold_the_st
     let mut shop = Shop::open("garbled-reminder").await;
     shop.app_creates_cart("c-garbled", "+33612345686").await;
     shop.deliver().await;
-    shop.puts_by_hand(
+    devstack::seed::put_item(
+        &shop.stack.client,
         &shop.stack.tables.messages,
         &[
             ("messageId", s("abandoned_cart#c-garbled")),
             ("status", AttributeValue::N("7".into())),
         ],
     )
-    .await;
+    .await
+    .unwrap();
     shop.app_orders_cart("c-garbled", "o-from-cart").await;
 
     // `deliver` fails the test on any record left for Lambda to retry.
@@ -982,11 +972,13 @@ async fn a_parked_message_whose_sibling_is_unreadable_is_left_for_a_person_not_l
     let first = shop.dispatch("first").await;
     assert_eq!(first.report.unknown, 1, "{first:?}");
     // Another message of the order, written by hand with a status no code knows.
-    shop.puts_by_hand(
+    devstack::seed::put_item(
+        &shop.stack.client,
         &shop.stack.tables.messages,
         &[("messageId", s("ready_for_pickup#o-odd")), ("status", s("garbage"))],
     )
-    .await;
+    .await
+    .unwrap();
     twilio_lists(&shop.twilio, "+33612345685", json!([])).await;
 
     shop.advance(TimeDelta::minutes(31));

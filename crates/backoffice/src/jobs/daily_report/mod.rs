@@ -139,9 +139,9 @@ pub struct ReportDeps<S> {
     pub clock: Arc<dyn Clock>,
     pub config: ReportConfig,
     /// The longest one channel can take: the claim's write, its send's timeout, then the
-    /// write that marks it. A channel is claimed only while this much of the invocation is left, so a run
-    /// cut off by its timeout never leaves a claim it had no time to use (the claim would
-    /// keep Lambda's retries off that channel).
+    /// write that marks it. A channel is claimed only while this much of the invocation is
+    /// left, so a run cut off by its timeout never leaves a claim it had no time to use
+    /// (the claim would keep Lambda's retries off that channel).
     pub channel_time: Duration,
 }
 

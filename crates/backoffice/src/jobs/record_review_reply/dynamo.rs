@@ -17,7 +17,7 @@ use crate::messages::consent::DynamoConsents;
 use crate::messages::delivery::{DynamoDeliveries, Recorded, StatusUpdate};
 use crate::report::counters::{Counter, DailyCounters};
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, claim_token, claimed, is_condition_failure, rfc3339, s, store_error, string};
+use crate::store::dynamo::{Item, claim_token, is_condition_failure, rfc3339, s, send_claim, store_error, string};
 
 /// The sparse GSI of orders whose review request was sent; defined in template.yaml.
 pub const REVIEW_REPLY_INDEX: &str = "review-reply-index";
@@ -303,7 +303,7 @@ impl ReplyStore for DynamoReplies {
         // it did not get, the refused retry finds it and knows the claim is its own, which
         // a concurrent delivery of the same message, even in the same second, cannot.
         let token = claim_token();
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.reviews_table)
@@ -317,11 +317,8 @@ impl ReplyStore for DynamoReplies {
             .expression_attribute_values(":at", s(rfc3339(at)))
             .expression_attribute_values(":sid", s(message_sid))
             .expression_attribute_values(":cutoff", s(rfc3339(cutoff)))
-            .expression_attribute_values(":token", s(&token))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        claimed(result, &self.reviews_table, "alertClaim", &token)
+            .expression_attribute_values(":token", s(&token));
+        send_claim(update, &self.reviews_table, "alertClaim", &token).await
     }
 
     async fn release_alert(
