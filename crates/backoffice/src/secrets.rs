@@ -38,8 +38,14 @@ fn read_secret(text: &str) -> Result<TwilioSecret, String> {
         Some(other) => Err(format!("`{name}` must be a string, not {}", json_kind(other))),
         None => Err(format!("`{name}` is missing")),
     };
+    let account_sid = field("accountSid")?;
+    // Checked here, not by the configuration, whose error quotes the value: a secret with
+    // its two fields swapped holds the token in `accountSid`.
+    if !crate::twilio::is_sid(&account_sid, "AC") {
+        return Err("`accountSid` must be 'AC' followed by 32 hexadecimal digits (are the two fields swapped?)".into());
+    }
     Ok(TwilioSecret {
-        account_sid: field("accountSid")?,
+        account_sid,
         auth_token: field("authToken")?,
     })
 }
@@ -178,6 +184,11 @@ mod tests {
             (
                 r#"{"accountSid":"tok-secret-5f2a","authToken":"x"#,
                 "not valid JSON (line 1",
+            ),
+            // The two fields swapped: the token where the account SID belongs.
+            (
+                r#"{"accountSid":"tok-secret-5f2a","authToken":"AC0123456789abcdef0123456789abcdef"}"#,
+                "`accountSid` must be 'AC' followed by 32 hexadecimal digits",
             ),
             (
                 r#"{"accountSid":"AC0123456789abcdef0123456789abcdef","authToken":" "}"#,

@@ -89,11 +89,9 @@ pub fn consent_change(button_payload: Option<&str>, body: &str) -> Option<Consen
             return Some(ConsentChange::OptIn);
         }
     }
-    // A consent keyword is short: a long message is never read whole.
-    if body.len() > 64 {
-        return None;
-    }
-    let words = normalize(body);
+    // A consent keyword is short: a long message is never read whole, but padding
+    // (spaces, emoji, punctuation) around a keyword does not count.
+    let words = normalize(body, MAX_KEYWORD_BYTES)?;
     if OPT_OUT_ALL.contains(&words.as_str()) {
         Some(ConsentChange::OptOut(OptOut::All))
     } else if OPT_OUT_MARKETING.contains(&words.as_str()) {
@@ -105,9 +103,13 @@ pub fn consent_change(button_payload: Option<&str>, body: &str) -> Option<Consen
     }
 }
 
-/// Upper case, no accents, no punctuation, single spaces.
-fn normalize(text: &str) -> String {
-    let mut words = String::with_capacity(text.len());
+/// The longest keyword phrase, normalised.
+const MAX_KEYWORD_BYTES: usize = 64;
+
+/// Upper case, no accents, no punctuation, single spaces; `None` once longer than `max`
+/// bytes.
+fn normalize(text: &str, max: usize) -> Option<String> {
+    let mut words = String::with_capacity(max + 8);
     for c in text.chars() {
         let c = fold_accent(c);
         if c.is_alphanumeric() {
@@ -115,8 +117,12 @@ fn normalize(text: &str) -> String {
         } else if !words.is_empty() && !words.ends_with(' ') {
             words.push(' ');
         }
+        if words.len() > max + 1 {
+            return None;
+        }
     }
-    words.trim_end().to_owned()
+    let words = words.trim_end();
+    (words.len() <= max).then(|| words.to_owned())
 }
 
 fn fold_accent(c: char) -> char {
@@ -192,6 +198,16 @@ mod tests {
             assert_eq!(consent_change(None, body), None, "{body:?}");
         }
         assert_eq!(consent_change(None, &"stop ".repeat(40)), None);
+    }
+
+    #[test]
+    fn padding_around_a_keyword_does_not_hide_it() {
+        let padded = format!("{} STOP {}", "🛑".repeat(8), "🛑".repeat(8));
+        assert!(padded.len() > MAX_KEYWORD_BYTES);
+        assert_eq!(consent_change(None, &padded), Some(ConsentChange::OptOut(OptOut::All)));
+        let spaced = format!("STOP{}", " ".repeat(61));
+        assert_eq!(consent_change(None, &spaced), Some(ConsentChange::OptOut(OptOut::All)));
+        assert_eq!(consent_change(None, &"!".repeat(100_000)), None);
     }
 
     #[test]

@@ -51,11 +51,14 @@ impl Caps {
 
     /// When a marketing message to this customer may go at the earliest: `None` now.
     pub fn next_allowed(&self, customer: &Consent, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let after_gap = customer.last_sent_at.map(|last| last + self.gap);
+        // A time near the end of the calendar (an item edited by hand) holds the message
+        // for good rather than overflowing.
+        let later = |at: DateTime<Utc>, by: TimeDelta| at.checked_add_signed(by).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let after_gap = customer.last_sent_at.map(|last| later(last, self.gap));
         let after_week = customer
             .marketing_sent
             .get(self.per_week as usize - 1)
-            .map(|oldest_counted| *oldest_counted + WEEK);
+            .map(|oldest_counted| later(*oldest_counted, WEEK));
         [after_gap, after_week]
             .into_iter()
             .flatten()
@@ -93,5 +96,17 @@ mod tests {
             ..Consent::default()
         };
         assert_eq!(caps.next_allowed(&one_this_week, now), None);
+    }
+
+    #[test]
+    fn a_time_at_the_end_of_the_calendar_holds_the_message_instead_of_overflowing() {
+        let caps = Caps::default();
+        let now = at("2026-12-10T10:00:00Z");
+        let hand_edited = Consent {
+            last_sent_at: Some(DateTime::<Utc>::MAX_UTC),
+            marketing_sent: vec![DateTime::<Utc>::MAX_UTC, DateTime::<Utc>::MAX_UTC],
+            ..Consent::default()
+        };
+        assert_eq!(caps.next_allowed(&hand_edited, now), Some(DateTime::<Utc>::MAX_UTC));
     }
 }

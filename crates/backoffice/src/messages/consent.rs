@@ -51,7 +51,11 @@ pub struct Consent {
 
 /// Whether an attribute the claims' conditions compare holds what they compare it with.
 fn unreadable(item: &Item) -> bool {
-    let not_a_number = |name: &str| item.get(name).is_some() && number::<i64>(item, name).is_none();
+    // Seconds past the year 9999 are no time a claim wrote: the caps' arithmetic on them
+    // would leave the calendar.
+    let not_a_number = |name: &str| {
+        item.get(name).is_some() && number::<i64>(item, name).is_none_or(|seconds| seconds > LAST_SECOND_OF_9999)
+    };
     let not_a_string = |name: &str| item.get(name).is_some() && string(item, name).is_none();
     let opt_out = item
         .get("optOut")
@@ -73,6 +77,9 @@ fn shift_marketing_slots(sets: &mut Vec<String>, slots: u32) -> bool {
     sets.push("marketing1 = :now".to_owned());
     slots > 1
 }
+
+/// 9999-12-31T23:59:59Z.
+const LAST_SECOND_OF_9999: i64 = 253_402_300_799;
 
 fn epoch_at(item: &Item, name: &str) -> Option<DateTime<Utc>> {
     number::<i64>(item, name)
@@ -343,6 +350,25 @@ mod tests {
 
     fn at(text: &str) -> DateTime<Utc> {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_time_past_the_calendar_makes_the_consent_unreadable_not_a_panic() {
+        let n = |v: &str| AttributeValue::N(v.into());
+        let written = Item::from([
+            ("lastSentAt".to_owned(), n("1764000000")),
+            ("marketing2".to_owned(), n("0")),
+        ]);
+        assert!(!Consent::from_item(&written).unreadable);
+        for name in ["lastSentAt", "marketing1"] {
+            let edited = Item::from([(name.to_owned(), n("8210266876799"))]);
+            let consent = Consent::from_item(&edited);
+            assert!(consent.unreadable, "{name}");
+            assert_eq!(
+                consent.refuses(false, at("2026-12-01T10:00:00Z")),
+                Some("unreadable_consent")
+            );
+        }
     }
 
     #[test]

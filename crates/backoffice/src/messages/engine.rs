@@ -428,6 +428,16 @@ impl DispatchReport {
     }
 }
 
+/// `STALE_CLAIM_MINUTES` (20): how old a claim must be before it is taken for a dead run's
+/// and parked. At least 16, longer than any run (Lambda stops one at 15 minutes), so a
+/// live run's claims are never parked; at most a day.
+pub fn stale_claim_after(
+    env: &impl crate::runtime::config::EnvSource,
+) -> Result<Duration, crate::runtime::config::ConfigError> {
+    let minutes: u64 = crate::runtime::config::parse_in_range(env, "STALE_CLAIM_MINUTES", 16..=1440, 20)?;
+    Ok(Duration::from_secs(minutes * 60))
+}
+
 pub struct DispatchOptions {
     /// Entries due strictly before this are read.
     pub due_before: DateTime<Utc>,
@@ -669,7 +679,10 @@ async fn park_stale_claims<O: Outbox>(
     clock: &dyn Clock,
     options: &DispatchOptions,
 ) -> Result<u64, StoreError> {
-    let cutoff = clock.now() - TimeDelta::from_std(options.stale_claim_after).unwrap_or(TimeDelta::MAX);
+    let cutoff = TimeDelta::from_std(options.stale_claim_after)
+        .ok()
+        .and_then(|age| clock.now().checked_sub_signed(age))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let mut parked = 0;
     for claim in outbox.in_flight().await? {
         if claim.claimed_at.is_none_or(|at| at < cutoff) {

@@ -58,6 +58,28 @@ where
         .transpose()
 }
 
+/// An optional variable that must lie in `range`; absent means `default`.
+pub fn parse_in_range<T>(
+    env: &impl EnvSource,
+    name: &'static str,
+    range: std::ops::RangeInclusive<T>,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T: FromStr + PartialOrd + std::fmt::Display,
+    T::Err: std::fmt::Display,
+{
+    match parse_var(env, name)? {
+        None => Ok(default),
+        Some(value) if range.contains(&value) => Ok(value),
+        Some(value) => Err(ConfigError::Invalid {
+            name,
+            value: value.to_string(),
+            reason: format!("must be between {} and {}", range.start(), range.end()),
+        }),
+    }
+}
+
 /// What kind of JSON value this is, never the value itself.
 pub fn json_kind(value: &Value) -> &'static str {
     match value {
@@ -105,5 +127,17 @@ mod tests {
             Err(ConfigError::Missing("CARTS_TABLE"))
         );
         assert_eq!(parse_var::<u32>(&env, "ABSENT"), Ok(None));
+    }
+
+    #[test]
+    fn a_bounded_variable_outside_its_range_is_refused_by_name() {
+        let env = env(&[("DAYS", "9999999"), ("FEW", "3")]);
+        let err = parse_in_range::<u32>(&env, "DAYS", 1..=3650, 30).unwrap_err();
+        assert!(
+            err.to_string().contains("DAYS=\"9999999\"") && err.to_string().contains("between 1 and 3650"),
+            "{err}"
+        );
+        assert_eq!(parse_in_range::<u32>(&env, "FEW", 1..=3650, 30), Ok(3));
+        assert_eq!(parse_in_range::<u32>(&env, "ABSENT", 1..=3650, 30), Ok(30));
     }
 }

@@ -92,6 +92,17 @@ pub fn quoted(error: &serde_json::Error) -> String {
     mask_phone_numbers(&error.to_string())
 }
 
+/// Text taken from a payload (a field's name, a value) as an error may quote it: phone
+/// numbers masked, and no longer than a log line needs.
+fn shown(text: &str) -> String {
+    const MAX_CHARS: usize = 100;
+    let mut cut: String = text.chars().take(MAX_CHARS).collect();
+    if cut.len() < text.len() {
+        cut.push('…');
+    }
+    mask_phone_numbers(&cut)
+}
+
 /// Reads a payload as `T`; a refusal names the field it is about (`` `dryRun`: invalid
 /// type: string "yes", expected a boolean ``), quoted as [`quoted`] does.
 pub fn read_as<T: serde::de::DeserializeOwned>(payload: &Value) -> Result<T, String> {
@@ -181,15 +192,16 @@ impl RunRequest {
         if object.contains_key("detail-type") {
             if let Some(name) = object.keys().find(|name| !ENVELOPE_FIELDS.contains(&name.as_str())) {
                 return Err(PayloadError::BadEnvelope(format!(
-                    "unknown field `{name}`; an envelope carries no run options: invoke with a manual payload \
-                     such as {{\"dryRun\": true}} instead"
+                    "unknown field `{}`; an envelope carries no run options: invoke with a manual payload \
+                     such as {{\"dryRun\": true}} instead",
+                    shown(name)
                 )));
             }
             let event: EventBridgeEvent = read_as(payload).map_err(PayloadError::BadEnvelope)?;
             if event.detail_type != "Scheduled Event" || event.source != "aws.events" {
                 return Err(PayloadError::NotScheduled {
-                    detail_type: event.detail_type,
-                    event_source: event.source,
+                    detail_type: shown(&event.detail_type),
+                    event_source: shown(&event.source),
                 });
             }
             return Ok(Self {
@@ -215,7 +227,7 @@ impl RunRequest {
         // serde reads `null` as "absent" for an optional field: a `"now": null` left by
         // a script would silently run for real.
         if let Some((name, _)) = object.iter().find(|(_, value)| value.is_null()) {
-            return Err(PayloadError::NullField(name.clone()));
+            return Err(PayloadError::NullField(shown(name)));
         }
         let manual: ManualPayload = read_as(payload).map_err(PayloadError::BadManualPayload)?;
         match manual.now {
@@ -367,6 +379,18 @@ mod tests {
             let err = parse(payload).unwrap_err().to_string();
             assert!(err.starts_with("manual payload:"), "{err}");
             assert!(!err.contains("12345678"), "{err}");
+        }
+        let long = "x".repeat(10_000);
+        for payload in [
+            json!({"+33612345678": null}),
+            json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}, "+33612345678": 1}),
+            json!({"detail-type": "+33612345678", "source": "aws.events", "detail": {}}),
+            json!({"detail-type": "Scheduled Event", "source": "+33612345678", "detail": {}}),
+            json!({"detail-type": long, "source": long, "detail": {}}),
+        ] {
+            let err = parse(payload).unwrap_err().to_string();
+            assert!(!err.contains("12345678"), "{err}");
+            assert!(err.len() < 500, "a quoted field is cut short: {} bytes", err.len());
         }
     }
 

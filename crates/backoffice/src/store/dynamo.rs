@@ -9,6 +9,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::StoreError;
 
+/// The longest order or cart id the back office takes (bytes): with a message kind before
+/// it, still within a DynamoDB key (2048 bytes).
+pub const MAX_ID_BYTES: usize = 1024;
+
 /// A DynamoDB item as the SDK gives it.
 pub type Item = HashMap<String, AttributeValue>;
 

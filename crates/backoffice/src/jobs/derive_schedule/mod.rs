@@ -31,7 +31,7 @@ use self::store::{Applied, ScheduleStore};
 use crate::messages::plan::{plan_cart, plan_order};
 use crate::report::events as report_events;
 use crate::runtime::metrics::emit;
-use crate::store::dynamo::Item;
+use crate::store::dynamo::{Item, MAX_ID_BYTES};
 
 pub const FUNCTION_NAME: &str = "derive-schedule";
 
@@ -135,9 +135,6 @@ pub async fn process<S: ScheduleStore>(
 /// Epoch seconds of a stream record's change time that can be real: 2000-01-01 to the
 /// end of year 9999, the last an RFC 3339 time can write.
 const PLAUSIBLE_CHANGE_TIMES: std::ops::RangeInclusive<i64> = 946_684_800..=253_402_300_799;
-
-/// The longest order or cart id a record may carry (bytes).
-const MAX_ID_BYTES: usize = 1024;
 
 /// What a record asks for: the derived attributes its item lacks, then the messages its
 /// change schedules. `Err`: the record cannot be used at all; the second part of `Ok`

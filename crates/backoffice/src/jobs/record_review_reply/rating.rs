@@ -7,7 +7,8 @@
 //!    - a digit 1-5: `5`, `5/5`, `5 / 5`, `4, pas mal`, `5 étoiles merci`;
 //!    - a score out of 10: `10/10` is 5, `7/10` is 4 (half up, at least 1);
 //!    - 1 to 5 stars, ⭐ (U+2B50) or ★ (U+2605), with or without variation selectors
-//!      or spaces between them;
+//!      or spaces between them; a number after them is the rating they illustrate
+//!      (`⭐ 4/5` is 4), and must agree with them when there are several;
 //!    - a number word, French or English, in any case and with or without accents:
 //!      `un`/`une`, `deux`, `trois`, `quatre`, `cinq`, `one` … `five`. A word counts
 //!      only when it stands alone or is followed by punctuation, `/5`, `sur 5`,
@@ -222,18 +223,23 @@ fn stars_rating(text: &str) -> Option<(u8, &str)> {
             break;
         }
     }
-    match stars {
-        1..=5 => {
-            let rest = &text[end..];
-            let rest = match out_of(rest) {
-                Some((5, rest)) => rest,
-                Some(_) => return None,
-                None => rest,
-            };
-            Some((stars as u8, rest))
-        }
-        _ => None,
+    if !(1..=5).contains(&stars) {
+        return None;
     }
+    let rest = &text[end..];
+    let rest = match out_of(rest) {
+        Some((5, rest)) => rest,
+        Some(_) => return None,
+        None => rest,
+    };
+    // A number after the stars is the rating they illustrate: "⭐ 4/5" is 4, "⭐⭐⭐ 3"
+    // is 3; one that is no rating ("⭐ 6") or disagrees ("⭐⭐ 5") asks again.
+    let after = rest.trim_start_matches(|c: char| c.is_whitespace() || is_emoji_modifier(c));
+    if after.starts_with(|c: char| c.is_ascii_digit()) {
+        let (value, rest) = digits_rating(after)?;
+        return (stars == 1 || u32::from(value) == stars).then_some((value, rest));
+    }
+    Some((stars as u8, rest))
 }
 
 /// Lowercase without the French accents, so `Cinq`, `CINQ` and `cinq` read alike.

@@ -13,6 +13,7 @@ use crate::messages::engine::MessageId;
 use crate::messages::outbox::parse_key;
 use crate::report::counters::Counter;
 use crate::store::StoreError;
+use crate::store::dynamo::MAX_ID_BYTES;
 use crate::twilio::{STATUS_REFERENCE_PARAM, STATUS_URL_END};
 
 /// Why a signed status callback cannot be used.
@@ -54,7 +55,10 @@ pub fn reference(raw_query: &str) -> Option<Result<MessageId, StatusRefusal>> {
     let value = url::form_urlencoded::parse(raw_query.as_bytes())
         .find(|(name, _)| name == STATUS_REFERENCE_PARAM)
         .map(|(_, value)| value.into_owned())?;
-    Some(parse_key(&value).ok_or(StatusRefusal::BadReference))
+    // An id no message of the back office can have: refused here rather than left to
+    // DynamoDB, which answers an empty or oversized key with an error.
+    let id = parse_key(&value).filter(|id| !id.subject_id.is_empty() && id.subject_id.len() <= MAX_ID_BYTES);
+    Some(id.ok_or(StatusRefusal::BadReference))
 }
 
 /// Whether the URL and the parameters of a signed callback are the ones Twilio signed, not
@@ -152,6 +156,14 @@ mod tests {
         assert_eq!(id.kind, Kind::PaymentReminder);
         assert_eq!(id.subject_id, "A-1");
         assert_eq!(reference("message=nonsense"), Some(Err(StatusRefusal::BadReference)));
+        assert_eq!(
+            reference("message=review_request%23&end=1"),
+            Some(Err(StatusRefusal::BadReference))
+        );
+        let oversized = format!("message=review_request%23{}&end=1", "o".repeat(MAX_ID_BYTES + 1));
+        assert_eq!(reference(&oversized), Some(Err(StatusRefusal::BadReference)));
+        let longest = format!("message=review_request%23{}&end=1", "o".repeat(MAX_ID_BYTES));
+        assert!(matches!(reference(&longest), Some(Ok(_))));
         assert_eq!(reference("v=1"), None);
         let at = "2026-12-03T09:00:00Z".parse().unwrap();
         let read = |pairs: &[(&str, &str)]| read_update(id.clone(), &params(pairs), at);

@@ -6,7 +6,10 @@ use jiff::tz::TimeZone;
 
 use crate::messages::caps::Caps;
 use crate::messages::quiet::QuietHours;
-use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var, shop_timezone};
+use crate::runtime::config::{ConfigError, EnvSource, parse_in_range, parse_var, required_var, shop_timezone};
+
+/// The most days `REVIEW_DELAY_DAYS` and `REVIEW_MAX_AGE_DAYS` take: ten years.
+pub const MAX_DAYS: u32 = 3650;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReviewJobConfig {
@@ -40,16 +43,14 @@ impl ReviewJobConfig {
             reviews_table: required_var(env, "REVIEWS_TABLE")?,
             consent_table: required_var(env, "CONSENT_TABLE")?,
             shop_timezone,
-            delay_days: parse_var(env, "REVIEW_DELAY_DAYS")?.unwrap_or(7),
-            max_age_days: parse_var(env, "REVIEW_MAX_AGE_DAYS")?.unwrap_or(30),
+            delay_days: parse_in_range(env, "REVIEW_DELAY_DAYS", 0..=MAX_DAYS, 7)?,
+            max_age_days: parse_in_range(env, "REVIEW_MAX_AGE_DAYS", 1..=MAX_DAYS, 30)?,
             page_size: parse_var(env, "REVIEW_PAGE_SIZE")?.unwrap_or(200),
             concurrency: parse_var(env, "REVIEW_CONCURRENCY")?.unwrap_or(40),
             stop_margin: parse_var(env, "STOP_MARGIN_MS")?
                 .map(Duration::from_millis)
                 .unwrap_or(Duration::from_secs(60)),
-            stale_claim_after: parse_var(env, "STALE_CLAIM_MINUTES")?
-                .map(|minutes: u64| Duration::from_secs(minutes * 60))
-                .unwrap_or(Duration::from_secs(20 * 60)),
+            stale_claim_after: crate::messages::engine::stale_claim_after(env)?,
         };
         let invalid = |name, value: String, reason: &str| ConfigError::Invalid {
             name,

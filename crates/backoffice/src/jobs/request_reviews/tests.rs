@@ -706,6 +706,26 @@ fn config_refuses_bad_values_by_name() {
     let bad_age =
         ReviewJobConfig::from_env(&env(&[base[0], base[1], base[2], ("REVIEW_MAX_AGE_DAYS", "3")])).unwrap_err();
     assert!(bad_age.to_string().contains("REVIEW_MAX_AGE_DAYS"), "{bad_age}");
+    // Past jiff's span of days, or a claim age no run could outlive, refused at start-up
+    // instead of failing every run.
+    for (name, value) in [
+        ("REVIEW_MAX_AGE_DAYS", "9999999"),
+        ("REVIEW_DELAY_DAYS", "5000000"),
+        ("STALE_CLAIM_MINUTES", "200000000000"),
+        ("STALE_CLAIM_MINUTES", "5"),
+    ] {
+        let error = ReviewJobConfig::from_env(&env(&[base[0], base[1], base[2], (name, value)])).unwrap_err();
+        assert!(error.to_string().contains(&format!("{name}=\"{value}\"")), "{error}");
+    }
+    let widest = ReviewJobConfig::from_env(&env(&[
+        base[0],
+        base[1],
+        base[2],
+        ("REVIEW_MAX_AGE_DAYS", "3650"),
+        ("REVIEW_DELAY_DAYS", "3650"),
+    ]))
+    .unwrap();
+    assert!(review_window(utc(NOW), &widest.shop_timezone, widest.delay_days, widest.max_age_days).is_ok());
 }
 
 fn days_before_now(days: i64) -> String {

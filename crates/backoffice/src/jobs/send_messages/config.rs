@@ -73,9 +73,7 @@ impl SendMessagesConfig {
             stop_margin: parse_var(env, "STOP_MARGIN_MS")?
                 .map(Duration::from_millis)
                 .unwrap_or(Duration::from_secs(10)),
-            stale_claim_after: parse_var(env, "STALE_CLAIM_MINUTES")?
-                .map(|minutes: u64| Duration::from_secs(minutes * 60))
-                .unwrap_or(Duration::from_secs(20 * 60)),
+            stale_claim_after: crate::messages::engine::stale_claim_after(env)?,
         };
         if !(1..=1000).contains(&config.page_size) {
             return Err(ConfigError::Invalid {

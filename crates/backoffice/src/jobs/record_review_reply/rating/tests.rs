@@ -58,6 +58,20 @@ fn reads_every_accepted_form() {
 }
 
 #[test]
+fn a_number_after_the_stars_is_the_rating_they_illustrate() {
+    for (body, rating, comment) in [
+        ("⭐ 5", 5, ""),
+        ("⭐5/5", 5, ""),
+        ("⭐\u{FE0F} 4/5 bien", 4, "bien"),
+        ("⭐ 10/10", 5, ""),
+        ("⭐⭐⭐ 3 correct", 3, "correct"),
+        ("⭐ 5\u{FE0F}\u{20E3}", 5, ""),
+    ] {
+        assert_eq!(text(body), Some((rating, comment.to_owned())), "{body:?}");
+    }
+}
+
+#[test]
 fn refuses_what_is_not_a_rating() {
     for body in [
         "",
@@ -75,6 +89,10 @@ fn refuses_what_is_not_a_rating() {
         "5€ de réduction ?",
         "3x",
         "⭐⭐⭐⭐⭐⭐",
+        // A number after the stars that is no rating, or disagrees with them.
+        "⭐ 6",
+        "⭐5€",
+        "⭐⭐ 5",
         // Keycap ten, and keycap six.
         "1\u{FE0F}\u{20E3}0\u{FE0F}\u{20E3}",
         "6\u{FE0F}\u{20E3}",
