@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use chrono::{DateTime, TimeDelta, Utc};
 use jiff::tz::TimeZone;
 
@@ -134,7 +134,12 @@ impl DailyCounters {
     }
 
     /// Adds `increments` to the counters of `at`'s shop day, and `negative_review`
-    /// (`orderId:rating`) to its negative reviews: one `UpdateItem`, atomic counters.
+    /// (`orderId:rating`) to its negative reviews, as one atomic update.
+    ///
+    /// Sent as a transaction of one item, for its `ClientRequestToken`: the SDK fills it in
+    /// once and sends the same one with every retry, so a retry after an answer was lost
+    /// (a timeout, a 5xx after the write) is recognised by DynamoDB and adds nothing
+    /// again. A plain `UpdateItem … ADD` would add twice.
     pub async fn add(
         &self,
         at: DateTime<Utc>,
@@ -146,9 +151,7 @@ impl DailyCounters {
             return Ok(());
         }
         let mut adds = Vec::new();
-        let mut update = self
-            .client
-            .update_item()
+        let mut update = Update::builder()
             .table_name(&self.table)
             .key("statId", s(day_key(&self.day_of(at))))
             .expression_attribute_values(":expires", n((at + DAY_KEPT_FOR).timestamp()));
@@ -162,14 +165,24 @@ impl DailyCounters {
             adds.push("negativeReviews :negative".into());
             update = update.expression_attribute_values(":negative", AttributeValue::Ss(vec![entry.to_owned()]));
         }
-        update
+        let update = update
             .update_expression(format!(
                 "SET expiresAt = if_not_exists(expiresAt, :expires) ADD {}",
                 adds.join(", ")
             ))
+            .build()
+            .map_err(|e| StoreError {
+                operation: "TransactWriteItems",
+                table: self.table.clone(),
+                message: format!("the counters' update cannot be built: {e}"),
+                retryable: false,
+            })?;
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build())
             .send()
             .await
-            .map_err(|e| store_error("UpdateItem", &self.table, e))?;
+            .map_err(|e| store_error("TransactWriteItems", &self.table, e))?;
         Ok(())
     }
 

@@ -1739,6 +1739,40 @@ async fn a_report_claim_whose_answer_was_lost_is_known_as_its_own() {
 }
 
 #[tokio::test]
+async fn counts_whose_answer_was_lost_are_added_once() {
+    use backoffice::report::counters::Counter;
+    if devstack::stack::emulator_is_moto() {
+        // DynamoDB and dynoxide answer a transaction sent again with the same
+        // ClientRequestToken without doing it again; moto does it again.
+        eprintln!("skipped on moto: no ClientRequestToken idempotency");
+        return;
+    }
+    let stack = Stack::from_env("counters-lost-answer").await.unwrap();
+    let lost = devstack::faults::LostAnswers::of("TransactWriteItems", 1);
+    let counters = DailyCounters::new(lost.on(&stack.client), &stack.tables.stats, paris());
+    let at = this_morning_in_paris();
+
+    counters
+        .add(at, &[(Counter::Sent(Kind::PaymentReminder), 3)], Some("o-1:1"))
+        .await
+        .unwrap();
+    counters
+        .add(at, &[(Counter::Sent(Kind::PaymentReminder), 2)], None)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        lost.left(),
+        0,
+        "the first answer was lost, and the SDK sent the ADD again"
+    );
+    let day = counters.day(&counters.day_of(at)).await.unwrap();
+    assert_eq!(day.get(Counter::Sent(Kind::PaymentReminder)), 5, "{day:?}");
+    assert_eq!(day.negative_reviews.len(), 1);
+    stack.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_review_request_found_at_twilio_is_settled_as_sent_and_its_reply_still_finds_the_order() {
     let twilio = MockServer::start().await;
     Mock::given(method("POST"))
