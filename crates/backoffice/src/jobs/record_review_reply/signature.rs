@@ -85,8 +85,24 @@ pub fn without_credentials(url: &str) -> String {
 
 /// The URL as given, plus the same URL with the scheme's default port added when it has
 /// none, or removed when it has exactly that one; each also without the credentials of a
-/// password-protected URL, which the signature may leave out.
+/// password-protected URL, which the signature may leave out; and all of those again in
+/// the URL's normal form (`https://Shop.example` as `https://shop.example/`), which is
+/// how the status callback URLs this code gives Twilio are written.
 pub fn url_variants(url: &str) -> Vec<String> {
+    let mut variants = credential_and_port_variants(url);
+    if let Ok(normal) = url::Url::parse(url).map(String::from)
+        && normal != url
+    {
+        for variant in credential_and_port_variants(&normal) {
+            if !variants.contains(&variant) {
+                variants.push(variant);
+            }
+        }
+    }
+    variants
+}
+
+fn credential_and_port_variants(url: &str) -> Vec<String> {
     let bare = without_credentials(url);
     let mut variants = port_variants(url);
     if bare != url {
@@ -395,7 +411,16 @@ mod tests {
         assert_eq!(url_variants("https://h.example:8443/p"), ["https://h.example:8443/p"]);
         assert_eq!(
             url_variants("http://h.example"),
-            ["http://h.example", "http://h.example:80"]
+            [
+                "http://h.example",
+                "http://h.example:80",
+                "http://h.example/",
+                "http://h.example:80/"
+            ]
+        );
+        assert!(
+            url_variants("https://Shop.EXAMPLE?message=a%23b&end=1")
+                .contains(&"https://shop.example/?message=a%23b&end=1".to_owned())
         );
         assert_eq!(
             url_variants("https://u:p@[::1]:443/x"),

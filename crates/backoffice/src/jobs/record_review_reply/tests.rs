@@ -1168,6 +1168,34 @@ async fn a_callback_url_ending_as_made_is_read_whatever_parameters_twilio_adds_a
 }
 
 #[tokio::test]
+async fn a_status_callback_is_read_when_the_webhook_url_is_written_without_a_path() {
+    // The template takes the URL as typed; the callback URL given to Twilio is its normal
+    // form (lower-case host, a `/` path), which is the one Twilio signs.
+    let typed = "https://Reviews.Shop.example";
+    let mut deps = deps();
+    deps.config.webhook_url = Some(typed.into());
+    deps.store.add_sent_message("payment_reminder#A-1", "SM9");
+    let sender = crate::testing::twilio_client(
+        "http://127.0.0.1:9",
+        "token",
+        &[("TWILIO_WHATSAPP_FROM", "+33600000000"), ("STATUS_CALLBACK_URL", typed)],
+    );
+    let callback_url = sender.status_callback("payment_reminder#A-1").unwrap();
+    assert!(
+        callback_url.starts_with("https://reviews.shop.example/?"),
+        "{callback_url}"
+    );
+    let params = [("MessageSid", "SM9"), ("MessageStatus", "read")];
+    let callback = signed_twilio_post(&deps.validator, &callback_url, &owned(&params)).unwrap();
+
+    assert_eq!(respond(&deps, &callback).await.unwrap().status_code, 200);
+    assert_eq!(
+        deps.store.delivery_of("payment_reminder#A-1"),
+        Some(crate::messages::delivery::DeliveryStatus::Read)
+    );
+}
+
+#[tokio::test]
 async fn a_status_for_another_sid_or_an_unknown_message_changes_nothing() {
     let deps = deps();
     deps.store.add_sent_message("payment_reminder#A-1", "SM9");
