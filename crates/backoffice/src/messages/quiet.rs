@@ -116,12 +116,26 @@ impl QuietHours {
         if self.days.contains(&local.weekday()) {
             return true;
         }
-        let time = local.time();
+        self.in_nightly_hours(local.time())
+    }
+
+    fn in_nightly_hours(&self, time: Time) -> bool {
         match self.start.cmp(&self.end) {
             std::cmp::Ordering::Equal => false,
             std::cmp::Ordering::Less => self.start <= time && time < self.end,
             std::cmp::Ordering::Greater => time >= self.start || time < self.end,
         }
+    }
+
+    /// Whether a message of `kind` waits at local `time` every day (days off aside): a job
+    /// that runs at that time only could never send it.
+    pub fn holds_every_day_at(&self, kind: Kind, time: Time) -> bool {
+        !self.exempt.contains(&kind) && self.in_nightly_hours(time)
+    }
+
+    /// `start–end` as configured, for messages.
+    pub fn hours(&self) -> String {
+        format!("{}–{}", self.start.strftime("%H:%M"), self.end.strftime("%H:%M"))
     }
 
     /// Whether a message of `kind` waits at `at`.

@@ -223,6 +223,7 @@ impl Shop {
                     shop_timezone: jiff::tz::TimeZone::get("Europe/Paris").unwrap(),
                     delay_days: 7,
                     max_age_days: 30,
+                    run_hour: 10,
                     page_size: 10,
                     concurrency: 4,
                     stop_margin: Duration::ZERO,

@@ -88,6 +88,7 @@ fn deps(f: &Fixture, twilio: TwilioClient, now: DateTime<Utc>) -> ReviewDeps<Dyn
             shop_timezone: jiff::tz::TimeZone::get("Europe/Paris").unwrap(),
             delay_days: 7,
             max_age_days: 30,
+            run_hour: 10,
             page_size: 4,
             concurrency: 8,
             stop_margin: Duration::ZERO,

@@ -5,6 +5,7 @@ use std::time::Duration;
 use jiff::tz::TimeZone;
 
 use crate::messages::caps::Caps;
+use crate::messages::kind::Kind;
 use crate::messages::quiet::QuietHours;
 use crate::runtime::config::{ConfigError, EnvSource, parse_in_range, parse_var, required_var, shop_timezone};
 
@@ -26,6 +27,8 @@ pub struct ReviewJobConfig {
     /// A claim older than this belongs to a run that died: it is parked for reconciliation.
     pub stale_claim_after: Duration,
     pub quiet: QuietHours,
+    /// The shop-time hour of the daily run (the schedule's, `ReviewHour` in the template).
+    pub run_hour: i8,
     /// No flooding with marketing messages.
     pub caps: Caps,
 }
@@ -33,11 +36,13 @@ pub struct ReviewJobConfig {
 impl ReviewJobConfig {
     /// `ORDERS_TABLE`, `REVIEWS_TABLE`, `CONSENT_TABLE` (required), `SHOP_TIMEZONE` (Europe/Paris),
     /// `REVIEW_DELAY_DAYS` (7), `REVIEW_MAX_AGE_DAYS` (30), `REVIEW_PAGE_SIZE` (200),
-    /// `REVIEW_CONCURRENCY` (40), `STOP_MARGIN_MS` (60000), `STALE_CLAIM_MINUTES` (20).
+    /// `REVIEW_CONCURRENCY` (40), `STOP_MARGIN_MS` (60000), `STALE_CLAIM_MINUTES` (20),
+    /// `REVIEW_HOUR` (10, 4 to 23: the run's hour, which the quiet hours must leave open).
     pub fn from_env(env: &impl EnvSource) -> Result<Self, ConfigError> {
         let shop_timezone = shop_timezone(env)?;
         let config = Self {
             quiet: QuietHours::from_env(env, shop_timezone.clone())?,
+            run_hour: parse_in_range(env, "REVIEW_HOUR", 4..=23, 10)?,
             caps: Caps::from_env(env)?,
             orders_table: required_var(env, "ORDERS_TABLE")?,
             reviews_table: required_var(env, "REVIEWS_TABLE")?,
@@ -62,6 +67,18 @@ impl ReviewJobConfig {
                 "REVIEW_MAX_AGE_DAYS",
                 config.max_age_days.to_string(),
                 "must be at least REVIEW_DELAY_DAYS",
+            ));
+        }
+        let run_time = jiff::civil::Time::new(config.run_hour, 0, 0, 0).unwrap_or_default();
+        if config.quiet.holds_every_day_at(Kind::ReviewRequest, run_time) {
+            return Err(invalid(
+                "REVIEW_HOUR",
+                config.run_hour.to_string(),
+                &format!(
+                    "the daily run would fall in the quiet hours ({}) and hold every review request until it is \
+                     too old: move the run or the quiet hours, or exempt review_request (QUIET_HOURS_EXEMPT)",
+                    config.quiet.hours()
+                ),
             ));
         }
         if !(1..=1000).contains(&config.page_size) {

@@ -149,6 +149,7 @@ const NOW: &str = "2026-11-24T09:00:00Z";
 fn config() -> ReviewJobConfig {
     ReviewJobConfig {
         quiet: crate::messages::quiet::QuietHours::never(paris()),
+        run_hour: 10,
         caps: crate::messages::caps::Caps::default(),
         orders_table: "orders".into(),
         reviews_table: "reviews".into(),
@@ -717,6 +718,25 @@ fn config_refuses_bad_values_by_name() {
         let error = ReviewJobConfig::from_env(&env(&[base[0], base[1], base[2], (name, value)])).unwrap_err();
         assert!(error.to_string().contains(&format!("{name}=\"{value}\"")), "{error}");
     }
+    // A run inside the quiet hours could never send: refused, unless the kind is exempt.
+    let late_opening = [
+        base[0],
+        base[1],
+        base[2],
+        ("QUIET_HOURS_START", "21:00"),
+        ("QUIET_HOURS_END", "10:30"),
+    ];
+    let error = ReviewJobConfig::from_env(&env(&late_opening)).unwrap_err();
+    assert!(
+        error.to_string().contains("REVIEW_HOUR=\"10\"") && error.to_string().contains("21:00–10:30"),
+        "{error}"
+    );
+    let mut exempt = late_opening.to_vec();
+    exempt.push(("QUIET_HOURS_EXEMPT", "review_request"));
+    assert!(ReviewJobConfig::from_env(&env(&exempt)).is_ok());
+    let mut later_run = late_opening.to_vec();
+    later_run.push(("REVIEW_HOUR", "11"));
+    assert_eq!(ReviewJobConfig::from_env(&env(&later_run)).unwrap().run_hour, 11);
     let widest = ReviewJobConfig::from_env(&env(&[
         base[0],
         base[1],
