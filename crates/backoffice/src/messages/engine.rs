@@ -875,9 +875,17 @@ async fn send_claimed<O: Outbox, M: Messenger>(
     message: DueMessage,
     claim: Claim,
 ) -> Outcome {
+    // Every attempt ends within the claim's send span, where reconciliation looks for a
+    // message whose answer was lost: one created later could be taken for absent and sent
+    // again. Claims written slowly (a throttled table) or a long wait for the rate
+    // limiter can use up the span; the message then goes back in line unsent.
+    let claim_span_left = (claim.claimed_at + super::reconcile::SEND_SPAN - clock.now())
+        .to_std()
+        .unwrap_or_default();
+    let deadline = deadline.earliest(Deadline::after(claim_span_left));
     if must_stop(deadline, halted) {
         let released = Settlement::Released {
-            reason: "claimed, but the run stopped before sending it".into(),
+            reason: "claimed, but the run stopped, or the claim's send span ended, before sending it".into(),
         };
         if let Err(error) = outbox.settle(&message, &claim, &released).await {
             // The claim stays held; the next run parks it for reconciliation.

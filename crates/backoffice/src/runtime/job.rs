@@ -57,6 +57,13 @@ impl Deadline {
         Instant::now() >= self.stop_at
     }
 
+    /// The earlier of the two.
+    pub fn earliest(self, other: Deadline) -> Deadline {
+        Self {
+            stop_at: self.stop_at.min(other.stop_at),
+        }
+    }
+
     /// Whether something started now and lasting `work` would end before the deadline.
     pub fn leaves(&self, work: Duration) -> bool {
         Instant::now() + work < self.stop_at

@@ -64,6 +64,11 @@ pub enum SendError {
     /// reading the reply: the message may have been accepted.
     #[error("connection to Twilio lost mid-request; the message may have been accepted: {0}")]
     ConnectionLost(String),
+    /// The request was not sent: waiting for the rate limiter took the time an attempt
+    /// needed before its deadline (the run's end, or the span its claim covers). Nothing
+    /// was sent, so the message may go later.
+    #[error("the send could not start before its deadline; nothing was sent")]
+    OutOfTime,
     /// Twilio answered 2xx, so it accepted the message, but the reply was not a Message
     /// resource we could read.
     #[error("Twilio accepted the message (HTTP {status}) but its reply was unreadable: {reason}")]
@@ -76,7 +81,7 @@ impl SendError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::RateLimited { .. } | Self::Transient { .. } | Self::Network(_)
+            Self::RateLimited { .. } | Self::Transient { .. } | Self::Network(_) | Self::OutOfTime
         )
     }
 

@@ -157,7 +157,7 @@ impl TwilioClient {
     /// One attempt, after waiting for the rate limiter. No retry: see
     /// [`TwilioClient::send_with_retry`].
     pub async fn send_whatsapp(&self, to: &PhoneNumber, content: &MessageContent) -> Result<SentMessage, SendError> {
-        self.send_attempt(to, content, None).await
+        self.send_attempt(to, content, None, &RetryPolicy::default()).await
     }
 
     async fn send_attempt(
@@ -165,10 +165,17 @@ impl TwilioClient {
         to: &PhoneNumber,
         content: &MessageContent,
         reference: Option<&str>,
+        policy: &RetryPolicy,
     ) -> Result<SentMessage, SendError> {
         self.warn_once_about_plain_body(content);
         let form = self.form_fields(to, content, reference);
         self.inner.limiter.until_ready().await;
+        // The wait may have taken the time: an attempt that could end after its deadline
+        // is not started (a message created then could be missed by reconciliation).
+        if !policy.leaves_time_for(Duration::ZERO, self.inner.config.timeout) {
+            tracing::info!(to = %to.masked(), "not sending: the deadline comes before an attempt could end");
+            return Err(SendError::OutOfTime);
+        }
         tracing::debug!(to = %to.masked(), "sending WhatsApp message through Twilio");
 
         let request = self
@@ -235,7 +242,8 @@ impl TwilioClient {
     ) -> Result<SentMessage, SendError> {
         let mut attempt = 1;
         loop {
-            match self.send_attempt(to, content, reference).await {
+            match self.send_attempt(to, content, reference, policy).await {
+                Err(SendError::OutOfTime) => return Err(SendError::OutOfTime),
                 Err(error) if error.is_retryable() && attempt < policy.attempts() => {
                     let delay = policy.delay_before_retry(attempt, error.retry_after());
                     if !policy.leaves_time_for(delay, self.inner.config.timeout) {

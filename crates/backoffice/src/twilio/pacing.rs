@@ -56,9 +56,10 @@ pub struct RetryPolicy {
     /// Ceiling for a `Retry-After` Twilio asks for, so one answer cannot hold a Lambda
     /// invocation for minutes.
     pub max_retry_after: Duration,
-    /// The run's deadline: a retry whose wait and attempt would end after it is not made,
-    /// and the failure comes back for the next run, so a send never outlives the invocation
-    /// and leaves a message it sent unrecorded. `None`: no deadline.
+    /// The send's deadline (the run's, or the end of its claim's send span): no attempt,
+    /// the first included, starts that could end after it, and the failure comes back for
+    /// the next run, so a send never outlives the invocation and leaves a message it sent
+    /// unrecorded. `None`: no deadline.
     pub retry_before: Option<crate::runtime::job::Deadline>,
 }
 

@@ -195,8 +195,9 @@ async fn no_retry_is_made_that_would_end_after_the_runs_deadline() {
         .mount(&server)
         .await;
     let client = client_for(&server.uri(), &[]);
+    // Time for one attempt (2 s), not for the wait Twilio asks for and another.
     let policy = RetryPolicy {
-        retry_before: Some(backoffice::runtime::job::Deadline::after(Duration::from_secs(2))),
+        retry_before: Some(backoffice::runtime::job::Deadline::after(Duration::from_millis(2500))),
         ..quick_retries()
     };
 
@@ -345,6 +346,42 @@ async fn invalid_numbers_and_opted_out_customers_are_not_retried() {
         assert!(!err.may_have_been_delivered());
         assert_eq!(requests_received(&server).await, 1, "code {code} was retried");
     }
+}
+
+#[tokio::test]
+async fn a_send_whose_wait_for_the_rate_limit_uses_up_its_deadline_is_not_started() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(created("SM77777777777777777777777777777777"))
+        .mount(&server)
+        .await;
+    // One message a second, 2 s per attempt, 2.5 s left: the first send can end in time;
+    // the second is let through by the limiter after 1 s, and the third after 2 s, too late.
+    let client = client_for(&server.uri(), &[("TWILIO_MAX_MPS", "1")]);
+    let policy = RetryPolicy {
+        retry_before: Some(backoffice::runtime::job::Deadline::after(Duration::from_millis(2500))),
+        ..quick_retries()
+    };
+    let (customer, content) = (customer(), review_template());
+
+    let sends = (0..3).map(|_| client.send_with_retry(&customer, &content, &policy));
+    let outcomes = futures::future::join_all(sends).await;
+
+    assert_eq!(
+        outcomes.iter().filter(|outcome| outcome.is_ok()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, Err(SendError::OutOfTime)))
+            .count(),
+        2,
+        "{outcomes:?}"
+    );
+    assert!(SendError::OutOfTime.is_retryable() && !SendError::OutOfTime.may_have_been_delivered());
+    assert_eq!(requests_received(&server).await, 1, "nothing sent past the deadline");
 }
 
 #[tokio::test]

@@ -60,6 +60,8 @@ pub struct InMemoryOrders {
     /// How long each claim takes, in milliseconds (a throttled table).
     claim_millis: std::sync::atomic::AtomicU64,
     claims_tried: std::sync::atomic::AtomicU64,
+    /// A clock each claim moves on, and by how much (claims written slowly).
+    claim_advances: Mutex<Option<(std::sync::Arc<crate::runtime::clock::ManualClock>, chrono::TimeDelta)>>,
 }
 
 impl InMemoryOrders {
@@ -72,6 +74,11 @@ impl InMemoryOrders {
     pub fn slow_claims(&self, each: std::time::Duration) {
         let millis = u64::try_from(each.as_millis()).unwrap_or(u64::MAX);
         self.claim_millis.store(millis, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Makes every claim move `clock` on by `by`, as claims that took that long.
+    pub fn claims_advance(&self, clock: std::sync::Arc<crate::runtime::clock::ManualClock>, by: chrono::TimeDelta) {
+        *self.claim_advances.lock().unwrap() = Some((clock, by));
     }
 
     /// Sets a customer's consent.
@@ -169,6 +176,9 @@ impl ReviewRequestStore for InMemoryOrders {
         let takes = self.claim_millis.load(std::sync::atomic::Ordering::Relaxed);
         if takes > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(takes)).await;
+        }
+        if let Some((clock, by)) = self.claim_advances.lock().unwrap().as_ref() {
+            clock.advance(*by);
         }
         let mut orders = self.orders.lock().unwrap();
         let Some(order) = orders.get_mut(order_id) else {

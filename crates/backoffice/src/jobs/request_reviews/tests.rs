@@ -632,6 +632,36 @@ async fn no_claim_starts_past_the_deadline_even_within_one_batch_of_claims() {
 }
 
 #[tokio::test]
+async fn no_send_starts_after_the_span_its_claim_covers() {
+    // Claims written 3 minutes apart (a throttled table): the batch's claim time is that
+    // of its first, and reconciliation looks for a message within 5 minutes of it.
+    for (orders, sent) in [(1, 1), (2, 0)] {
+        let store = InMemoryOrders::default();
+        for i in 0..orders {
+            add(&store, &format!("order-{i}"), 7);
+        }
+        let clock = Arc::new(crate::runtime::clock::ManualClock::new(utc(NOW)));
+        store.claims_advance(clock.clone(), TimeDelta::minutes(3));
+        let mut deps = deps(store, FakeMessenger::default());
+        deps.clock = clock;
+
+        let response = run(&deps, &serde_json::json!({}), Deadline::unbounded(), "slow-claims")
+            .await
+            .unwrap();
+
+        assert_eq!(deps.messenger.total(), sent, "{response:?}");
+        let pending = (0..orders)
+            .filter(|i| deps.store.status_of(&format!("order-{i}")) == Some(RequestStatus::Pending))
+            .count();
+        assert_eq!(
+            pending,
+            orders - sent,
+            "given back unsent, for the next run: {response:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_dry_run_counts_and_claims_nothing() {
     let store = InMemoryOrders::default();
     add(&store, "due", 7);
