@@ -33,7 +33,9 @@ use serde_norway::Value;
 /// - `requested_orders`: `.query()` on `review-reply-index`
 /// - `review`: `.get_item()`, `put_review`/`correct_review`: `.put_item()` (conditional),
 ///   `claim_alert` and `release_alert`: `.update_item()`, all on the reviews table (never on the orders table)
-/// - `record_consent` (`DynamoConsents::record`): `.update_item()` on the consent table
+/// - `record_consent` (`DynamoConsents::record`) and `remember_rating`
+///   (`DynamoConsents::remember_rating`): `.update_item()`, `knows_rating`
+///   (`DynamoConsents::knows_rating`): `.get_item()`, on the consent table
 /// - `record_delivery` (`DynamoDeliveries::record`, `messages/delivery.rs`): `.update_item()`
 ///   on the messages table, and on the orders table for a review request
 /// - `count` (`DailyCounters::first_time`'s `.put_item()`, the message's marker, and
@@ -174,6 +176,7 @@ const ALLOWED: &[(&str, &[(&str, &str)])] = &[
             ("dynamodb:GetItem", "!GetAtt ReviewsTable.Arn"),
             ("dynamodb:PutItem", "!GetAtt ReviewsTable.Arn"),
             ("dynamodb:UpdateItem", "!GetAtt ReviewsTable.Arn"),
+            ("dynamodb:GetItem", "!GetAtt ConsentTable.Arn"),
             ("dynamodb:UpdateItem", "!GetAtt ConsentTable.Arn"),
             ("dynamodb:UpdateItem", "!GetAtt MessagesTable.Arn"),
             ("dynamodb:UpdateItem", "!GetAtt OrdersTable.Arn"),

@@ -78,6 +78,10 @@ fn shift_marketing_slots(sets: &mut Vec<String>, slots: u32) -> bool {
     slots > 1
 }
 
+/// The most rating messages remembered per customer ([`DynamoConsents::remember_rating`]):
+/// one per review, and more than any customer writes.
+pub const MAX_RATING_SIDS: i64 = 2000;
+
 /// 9999-12-31T23:59:59Z.
 const LAST_SECOND_OF_9999: i64 = 253_402_300_799;
 
@@ -191,6 +195,50 @@ impl DynamoConsents {
             Some(_) => send_claim(update, &self.table, "consentWrite", &token).await,
             None => written(update.send().await, "UpdateItem", &self.table),
         }
+    }
+
+    /// Whether a rating message `sid` from this customer was read before (see
+    /// [`DynamoConsents::remember_rating`]).
+    pub async fn knows_rating(&self, phone: &PhoneNumber, sid: &str) -> Result<bool, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("phone", s(phone.as_str()))
+            .projection_expression("ratingMessageSids")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", &self.table, e))?;
+        Ok(output
+            .item
+            .as_ref()
+            .and_then(|item| item.get("ratingMessageSids"))
+            .and_then(|sids| sids.as_ss().ok())
+            .is_some_and(|sids| sids.iter().any(|known| known == sid)))
+    }
+
+    /// Remembers that a rating message `sid` from this customer was read, whatever came of
+    /// it: Twilio signs no time, so the same signed request replayed later (once a newer
+    /// order awaits a review) would otherwise rate that order. Adding to the set twice is
+    /// harmless (a retry after a lost answer). At most [`MAX_RATING_SIDS`] are kept, so a
+    /// customer's item never outgrows DynamoDB's limit; past that, `false` and nothing kept.
+    pub async fn remember_rating(&self, phone: &PhoneNumber, sid: &str) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("phone", s(phone.as_str()))
+            .update_expression("ADD ratingMessageSids :sids")
+            .condition_expression(
+                "attribute_not_exists(ratingMessageSids) OR size(ratingMessageSids) < :max OR contains(ratingMessageSids, :sid)",
+            )
+            .expression_attribute_values(":sids", AttributeValue::Ss(vec![sid.to_owned()]))
+            .expression_attribute_values(":sid", s(sid))
+            .expression_attribute_values(":max", n(MAX_RATING_SIDS))
+            .send()
+            .await;
+        written(result, "UpdateItem", &self.table)
     }
 
     /// The customer's consent (default: never opted out).

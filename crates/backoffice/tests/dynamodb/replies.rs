@@ -148,6 +148,36 @@ async fn a_signed_reply_is_recorded_on_the_order_it_answers() {
 }
 
 #[tokio::test]
+async fn a_rating_message_replayed_for_a_newer_order_rates_nothing() {
+    let f = fixture("replies-replayed-later").await;
+    sent_request(&f, "ord-1", CUSTOMER, 3).await;
+    post(&f, "SM110", "5").await;
+    let already = post(&f, "SM111", "1 nul").await;
+    assert_eq!(already.body, twiml::message(texts::FR.already_reviewed));
+
+    sent_request(&f, "ord-2", CUSTOMER, 0).await;
+    post(&f, "SM111", "1 nul").await;
+
+    assert!(
+        review_item(&f, "ord-2").await.is_none(),
+        "the replay rated the newer order"
+    );
+    assert!(f.deps.alerts.0.lock().unwrap().is_empty());
+    let phone = PhoneNumber::parse(CUSTOMER).unwrap();
+    let consents = f.deps.store.consents();
+    assert!(consents.knows_rating(&phone, &message_sid("SM111")).await.unwrap());
+    assert!(
+        consents.remember_rating(&phone, &message_sid("SM111")).await.unwrap(),
+        "remembering again (a retry) is harmless"
+    );
+    let other = PhoneNumber::parse("+33655500002").unwrap();
+    assert!(!consents.knows_rating(&other, &message_sid("SM111")).await.unwrap());
+    post(&f, "SM112", "4").await;
+    assert_eq!(attr(&review_item(&f, "ord-2").await.unwrap(), "rating"), "4");
+    f.stack.cleanup().await;
+}
+
+#[tokio::test]
 async fn the_index_gives_the_newest_requests_in_the_window_only() {
     let f = fixture("replies-window").await;
     sent_request(&f, "ord-old", CUSTOMER, 20).await;

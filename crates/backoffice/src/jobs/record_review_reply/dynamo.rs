@@ -138,6 +138,14 @@ pub fn decode_review(item: &Item) -> Option<StoredReview> {
 }
 
 impl ReplyStore for DynamoReplies {
+    async fn knows_rating(&self, phone: &PhoneNumber, message_sid: &str) -> Result<bool, StoreError> {
+        self.consents.knows_rating(phone, message_sid).await
+    }
+
+    async fn remember_rating(&self, phone: &PhoneNumber, message_sid: &str) -> Result<bool, StoreError> {
+        self.consents.remember_rating(phone, message_sid).await
+    }
+
     async fn record_delivery(&self, update: &StatusUpdate) -> Result<Recorded, StoreError> {
         match &self.deliveries {
             Some(deliveries) => deliveries.record(update).await,

@@ -37,6 +37,8 @@ struct State {
     /// (customer, change, source), in the order they were recorded.
     consents: Vec<(String, ConsentChange, ConsentSource)>,
     consent_message_sids: std::collections::HashSet<String>,
+    /// (customer, MessageSid) of the rating messages read.
+    rating_message_sids: std::collections::HashSet<(String, String)>,
     /// Message key to (its SID, its recorded status).
     deliveries: HashMap<String, (String, Option<DeliveryStatus>)>,
     counters: BTreeMap<String, u64>,
@@ -136,6 +138,21 @@ impl MemoryReplies {
 }
 
 impl ReplyStore for MemoryReplies {
+    async fn knows_rating(&self, phone: &PhoneNumber, message_sid: &str) -> Result<bool, StoreError> {
+        let state = self.state.lock().unwrap();
+        Ok(state
+            .rating_message_sids
+            .contains(&(phone.as_str().to_owned(), message_sid.to_owned())))
+    }
+
+    async fn remember_rating(&self, phone: &PhoneNumber, message_sid: &str) -> Result<bool, StoreError> {
+        let mut state = self.state.lock().unwrap();
+        state
+            .rating_message_sids
+            .insert((phone.as_str().to_owned(), message_sid.to_owned()));
+        Ok(true)
+    }
+
     async fn record_delivery(&self, update: &StatusUpdate) -> Result<Recorded, StoreError> {
         let mut state = self.state.lock().unwrap();
         let Some((sid, status)) = state.deliveries.get_mut(&message_key(&update.id)) else {

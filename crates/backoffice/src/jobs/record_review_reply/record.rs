@@ -4,7 +4,7 @@ use chrono::TimeDelta;
 use serde::Serialize;
 
 use super::alerts::{NEGATIVE_RATING_MAX, NegativeReview, NegativeReviewAlerts};
-use super::rating::{RatingSource, parse_reply};
+use super::rating::{ParsedReply, RatingSource, parse_reply};
 use super::{FUNCTION_NAME, IncomingReply, NewReview, ReplyDeps, ReplyStore, StoredReview, WriteOutcome, twiml};
 use crate::domain::consent::{ConsentChange, ConsentSource, OptOut, consent_change};
 use crate::store::StoreError;
@@ -178,6 +178,34 @@ pub async fn record_reply<S: ReplyStore, A: NegativeReviewAlerts>(
         return Ok(ReplyResult::without_review(outcome, Some(answer)));
     }
     let parsed = parse_reply(reply.button_payload.as_deref(), &reply.body);
+    let result = match_and_record(deps, reply, &parsed).await?;
+    if parsed.rating.is_some() {
+        // Whatever came of it (recorded, already reviewed, no request pending): the same
+        // signed message replayed once a newer order awaits a review must not rate it.
+        match deps.store.remember_rating(&reply.from, &reply.message_sid).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                function = FUNCTION_NAME,
+                from = %reply.from.masked(),
+                "too many rating messages remembered for this customer: this one is not"
+            ),
+            Err(error) => tracing::warn!(
+                function = FUNCTION_NAME,
+                %error,
+                "the rating message was not remembered: a late replay of it would not be recognised"
+            ),
+        }
+    }
+    Ok(result)
+}
+
+/// Finds the order a reply rates and records the review; the alert and the answer.
+async fn match_and_record<S: ReplyStore, A: NegativeReviewAlerts>(
+    deps: &ReplyDeps<S, A>,
+    reply: &IncomingReply,
+    parsed: &ParsedReply,
+) -> Result<ReplyResult, StoreError> {
+    let texts = texts::of(deps.config.locale);
     // A conflict means another reply for the same order landed between our read and
     // our write: look again once, then it is simply already reviewed.
     for _ in 0..2 {
@@ -201,6 +229,11 @@ pub async fn record_reply<S: ReplyStore, A: NegativeReviewAlerts>(
             let answer = (unreviewed.is_some() || parsed.correction).then_some(texts.prompt);
             return Ok(ReplyResult::without_review(ReplyOutcome::NotARating, answer));
         };
+        // Read before, yet no review in the window is its own: a signed request replayed
+        // after what it wrote left the window, or one that wrote nothing the first time.
+        if deps.store.knows_rating(&reply.from, &reply.message_sid).await? {
+            return Ok(ReplyResult::without_review(ReplyOutcome::Replayed, None));
+        }
         let latest_reviewed = candidates.iter().find_map(|(_, review)| review.as_ref());
         let (order_id, previous) = match (parsed.correction, latest_reviewed, unreviewed) {
             (true, Some(previous), _) => (previous.order_id.clone(), Some(previous)),

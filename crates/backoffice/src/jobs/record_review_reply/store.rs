@@ -40,6 +40,21 @@ pub trait ReplyStore: Send + Sync {
         message_sid: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Whether a rating message `message_sid` from `phone` was read before.
+    fn knows_rating(
+        &self,
+        phone: &PhoneNumber,
+        message_sid: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Remembers that a rating message `message_sid` from `phone` was read; `false` when
+    /// the customer's memory is full and it was not kept.
+    fn remember_rating(
+        &self,
+        phone: &PhoneNumber,
+        message_sid: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Orders whose review request went to `phone` at or after `since`, newest first, at
     /// most `limit`.
     fn requested_orders(

@@ -422,6 +422,43 @@ async fn a_replayed_message_sid_records_and_alerts_once() {
 }
 
 #[tokio::test]
+async fn a_rating_message_replayed_once_a_newer_order_awaits_a_review_rates_nothing() {
+    let mut deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(3));
+    text_reply(&deps, "SM031", "5").await;
+    // Answered "already reviewed" the first time: nothing written, nothing to find later.
+    text_reply(&deps, "SM032", "1 nul").await;
+    let writes = deps.store.writes();
+
+    // A week later, another order awaits a review; the two signed requests come again.
+    deps.clock = Arc::new(FixedClock(now() + TimeDelta::days(7)));
+    deps.store.add_request(CUSTOMER, "ord-2", now() + TimeDelta::days(6));
+    let replayed = text_reply(&deps, "SM032", "1 nul").await;
+    assert_eq!(replayed.status_code, 200);
+    assert!(
+        deps.store.review_of("ord-2").is_none(),
+        "{:?}",
+        deps.store.review_of("ord-2")
+    );
+    // And once the first order has left the reply window, the message that rated it.
+    let later = now() + TimeDelta::days(i64::from(config().window_days) + 1);
+    deps.clock = Arc::new(FixedClock(later));
+    deps.store.add_request(CUSTOMER, "ord-3", later - TimeDelta::days(1));
+    text_reply(&deps, "SM031", "5").await;
+
+    assert!(
+        deps.store.review_of("ord-3").is_none(),
+        "{:?}",
+        deps.store.review_of("ord-3")
+    );
+    assert_eq!(deps.store.writes(), writes);
+    assert!(deps.alerts.sent().is_empty());
+    // A message never seen still rates the newer order.
+    text_reply(&deps, "SM033", "4").await;
+    assert_eq!(deps.store.review_of("ord-3").unwrap().review.rating, 4);
+}
+
+#[tokio::test]
 async fn a_negative_review_produces_exactly_one_alert() {
     let deps = deps();
     deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
