@@ -60,6 +60,8 @@ pub struct InMemoryOrders {
     /// How long each claim takes, in milliseconds (a throttled table).
     claim_millis: std::sync::atomic::AtomicU64,
     claims_tried: std::sync::atomic::AtomicU64,
+    /// Every write to a customer's consent item fails (a throttled consent table).
+    consent_writes_fail: std::sync::atomic::AtomicBool,
     /// A clock each claim moves on, and by how much (claims written slowly).
     claim_advances: Mutex<Option<(std::sync::Arc<crate::runtime::clock::ManualClock>, chrono::TimeDelta)>>,
 }
@@ -74,6 +76,24 @@ impl InMemoryOrders {
     pub fn slow_claims(&self, each: std::time::Duration) {
         let millis = u64::try_from(each.as_millis()).unwrap_or(u64::MAX);
         self.claim_millis.store(millis, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Makes every write to a customer's consent item fail.
+    pub fn fail_consent_writes(&self) {
+        self.consent_writes_fail
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn consent_write(&self) -> Result<(), StoreError> {
+        if self.consent_writes_fail.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(StoreError {
+                operation: "UpdateItem",
+                table: "shop-consent".into(),
+                message: "throttled".into(),
+                retryable: true,
+            });
+        }
+        Ok(())
     }
 
     /// Makes every claim move `clock` on by `by`, as claims that took that long.
@@ -335,6 +355,7 @@ impl ReviewRequestStore for InMemoryOrders {
     }
 
     async fn record_sent(&self, phone: &PhoneNumber, at: DateTime<Utc>, caps: &Caps) -> Result<(), StoreError> {
+        self.consent_write()?;
         let mut consents = self.consents.lock().unwrap();
         let customer = consents.entry(phone.as_str().to_owned()).or_default();
         customer.last_sent_at = Some(at);
@@ -344,6 +365,7 @@ impl ReviewRequestStore for InMemoryOrders {
     }
 
     async fn record_twilio_opt_out(&self, phone: &PhoneNumber, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.consent_write()?;
         let at = rfc3339(at);
         self.set_consent(
             phone.as_str(),

@@ -6,8 +6,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::ReviewMessenger;
 use super::store::{self, DueOrder, LookedUp, RequestStatus, ReviewRequestStore, SkipReason};
+use super::{FUNCTION_NAME, ReviewMessenger};
 use crate::domain::phone::PhoneNumber;
 use crate::messages::caps::Caps;
 use crate::messages::consent::Consent;
@@ -224,10 +224,14 @@ impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
 
     async fn settle(&self, message: &DueMessage, claim: &Claim, settlement: &Settlement) -> Result<(), StoreError> {
         self.0.settle(&message.id.subject_id, claim, settlement).await?;
-        match settlement {
-            Settlement::Sent { sent_at, .. } => self.0.record_sent(&message.customer_phone, *sent_at, &self.1).await,
-            _ => Ok(()),
+        // The order holds the outcome now: a failure to count the request in the
+        // customer's caps is logged, and does not make a sent request a store error.
+        if let Settlement::Sent { sent_at, .. } = settlement
+            && let Err(error) = self.0.record_sent(&message.customer_phone, *sent_at, &self.1).await
+        {
+            tracing::warn!(function = FUNCTION_NAME, message_id = %message.id, %error, "sent, but not counted in the customer's caps");
         }
+        Ok(())
     }
 
     async fn close(&self, id: &MessageId, closing: &Closing) -> Result<(), StoreError> {

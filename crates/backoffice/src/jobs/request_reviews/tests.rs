@@ -662,6 +662,37 @@ async fn no_send_starts_after_the_span_its_claim_covers() {
 }
 
 #[tokio::test]
+async fn a_sent_or_refused_request_counts_as_such_when_the_customers_item_cannot_be_written() {
+    let store = InMemoryOrders::default();
+    add(&store, "sent", 7);
+    add(&store, "opted-out", 7);
+    store.fail_consent_writes();
+    let messenger = FakeMessenger::failing(
+        "opted-out",
+        SendError::Permanent {
+            status: 400,
+            code: Some(21610),
+            message: "Attempt to send to unsubscribed recipient".into(),
+        },
+    );
+    let mut deps = deps(store, messenger);
+    deps.config.caps.gap = TimeDelta::zero();
+
+    let response = run(
+        &deps,
+        &serde_json::json!({}),
+        Deadline::unbounded(),
+        "consent-throttled",
+    )
+    .await
+    .unwrap();
+
+    assert_eq!((response.sent, response.failed), (1, 1), "{response:?}");
+    assert_eq!(response.report.store_errors, 0, "{response:?}");
+    assert_eq!(deps.store.status_of("sent"), Some(RequestStatus::Sent));
+}
+
+#[tokio::test]
 async fn a_dry_run_counts_and_claims_nothing() {
     let store = InMemoryOrders::default();
     add(&store, "due", 7);
