@@ -110,6 +110,45 @@ fn phone(i: usize) -> String {
 const NOW: &str = "2026-11-24T09:00:00Z";
 
 #[tokio::test]
+async fn a_reconciliation_whose_answer_was_lost_is_known_as_its_own() {
+    use backoffice::messages::reconcile::Resolution;
+    let f = fixture("reviews-resolve-lost-answer").await;
+    let now = utc(NOW);
+    put_completed_order(&f.orders, "timeout", &phone(1), None, now - TimeDelta::days(7))
+        .await
+        .unwrap();
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(created("t").set_delay(Duration::from_secs(2)))
+        .mount(&twilio)
+        .await;
+    let parked_run = run_job(&deps(&f, twilio_for(&twilio), now), "run-1").await;
+    assert_eq!(parked_run.report.unknown, 1, "{parked_run:?}");
+    let parked = f.orders.parked().await.unwrap();
+    let lost = LostAnswers::of("UpdateItem", 1);
+    let losing = DynamoOrders::new(
+        lost.on(&f.stack.client),
+        &f.stack.tables.orders,
+        &f.stack.tables.reviews,
+    );
+    let requeue = Resolution::Requeue {
+        reason: "Twilio never had it".into(),
+    };
+
+    assert!(losing.resolve(&parked[0], &requeue).await.unwrap(), "its own retry");
+    assert_eq!(lost.left(), 0, "the answer was lost once");
+    assert!(
+        !f.orders.resolve(&parked[0], &requeue).await.unwrap(),
+        "another run's resolution of the same request"
+    );
+    assert_eq!(
+        f.orders.request_status("timeout").await.unwrap().as_deref(),
+        Some("pending")
+    );
+    f.stack.cleanup().await;
+}
+
+#[tokio::test]
 async fn due_orders_get_one_message_and_the_others_are_skipped_with_reasons() {
     let f = fixture("reviews-mix").await;
     let now = utc(NOW);

@@ -305,8 +305,8 @@ impl ReviewRequestStore for DynamoOrders {
                 self.update_claimed(
                     order_id,
                     claim,
-                    "SET reviewRequestStatus = :sent, reviewMessageSid = :sid, reviewRequestedAt = :at \
-                     REMOVE reviewPendingShard, reviewPendingSince, reviewLastError",
+                    "SET reviewRequestStatus = :sent, reviewMessageSid = :sid, reviewRequestedAt = :at, \
+                     reviewReconcileToken = :token REMOVE reviewPendingShard, reviewPendingSince, reviewLastError",
                     vec![
                         (":sent", s(RequestStatus::Sent.as_str())),
                         (":sid", s(message_sid)),
@@ -486,18 +486,24 @@ impl ReviewRequestStore for DynamoOrders {
                 .expression_attribute_values(":at", s(rfc3339(*sent_at))),
             Resolution::Requeue { reason } => update
                 .update_expression(
-                    "SET reviewRequestStatus = :pending, reviewPendingShard = :shard, reviewLastError = :reason \
-                     REMOVE reviewClaimId, reviewClaimedAt",
+                    "SET reviewRequestStatus = :pending, reviewPendingShard = :shard, reviewLastError = :reason, \
+                     reviewReconcileToken = :token REMOVE reviewClaimId, reviewClaimedAt",
                 )
                 .expression_attribute_values(":pending", s(RequestStatus::Pending.as_str()))
                 .expression_attribute_values(":shard", s(shard_of(order_id)))
                 .expression_attribute_values(":reason", s(reason)),
             Resolution::ByHand { reason } => update
-                .update_expression("SET reviewPendingShard = :byHand, reviewLastError = :reason")
+                .update_expression(
+                    "SET reviewPendingShard = :byHand, reviewLastError = :reason, reviewReconcileToken = :token",
+                )
                 .expression_attribute_values(":byHand", s(BY_HAND_PARTITION))
                 .expression_attribute_values(":reason", s(format!("reconciliation cannot decide: {reason}"))),
         };
-        crate::store::dynamo::written(update.send().await, "UpdateItem", &self.orders_table)
+        // A token of this write: the SDK's retry of a resolution whose answer was lost is
+        // refused by its own first attempt, and must still read as done by this run.
+        let token = crate::store::dynamo::claim_token();
+        let update = update.expression_attribute_values(":token", s(&token));
+        crate::store::dynamo::send_claim(update, &self.orders_table, "reviewReconcileToken", &token).await
     }
 
     async fn count(&self, at: DateTime<Utc>, increments: &[(Counter, u64)]) -> Result<(), StoreError> {
