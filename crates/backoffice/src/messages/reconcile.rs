@@ -30,6 +30,7 @@ use serde::Serialize;
 
 use super::engine::{MessageId, Messenger, Outbox, Siblings};
 use crate::domain::phone::PhoneNumber;
+use crate::report::counters::Counter;
 use crate::runtime::clock::Clock;
 use crate::runtime::job::Deadline;
 use crate::store::StoreError;
@@ -281,9 +282,15 @@ pub async fn reconcile<O: Outbox, M: Messenger>(
         match outbox.resolve(&parked, &resolution).await {
             Ok(true) => {
                 let outcome = match &resolution {
-                    Resolution::Sent { message_sid, .. } => {
+                    Resolution::Sent { message_sid, sent_at } => {
                         report.found += 1;
                         settled_sids.insert(message_sid.clone());
+                        // Never counted when its send's answer was lost: counted now, on
+                        // the day Twilio sent it.
+                        let sent = [(Counter::Sent(parked.id.kind), 1)];
+                        if let Err(error) = outbox.count(*sent_at, &sent).await {
+                            tracing::error!(function, message_id = %parked.id, %error, "the day's counters were not updated");
+                        }
                         "found at Twilio: settled as sent"
                     }
                     Resolution::Requeue { .. } => {

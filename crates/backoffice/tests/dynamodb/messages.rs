@@ -1838,6 +1838,12 @@ async fn a_review_request_found_at_twilio_is_settled_as_sent_and_its_reply_still
         .filter(|request| request.method.as_str() == "POST")
         .count();
     assert_eq!(posts, 1, "never sent twice");
+    let day = shop.counters.day(&shop.counters.day_of(claimed_at)).await.unwrap();
+    assert_eq!(
+        day.get(backoffice::report::counters::Counter::Sent(Kind::ReviewRequest)),
+        1,
+        "counted once found, on the day it was sent: {day:?}"
+    );
 
     let deps = webhook(&shop);
     let params = [

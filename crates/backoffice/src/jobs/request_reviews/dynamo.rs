@@ -305,8 +305,8 @@ impl ReviewRequestStore for DynamoOrders {
                 self.update_claimed(
                     order_id,
                     claim,
-                    "SET reviewRequestStatus = :sent, reviewMessageSid = :sid, reviewRequestedAt = :at, \
-                     reviewReconcileToken = :token REMOVE reviewPendingShard, reviewPendingSince, reviewLastError",
+                    "SET reviewRequestStatus = :sent, reviewMessageSid = :sid, reviewRequestedAt = :at \
+                     REMOVE reviewPendingShard, reviewPendingSince, reviewLastError",
                     vec![
                         (":sent", s(RequestStatus::Sent.as_str())),
                         (":sid", s(message_sid)),
@@ -478,8 +478,8 @@ impl ReviewRequestStore for DynamoOrders {
             // `reviewRequestedAt` puts the order in `review-reply-index`: a reply finds it.
             Resolution::Sent { message_sid, sent_at } => update
                 .update_expression(
-                    "SET reviewRequestStatus = :sent, reviewMessageSid = :sid, reviewRequestedAt = :at \
-                     REMOVE reviewPendingShard, reviewPendingSince, reviewLastError",
+                    "SET reviewRequestStatus = :sent, reviewMessageSid = :sid, reviewRequestedAt = :at, \
+                     reviewReconcileToken = :token REMOVE reviewPendingShard, reviewPendingSince, reviewLastError",
                 )
                 .expression_attribute_values(":sent", s(RequestStatus::Sent.as_str()))
                 .expression_attribute_values(":sid", s(message_sid))
