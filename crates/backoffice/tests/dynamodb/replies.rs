@@ -16,6 +16,7 @@ use backoffice::jobs::record_review_reply::{
 };
 use backoffice::jobs::request_reviews::dynamo::DynamoOrders;
 use backoffice::jobs::request_reviews::{self, ReviewDeps, ReviewJobConfig};
+use backoffice::report::counters::{Counter, DailyCounters};
 use backoffice::runtime::clock::FixedClock;
 use backoffice::runtime::job::Deadline;
 use backoffice::testing::{env_of, message_sid};
@@ -279,12 +280,18 @@ async fn a_negative_review_whose_write_lost_its_answer_still_alerts_once() {
         let mut f = fixture(&format!("replies-lost-{}", operation.to_lowercase())).await;
         sent_request(&f, "ord-1", CUSTOMER, 1).await;
         let lost = devstack::faults::LostAnswers::of(operation, 1);
+        let counters = DailyCounters::new(
+            f.stack.client.clone(),
+            &f.stack.tables.stats,
+            jiff::tz::TimeZone::get("Europe/Paris").unwrap(),
+        );
         f.deps.store = DynamoReplies::new(
             lost.on(&f.stack.client),
             &f.stack.tables.orders,
             &f.stack.tables.reviews,
             &f.stack.tables.consent,
-        );
+        )
+        .with_counters(counters.clone());
 
         post(&f, "SM301", "1 - arrivé froid").await;
         assert_eq!(lost.left(), 0, "{operation}: one answer lost");
@@ -299,6 +306,16 @@ async fn a_negative_review_whose_write_lost_its_answer_still_alerts_once() {
         assert_eq!(
             attr(&review_item(&f, "ord-1").await.unwrap(), "alertedMessageSid"),
             message_sid("SM301")
+        );
+        let day = counters.day(&counters.day_of(now())).await.unwrap();
+        assert_eq!(
+            (
+                day.get(Counter::Received),
+                day.get(Counter::Reviews),
+                day.get(Counter::NegativeReviews)
+            ),
+            (1, 1, 1),
+            "{operation}: the review counts once: {day:?}"
         );
         f.stack.cleanup().await;
     }

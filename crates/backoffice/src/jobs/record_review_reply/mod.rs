@@ -187,20 +187,19 @@ fn with_query(configured: &str, raw_query: &str) -> String {
     format!("{base}?{raw_query}")
 }
 
-/// Counts a message received from a customer (not a replay of one: its `MessageSid` is
-/// counted once), and the review it made. Logged and lost when the counters cannot be
+/// Counts a message received from a customer (each `MessageSid` once, by its marker,
+/// whatever its deliveries), and the review it made. Logged and lost when the counters cannot be
 /// updated: the reply is recorded.
 async fn count_incoming<S: ReplyStore, A: NegativeReviewAlerts>(
     deps: &ReplyDeps<S, A>,
     reply_sid: &str,
     result: &ReplyResult,
 ) {
-    if result.outcome == ReplyOutcome::Replayed {
-        return;
-    }
+    // A replay is counted too, once by its marker: the first delivery may have written the
+    // review and lost its answer before counting anything.
     let mut increments = vec![(report::counters::Counter::Received, 1)];
     let mut negative = None;
-    if let (ReplyOutcome::Recorded, Some(rating), Some(order_id)) = (result.outcome, result.rating, &result.order_id) {
+    if let (true, Some(rating), Some(order_id)) = (result.new_review, result.rating, &result.order_id) {
         increments.push((report::counters::Counter::Reviews, 1));
         increments.push((report::counters::Counter::RatingSum, u64::from(rating)));
         if rating <= NEGATIVE_RATING_MAX {

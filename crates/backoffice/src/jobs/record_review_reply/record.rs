@@ -120,6 +120,9 @@ pub struct ReplyResult {
     pub alert: AlertStatus,
     /// The text sent back to the customer, if any.
     pub answer: Option<&'static str>,
+    /// This message wrote the order's first review, now or on an earlier delivery whose
+    /// answer was lost: the review counts in the day's figures (once, by its marker).
+    pub new_review: bool,
 }
 
 impl ReplyResult {
@@ -131,6 +134,7 @@ impl ReplyResult {
             source: None,
             alert: AlertStatus::NotNeeded,
             answer,
+            new_review: false,
         }
     }
 
@@ -297,6 +301,7 @@ async fn match_and_record<S: ReplyStore, A: NegativeReviewAlerts>(
             source: Some(review.source),
             alert,
             answer: Some(answer),
+            new_review: outcome == ReplyOutcome::Recorded,
         });
     }
     Ok(ReplyResult::without_review(
@@ -328,6 +333,8 @@ async fn replayed<S: ReplyStore, A: NegativeReviewAlerts>(
         source: None,
         alert,
         answer: Some(thanks_for(texts, review.rating)),
+        new_review: review.message_sid.as_deref() == Some(reply.message_sid.as_str())
+            && review.previous_message_sid.is_none(),
     }
 }
 

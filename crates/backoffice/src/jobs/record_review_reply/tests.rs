@@ -619,6 +619,7 @@ fn metrics_count_the_review_and_its_rating() {
             source: Some(RatingSource::Text),
             alert: AlertStatus::Failed,
             answer: None,
+            new_review: true,
         }),
         duration_ms: 12,
         ..Summary::default()
