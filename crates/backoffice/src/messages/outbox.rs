@@ -698,18 +698,23 @@ impl Outbox for DynamoOutbox {
             .page_below("dueAt", due_before, cursor, limit)
             .await?;
         let mut entries = Vec::new();
+        let mut foreign = 0;
         for item in output.items.unwrap_or_default() {
             match decode_due(&item) {
                 Some(entry) => entries.push(entry),
-                None => tracing::error!(
-                    table = %self.messages_table,
-                    message_id = ?item.get("messageId"),
-                    "an entry of due-index is not a message: left alone"
-                ),
+                None => {
+                    foreign += 1;
+                    tracing::error!(
+                        table = %self.messages_table,
+                        message_id = ?item.get("messageId"),
+                        "an entry of due-index is not a message of a known kind: left alone"
+                    );
+                }
             }
         }
         Ok(DuePage {
             items_read: u64::try_from(output.scanned_count).unwrap_or_default(),
+            foreign,
             entries,
             next: output.last_evaluated_key.filter(|key| !key.is_empty()),
         })

@@ -19,6 +19,9 @@ pub struct IndexPage<Entry, Cursor> {
     pub entries: Vec<Entry>,
     /// Items DynamoDB read to answer (`ScannedCount`), for cost accounting.
     pub items_read: u64,
+    /// Items of the index that are none of its entries at all (a kind another version of
+    /// the code wrote): left where they are, and counted.
+    pub foreign: u64,
     /// Where the next page of this shard starts; `None` on its last page.
     pub next: Option<Cursor>,
 }
@@ -97,12 +100,14 @@ mod tests {
             return Ok(IndexPage {
                 entries: vec![],
                 items_read: 0,
+                foreign: 0,
                 next: None,
             });
         }
         Ok(IndexPage {
             entries: vec![format!("{shard}/{at}")],
             items_read: 1,
+            foreign: 0,
             next: (at + 1 < count).then_some(at + 1),
         })
     }

@@ -721,6 +721,50 @@ async fn a_customer_whose_consent_item_is_unreadable_gets_nothing_and_the_messag
 }
 
 #[tokio::test]
+async fn a_due_entry_of_a_kind_this_code_does_not_know_is_counted_and_left_in_place() {
+    let shop = Shop::open("unknown-kind").await;
+    // Written by a newer version (a kind added, then rolled back), or by hand.
+    let key = "birthday_promo#o-1";
+    devstack::seed::put_item(
+        &shop.stack.client,
+        &shop.stack.tables.messages,
+        &[
+            ("messageId", s(key)),
+            ("status", s("pending")),
+            ("dueShard", s(&backoffice::store::shard::shard_of(key))),
+            (
+                "dueAt",
+                AttributeValue::N((shop.now() - TimeDelta::hours(1)).timestamp().to_string()),
+            ),
+            ("customerPhone", s("+33612345689")),
+        ],
+    )
+    .await
+    .unwrap();
+
+    let run = shop.dispatch("unknown-kind").await;
+
+    assert_eq!(run.report.skipped.get("unknown_kind"), Some(&1), "{run:?}");
+    assert_eq!(run.sent, 0);
+    let item = shop
+        .stack
+        .client
+        .get_item()
+        .table_name(&shop.stack.tables.messages)
+        .key("messageId", s(key))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert!(
+        item.contains_key("dueShard"),
+        "left in the index for the version that knows it"
+    );
+    shop.stack.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_cart_ordered_after_its_reminder_item_was_garbled_does_not_hold_the_stream() {
     let mut shop = Shop::open("garbled-reminder").await;
     shop.app_creates_cart("c-garbled", "+33612345686").await;

@@ -148,6 +148,7 @@ impl CartStore for DynamoCarts {
             .map_err(|e| store_error("Query", &self.table, e))?;
         let items_read = u64::try_from(output.scanned_count).unwrap_or_default();
         Ok(ExpiredPage {
+            foreign: 0,
             entries: output
                 .items
                 .unwrap_or_default()

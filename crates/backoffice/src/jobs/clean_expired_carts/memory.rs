@@ -139,6 +139,7 @@ impl CartStore for InMemoryCarts {
             })
             .collect();
         Ok(ExpiredPage {
+            foreign: 0,
             items_read: page.len() as u64,
             entries: page,
             next,

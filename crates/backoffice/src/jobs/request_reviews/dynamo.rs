@@ -155,6 +155,7 @@ impl ReviewRequestStore for DynamoOrders {
             .page_below("reviewPendingSince", completed_before, cursor, limit)
             .await?;
         Ok(PendingPage {
+            foreign: 0,
             items_read: u64::try_from(output.scanned_count).unwrap_or_default(),
             entries: output
                 .items

@@ -181,6 +181,7 @@ impl ReviewRequestStore for InMemoryOrders {
             .map(|(id, order)| decode_pending_entry(&as_item(id, order)))
             .collect();
         Ok(PendingPage {
+            foreign: 0,
             items_read: entries.len() as u64,
             entries,
             next,

@@ -178,6 +178,7 @@ impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
                 })
                 .collect(),
             items_read: page.items_read,
+            foreign: page.foreign,
             next: page.next,
         })
     }
