@@ -272,8 +272,12 @@ impl<S: ReviewRequestStore> Outbox for ReviewOutbox<'_, S> {
 
     async fn resolve(&self, parked: &Parked, resolution: &Resolution) -> Result<bool, StoreError> {
         let resolved = self.0.resolve(parked, resolution).await?;
-        if let (true, Resolution::Sent { sent_at, .. }, Some(phone)) = (resolved, resolution, &parked.customer_phone) {
-            self.0.record_sent(phone, *sent_at, &self.1).await?;
+        // As for a settle: the order holds the outcome, and a failure to count it in the
+        // customer's caps is logged without hiding that it was settled.
+        if let (true, Resolution::Sent { sent_at, .. }, Some(phone)) = (resolved, resolution, &parked.customer_phone)
+            && let Err(error) = self.0.record_sent(phone, *sent_at, &self.1).await
+        {
+            tracing::warn!(function = FUNCTION_NAME, message_id = %parked.id, %error, "found and settled, but not counted in the customer's caps");
         }
         Ok(resolved)
     }
