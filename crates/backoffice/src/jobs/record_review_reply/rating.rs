@@ -7,8 +7,9 @@
 //!    - a digit 1-5: `5`, `5/5`, `5 / 5`, `4, pas mal`, `5 étoiles merci`;
 //!    - a score out of 10: `10/10` is 5, `7/10` is 4 (half up, at least 1);
 //!    - 1 to 5 stars, ⭐ (U+2B50) or ★ (U+2605), with or without variation selectors
-//!      or spaces between them; a number after them is the rating they illustrate
-//!      (`⭐ 4/5` is 4), and must agree with them when there are several;
+//!      or spaces between them; a score or a lone number after them is the rating they
+//!      illustrate (`⭐ 4/5` and `⭐ 4` are 4), and must agree with them when there are
+//!      several; a number that starts a sentence (`⭐ 5 min de retard`) is comment;
 //!    - a number word, French or English, in any case and with or without accents:
 //!      `un`/`une`, `deux`, `trois`, `quatre`, `cinq`, `one` … `five`. A word counts
 //!      only when it stands alone or is followed by punctuation, `/5`, `sur 5`,
@@ -232,12 +233,18 @@ fn stars_rating(text: &str) -> Option<(u8, &str)> {
         Some(_) => return None,
         None => rest,
     };
-    // A number after the stars is the rating they illustrate: "⭐ 4/5" is 4, "⭐⭐⭐ 3"
-    // is 3; one that is no rating ("⭐ 6") or disagrees ("⭐⭐ 5") asks again.
+    // A score right after the stars ("⭐ 4/5", "⭐ 10/10") or a number alone ("⭐ 5") is
+    // the rating they illustrate; one that is no rating ("⭐ 6") or disagrees with several
+    // stars ("⭐⭐ 5") asks again. A number that starts a sentence ("⭐ 5 min de retard",
+    // "⭐⭐⭐⭐⭐ 100% satisfaite") is the comment's.
     let after = rest.trim_start_matches(|c: char| c.is_whitespace() || is_emoji_modifier(c));
-    if after.starts_with(|c: char| c.is_ascii_digit()) {
-        let (value, rest) = digits_rating(after)?;
-        return (stars == 1 || u32::from(value) == stars).then_some((value, rest));
+    let digits_end = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+    if digits_end > 0 {
+        let tail = &after[digits_end..];
+        if out_of(tail).is_some() || trim_separators(tail).is_empty() {
+            let (value, rest) = digits_rating(after)?;
+            return (stars == 1 || u32::from(value) == stars).then_some((value, rest));
+        }
     }
     Some((stars as u8, rest))
 }

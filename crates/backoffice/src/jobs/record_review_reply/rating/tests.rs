@@ -64,8 +64,13 @@ fn a_number_after_the_stars_is_the_rating_they_illustrate() {
         ("⭐5/5", 5, ""),
         ("⭐\u{FE0F} 4/5 bien", 4, "bien"),
         ("⭐ 10/10", 5, ""),
-        ("⭐⭐⭐ 3 correct", 3, "correct"),
+        ("⭐⭐⭐ 3", 3, ""),
         ("⭐ 5\u{FE0F}\u{20E3}", 5, ""),
+        ("⭐ 4 !", 4, ""),
+        // A number that starts a sentence is the comment's.
+        ("⭐ 5 min de retard, tout froid", 1, "5 min de retard, tout froid"),
+        ("⭐⭐⭐⭐⭐ 100% satisfaite", 5, "100% satisfaite"),
+        ("⭐⭐⭐⭐ 2 pizzas parfaites", 4, "2 pizzas parfaites"),
     ] {
         assert_eq!(text(body), Some((rating, comment.to_owned())), "{body:?}");
     }
@@ -91,8 +96,8 @@ fn refuses_what_is_not_a_rating() {
         "⭐⭐⭐⭐⭐⭐",
         // A number after the stars that is no rating, or disagrees with them.
         "⭐ 6",
-        "⭐5€",
         "⭐⭐ 5",
+        "⭐⭐ 5/5",
         // Keycap ten, and keycap six.
         "1\u{FE0F}\u{20E3}0\u{FE0F}\u{20E3}",
         "6\u{FE0F}\u{20E3}",
