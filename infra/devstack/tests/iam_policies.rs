@@ -39,8 +39,7 @@ use serde_norway::Value;
 /// - `record_delivery` (`DynamoDeliveries::record`, `messages/delivery.rs`): `.update_item()`
 ///   on the messages table, and on the orders table for a review request
 /// - `count` (`DailyCounters::first_time`'s `.put_item()`, the message's marker, and
-///   `DailyCounters::add`'s `.transact_write_items()` of one update, which IAM authorises as
-///   `dynamodb:UpdateItem`, `report/counters.rs`) on the stats table
+///   `DailyCounters::add`'s `.update_item()`, `report/counters.rs`) on the stats table
 /// - `ShopAlerts::alert`: `.publish()` on `NegativeReviewTopic`
 /// - `twilio_config` (`secrets.rs`): `.get_secret_value()` on `TwilioSecretArn`, at cold start
 ///
@@ -50,7 +49,7 @@ use serde_norway::Value;
 /// - `DynamoOutbox::apply` (`messages/outbox.rs`): `Schedule` and `Postpone` (`put`):
 ///   `.put_item()`, `Drop` (`close_pending`): `.update_item()`, on the messages table
 /// - `DynamoTally::count` (`report/events.rs`): `DailyCounters::first_time`'s `.put_item()`
-///   and `add`'s transaction of one update (`dynamodb:UpdateItem`) on the stats table, `DynamoConsents::is_first_order`'s
+///   and `add`'s `.update_item()` on the stats table, `DynamoConsents::is_first_order`'s
 ///   `.update_item()` on the consent table, `DynamoOutbox::message`'s `.get_item()` on the
 ///   messages table (was a converted cart's reminder sent?)
 ///
@@ -71,8 +70,7 @@ use serde_norway::Value;
 /// - `twilio_config` (`secrets.rs`): `.get_secret_value()` on `TwilioSecretArn`, at cold start
 /// - reconciliation (`messages/reconcile.rs`): `parked` reads the `reconcile` partition of
 ///   `due-index`, `resolve` is an `.update_item()` on the messages table
-/// - `count` (`DailyCounters::add`): a transaction of one update (`dynamodb:UpdateItem`) on the
-///   stats table, once per run
+/// - `count` (`DailyCounters::add`): `.update_item()` on the stats table, once per run
 ///   (request-reviews too)
 ///
 /// daily-report (`jobs/daily_report/`): `DailyCounters::day`'s `.get_item()`,

@@ -11,7 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeDelta, Utc};
 use jiff::tz::TimeZone;
 
@@ -22,8 +23,27 @@ use crate::store::dynamo::{Item, claim_token, n, rfc3339, s, send_claim, store_e
 
 /// How long a day's counters are kept.
 const DAY_KEPT_FOR: TimeDelta = TimeDelta::days(400);
-/// How long an event's marker is kept: longer than any stream or webhook retry.
-const MARKER_KEPT_FOR: TimeDelta = TimeDelta::days(3);
+/// How long a stream event's marker is kept: longer than a stream keeps its records.
+pub const EVENT_MARKER_KEPT_FOR: TimeDelta = TimeDelta::days(3);
+/// How long a customer message's marker is kept: longer than any reply window
+/// (`REPLY_WINDOW_DAYS`, at most 90), in which a replay of it can still find its review.
+pub const MESSAGE_MARKER_KEPT_FOR: TimeDelta = TimeDelta::days(91);
+/// Attempts of [`DailyCounters::add`] when DynamoDB throttles it.
+const ADD_ATTEMPTS: u32 = 4;
+/// The codes of a write DynamoDB refused before doing anything.
+const THROTTLED: [&str; 3] = [
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+];
+
+fn was_throttled<E: ProvideErrorMetadata, R>(error: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool {
+    error
+        .as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| THROTTLED.contains(&code))
+}
+
 /// A report claim older than this belongs to a run that died: it may be taken again.
 const REPORT_CLAIM_STALE_AFTER: TimeDelta = TimeDelta::minutes(15);
 
@@ -102,14 +122,24 @@ fn day_key(day: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct DailyCounters {
     client: Client,
+    /// The same client without the SDK's retries, for the `ADD`s ([`DailyCounters::add`]).
+    single_attempt: Client,
     table: String,
     timezone: TimeZone,
 }
 
 impl DailyCounters {
     pub fn new(client: Client, table: impl Into<String>, timezone: TimeZone) -> Self {
+        let single_attempt = Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(1))
+                .build(),
+        );
         Self {
             client,
+            single_attempt,
             table: table.into(),
             timezone,
         }
@@ -134,12 +164,15 @@ impl DailyCounters {
     }
 
     /// Adds `increments` to the counters of `at`'s shop day, and `negative_review`
-    /// (`orderId:rating`) to its negative reviews, as one atomic update.
+    /// (`orderId:rating`) to its negative reviews: one `UpdateItem`, atomic counters.
     ///
-    /// Sent as a transaction of one item, for its `ClientRequestToken`: the SDK fills it in
-    /// once and sends the same one with every retry, so a retry after an answer was lost
-    /// (a timeout, a 5xx after the write) is recognised by DynamoDB and adds nothing
-    /// again. A plain `UpdateItem … ADD` would add twice.
+    /// Sent once: an `ADD` is not idempotent, and the SDK's retry of one whose answer was
+    /// lost (a timeout, a 5xx after the write) would count twice. Only throttling, which
+    /// DynamoDB answers before writing anything, is tried again. A failure that may have
+    /// been written comes back as an error (logged by the caller): a count may then be
+    /// missing, never doubled. A transaction's token would tell the retry apart, but every
+    /// run and callback updates this one item, and transactions on it would cancel each
+    /// other.
     pub async fn add(
         &self,
         at: DateTime<Utc>,
@@ -151,7 +184,9 @@ impl DailyCounters {
             return Ok(());
         }
         let mut adds = Vec::new();
-        let mut update = Update::builder()
+        let mut update = self
+            .single_attempt
+            .update_item()
             .table_name(&self.table)
             .key("statId", s(day_key(&self.day_of(at))))
             .expression_attribute_values(":expires", n((at + DAY_KEPT_FOR).timestamp()));
@@ -165,36 +200,33 @@ impl DailyCounters {
             adds.push("negativeReviews :negative".into());
             update = update.expression_attribute_values(":negative", AttributeValue::Ss(vec![entry.to_owned()]));
         }
-        let update = update
-            .update_expression(format!(
-                "SET expiresAt = if_not_exists(expiresAt, :expires) ADD {}",
-                adds.join(", ")
-            ))
-            .build()
-            .map_err(|e| StoreError {
-                operation: "TransactWriteItems",
-                table: self.table.clone(),
-                message: format!("the counters' update cannot be built: {e}"),
-                retryable: false,
-            })?;
-        self.client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .send()
-            .await
-            .map_err(|e| store_error("TransactWriteItems", &self.table, e))?;
-        Ok(())
+        let update = update.update_expression(format!(
+            "SET expiresAt = if_not_exists(expiresAt, :expires) ADD {}",
+            adds.join(", ")
+        ));
+        let mut attempt = 1;
+        loop {
+            match update.clone().send().await {
+                Ok(_) => return Ok(()),
+                Err(error) if attempt < ADD_ATTEMPTS && was_throttled(&error) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(store_error("UpdateItem", &self.table, error)),
+            }
+        }
     }
 
-    /// Marks `event` (e.g. `order#ord-1`) as counted. `true` the first time only: a
-    /// replayed stream record or a retried webhook finds the marker and counts nothing.
-    pub async fn first_time(&self, event: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    /// Marks `event` (e.g. `order#ord-1`) as counted, for `kept_for`. `true` the first time
+    /// only: a replayed stream record or a retried webhook finds the marker and counts
+    /// nothing.
+    pub async fn first_time(&self, event: &str, at: DateTime<Utc>, kept_for: TimeDelta) -> Result<bool, StoreError> {
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
             .item("statId", s(format!("event#{event}")))
-            .item("expiresAt", n((at + MARKER_KEPT_FOR).timestamp()))
+            .item("expiresAt", n((at + kept_for).timestamp()))
             .condition_expression("attribute_not_exists(statId)")
             .send()
             .await;
@@ -302,7 +334,54 @@ fn read_day(day: &str, item: &Item) -> StoredDay {
 
 #[cfg(test)]
 mod tests {
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+    use aws_smithy_mocks::{mock, mock_client};
+
     use super::*;
+
+    const THROTTLED_BODY: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
+
+    /// Counters on a client that retries as the functions' clients do.
+    fn counters_answering(rule: &aws_smithy_mocks::Rule) -> DailyCounters {
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            aws_smithy_mocks::RuleMode::Sequential,
+            [rule],
+            |conf| {
+                conf.retry_config(
+                    aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+                        .with_max_attempts(5)
+                        .with_initial_backoff(std::time::Duration::from_millis(1)),
+                )
+            }
+        );
+        DailyCounters::new(client, "stats", TimeZone::get("Europe/Paris").unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_add_is_sent_again_only_when_dynamodb_throttled_it() {
+        let at: DateTime<Utc> = "2026-12-02T10:00:00Z".parse().unwrap();
+        let increments = [(Counter::Received, 1)];
+        let throttled_then_done = mock!(Client::update_item)
+            .sequence()
+            .http_status(400, Some(THROTTLED_BODY.into()))
+            .times(2)
+            .output(|| UpdateItemOutput::builder().build())
+            .build();
+        let counters = counters_answering(&throttled_then_done);
+        counters.add(at, &increments, None).await.unwrap();
+        assert_eq!(throttled_then_done.num_calls(), 3, "twice throttled, then written");
+
+        // A 5xx may have been written: not sent again, the caller is told.
+        let maybe_written = mock!(Client::update_item)
+            .sequence()
+            .http_status(500, None)
+            .output(|| UpdateItemOutput::builder().build())
+            .build();
+        let counters = counters_answering(&maybe_written);
+        assert!(counters.add(at, &increments, None).await.is_err());
+        assert_eq!(maybe_written.num_calls(), 1, "never sent twice");
+    }
 
     #[test]
     fn the_day_is_the_shops_calendar_day() {

@@ -139,7 +139,11 @@ impl DynamoTally {
                 )
             }
         };
-        if !self.counters.first_time(&marker, at).await? {
+        if !self
+            .counters
+            .first_time(&marker, at, crate::report::counters::EVENT_MARKER_KEPT_FOR)
+            .await?
+        {
             return Ok(false);
         }
         self.counters.add(at, &increments, None).await?;

@@ -317,6 +317,26 @@ async fn a_negative_review_whose_write_lost_its_answer_still_alerts_once() {
             (1, 1, 1),
             "{operation}: the review counts once: {day:?}"
         );
+        // Its marker outlives the reply window, in which a replay can still find the review.
+        let marker = f
+            .stack
+            .client
+            .get_item()
+            .table_name(&f.stack.tables.stats)
+            .key(
+                "statId",
+                AttributeValue::S(format!("event#inbound#{}", message_sid("SM301"))),
+            )
+            .send()
+            .await
+            .unwrap()
+            .item
+            .expect("the message's marker");
+        let expires_at: i64 = attr(&marker, "expiresAt").parse().unwrap();
+        assert!(
+            expires_at >= (now() + TimeDelta::days(91)).timestamp(),
+            "{operation}: {expires_at}"
+        );
         f.stack.cleanup().await;
     }
 }

@@ -164,7 +164,9 @@ impl ReplyStore for DynamoReplies {
             return Ok(());
         };
         if let Some(marker) = once
-            && !counters.first_time(marker, at).await?
+            && !counters
+                .first_time(marker, at, crate::report::counters::MESSAGE_MARKER_KEPT_FOR)
+                .await?
         {
             return Ok(());
         }
