@@ -438,6 +438,9 @@ pub fn stale_claim_after(
     Ok(Duration::from_secs(minutes * 60))
 }
 
+/// The skip reason of a due entry whose key names no kind this version knows.
+pub const UNKNOWN_KIND: &str = "unknown_kind";
+
 pub struct DispatchOptions {
     /// Entries due strictly before this are read.
     pub due_before: DateTime<Utc>,
@@ -635,7 +638,7 @@ async fn dispatch_due<O: Outbox, M: Messenger>(
     // Left in the index (a newer version of the code may know their kind), yet counted.
     let foreign = foreign.load(Ordering::Relaxed);
     if foreign > 0 {
-        *report.skipped.entry("unknown_kind").or_default() += foreign;
+        *report.skipped.entry(UNKNOWN_KIND).or_default() += foreign;
     }
     if stopped_early.load(Ordering::Relaxed) || halted.load(Ordering::Relaxed) {
         report.more = true;

@@ -342,6 +342,51 @@ async fn a_negative_review_whose_write_lost_its_answer_still_alerts_once() {
 }
 
 #[tokio::test]
+async fn a_replay_days_later_is_not_counted_again_even_once_its_marker_is_gone() {
+    let mut f = fixture("replies-replay-counted-once").await;
+    let counters = DailyCounters::new(
+        f.stack.client.clone(),
+        &f.stack.tables.stats,
+        jiff::tz::TimeZone::get("Europe/Paris").unwrap(),
+    );
+    f.deps.store = DynamoReplies::new(
+        f.stack.client.clone(),
+        &f.stack.tables.orders,
+        &f.stack.tables.reviews,
+        &f.stack.tables.consent,
+    )
+    .with_counters(counters.clone());
+    let days_ago = now() - TimeDelta::days(5);
+    f.deps.clock = Arc::new(FixedClock(days_ago));
+    put_sent_review_request(&f.orders, "ord-1", CUSTOMER, days_ago - TimeDelta::days(1))
+        .await
+        .unwrap();
+    post(&f, "SM320", "1 froid").await;
+    // A marker of an older release, kept 3 days, has expired since.
+    f.stack
+        .client
+        .delete_item()
+        .table_name(&f.stack.tables.stats)
+        .key(
+            "statId",
+            AttributeValue::S(format!("event#inbound#{}", message_sid("SM320"))),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    f.deps.clock = Arc::new(FixedClock(now()));
+    let replayed = post(&f, "SM320", "1 froid").await;
+
+    assert_eq!(replayed.status_code, 200);
+    let today = counters.day(&counters.day_of(now())).await.unwrap();
+    assert!(today.counters.is_empty(), "{today:?}");
+    let then = counters.day(&counters.day_of(days_ago)).await.unwrap();
+    assert_eq!(then.get(Counter::Reviews), 1, "{then:?}");
+    f.stack.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_consent_keyword_delivered_again_never_undoes_a_later_choice() {
     use backoffice::domain::consent::OptOut;
     use backoffice::domain::phone::PhoneNumber;

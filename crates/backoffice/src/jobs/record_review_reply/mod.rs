@@ -195,8 +195,11 @@ async fn count_incoming<S: ReplyStore, A: NegativeReviewAlerts>(
     reply_sid: &str,
     result: &ReplyResult,
 ) {
-    // A replay is counted too, once by its marker: the first delivery may have written the
-    // review and lost its answer before counting anything.
+    // A replay is not counted again, unless it is a fresh delivery whose write lost its
+    // answer before anything was counted; the marker keeps that to once.
+    if result.outcome == ReplyOutcome::Replayed && !result.new_review {
+        return;
+    }
     let mut increments = vec![(report::counters::Counter::Received, 1)];
     let mut negative = None;
     if let (true, Some(rating), Some(order_id)) = (result.new_review, result.rating, &result.order_id) {

@@ -9,7 +9,9 @@
 //!    - 1 to 5 stars, ⭐ (U+2B50) or ★ (U+2605), with or without variation selectors
 //!      or spaces between them; a score or a lone number after them is the rating they
 //!      illustrate (`⭐ 4/5` and `⭐ 4` are 4), and must agree with them when there are
-//!      several; a number that starts a sentence (`⭐ 5 min de retard`) is comment;
+//!      several; a number glued to a unit is comment (`⭐⭐⭐⭐⭐ 100% satisfaite`), and
+//!      one followed by a word is comment after several stars, asked again after one
+//!      (`⭐ 5 min de retard` could be either);
 //!    - a number word, French or English, in any case and with or without accents:
 //!      `un`/`une`, `deux`, `trois`, `quatre`, `cinq`, `one` … `five`. A word counts
 //!      only when it stands alone or is followed by punctuation, `/5`, `sur 5`,
@@ -233,17 +235,33 @@ fn stars_rating(text: &str) -> Option<(u8, &str)> {
         Some(_) => return None,
         None => rest,
     };
-    // A score right after the stars ("⭐ 4/5", "⭐ 10/10") or a number alone ("⭐ 5") is
-    // the rating they illustrate; one that is no rating ("⭐ 6") or disagrees with several
-    // stars ("⭐⭐ 5") asks again. A number that starts a sentence ("⭐ 5 min de retard",
-    // "⭐⭐⭐⭐⭐ 100% satisfaite") is the comment's.
+    // A number after the stars: a score ("⭐ 4/5", "⭐ 10/10") or a number standing alone
+    // ("⭐ 4", "⭐ 4, pas mal", "⭐ 5 étoiles") is the rating they illustrate, and must agree
+    // with several stars ("⭐⭐ 5" asks again); a decimal asks again; a number glued to a
+    // unit ("⭐⭐⭐⭐⭐ 100% satisfaite") is the comment's. A number followed by a word reads
+    // both ways ("⭐ 5 merci", "⭐ 5 min de retard"): with several stars it is the comment's,
+    // with one star the customer is asked again rather than rated 1 or 5 by a guess.
     let after = rest.trim_start_matches(|c: char| c.is_whitespace() || is_emoji_modifier(c));
     let digits_end = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
     if digits_end > 0 {
         let tail = &after[digits_end..];
-        if out_of(tail).is_some() || trim_separators(tail).is_empty() {
+        let mut tail_chars = tail.chars();
+        if let (Some('.' | ','), Some(next)) = (tail_chars.next(), tail_chars.next())
+            && next.is_ascii_digit()
+        {
+            return None;
+        }
+        let next_word = tail.trim_start();
+        let stands_alone = next_word.is_empty()
+            || next_word.starts_with(|c: char| is_separator(c) || is_star(c))
+            || stars_word(next_word).is_some();
+        if out_of(tail).is_some() || stands_alone {
             let (value, rest) = digits_rating(after)?;
             return (stars == 1 || u32::from(value) == stars).then_some((value, rest));
+        }
+        let glued = !tail.starts_with(char::is_whitespace);
+        if !glued && stars == 1 {
+            return None;
         }
     }
     Some((stars as u8, rest))

@@ -1,6 +1,6 @@
 //! Matching a reply to its order, writing the review, and alerting the shop on a bad one.
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use super::alerts::{NEGATIVE_RATING_MAX, NegativeReview, NegativeReviewAlerts};
@@ -333,10 +333,22 @@ async fn replayed<S: ReplyStore, A: NegativeReviewAlerts>(
         source: None,
         alert,
         answer: Some(thanks_for(texts, review.rating)),
-        new_review: review.message_sid.as_deref() == Some(reply.message_sid.as_str())
-            && review.previous_message_sid.is_none(),
+        // Counted only when this is the write's own retry, or Twilio's within hours: a
+        // delivery whose write lost its answer before anything was counted. An older replay
+        // was counted the first time.
+        new_review: !corrected_away
+            && review.previous_message_sid.is_none()
+            && review
+                .created_at
+                .as_deref()
+                .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+                .is_some_and(|at| deps.clock.now() - at.with_timezone(&Utc) < REPLAY_COUNTED_WITHIN),
     }
 }
+
+/// How soon after its review a delivery of the same message may be its first to be
+/// counted (the write's answer was lost): Twilio retries within hours.
+const REPLAY_COUNTED_WITHIN: TimeDelta = TimeDelta::days(1);
 
 async fn alert_shop<S: ReplyStore, A: NegativeReviewAlerts>(
     deps: &ReplyDeps<S, A>,

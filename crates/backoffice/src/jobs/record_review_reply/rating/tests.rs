@@ -67,10 +67,13 @@ fn a_number_after_the_stars_is_the_rating_they_illustrate() {
         ("⭐⭐⭐ 3", 3, ""),
         ("⭐ 5\u{FE0F}\u{20E3}", 5, ""),
         ("⭐ 4 !", 4, ""),
-        // A number that starts a sentence is the comment's.
-        ("⭐ 5 min de retard, tout froid", 1, "5 min de retard, tout froid"),
+        ("⭐ 4, pas mal", 4, "pas mal"),
+        ("⭐ 5 étoiles", 5, ""),
+        ("⭐ 5 étoiles merci", 5, "merci"),
+        // Glued to a unit, or after several stars and before a word: the comment's.
         ("⭐⭐⭐⭐⭐ 100% satisfaite", 5, "100% satisfaite"),
         ("⭐⭐⭐⭐ 2 pizzas parfaites", 4, "2 pizzas parfaites"),
+        ("⭐5€ de frais en trop", 1, "5€ de frais en trop"),
     ] {
         assert_eq!(text(body), Some((rating, comment.to_owned())), "{body:?}");
     }
@@ -98,6 +101,11 @@ fn refuses_what_is_not_a_rating() {
         "⭐ 6",
         "⭐⭐ 5",
         "⭐⭐ 5/5",
+        "⭐ 4,5",
+        "⭐ 4.5",
+        // One star, then a number and a word: "5 merci" or "5 min de retard"?
+        "⭐ 5 merci",
+        "⭐ 5 min de retard, tout froid",
         // Keycap ten, and keycap six.
         "1\u{FE0F}\u{20E3}0\u{FE0F}\u{20E3}",
         "6\u{FE0F}\u{20E3}",
