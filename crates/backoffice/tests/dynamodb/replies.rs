@@ -105,6 +105,28 @@ fn signed(from: &str, sid: &str, body: &str) -> FunctionUrlRequest {
     .unwrap()
 }
 
+/// The stats table's key of the marker that counts the message `sid` once.
+fn marker_key(sid: &str) -> AttributeValue {
+    AttributeValue::S(format!("event#inbound#{}", message_sid(sid)))
+}
+
+/// The webhook's store on `client`, counting in the stats table; the counters it uses.
+fn count_in_stats(f: &mut Fixture, client: &aws_sdk_dynamodb::Client) -> DailyCounters {
+    let counters = DailyCounters::new(
+        f.stack.client.clone(),
+        &f.stack.tables.stats,
+        jiff::tz::TimeZone::get("Europe/Paris").unwrap(),
+    );
+    f.deps.store = DynamoReplies::new(
+        client.clone(),
+        &f.stack.tables.orders,
+        &f.stack.tables.reviews,
+        &f.stack.tables.consent,
+    )
+    .with_counters(counters.clone());
+    counters
+}
+
 async fn post(f: &Fixture, sid: &str, body: &str) -> FunctionUrlResponse {
     respond(&f.deps, &signed(CUSTOMER, sid, body)).await.unwrap()
 }
@@ -280,18 +302,8 @@ async fn a_negative_review_whose_write_lost_its_answer_still_alerts_once() {
         let mut f = fixture(&format!("replies-lost-{}", operation.to_lowercase())).await;
         sent_request(&f, "ord-1", CUSTOMER, 1).await;
         let lost = devstack::faults::LostAnswers::of(operation, 1);
-        let counters = DailyCounters::new(
-            f.stack.client.clone(),
-            &f.stack.tables.stats,
-            jiff::tz::TimeZone::get("Europe/Paris").unwrap(),
-        );
-        f.deps.store = DynamoReplies::new(
-            lost.on(&f.stack.client),
-            &f.stack.tables.orders,
-            &f.stack.tables.reviews,
-            &f.stack.tables.consent,
-        )
-        .with_counters(counters.clone());
+        let losing = lost.on(&f.stack.client);
+        let counters = count_in_stats(&mut f, &losing);
 
         post(&f, "SM301", "1 - arrivé froid").await;
         assert_eq!(lost.left(), 0, "{operation}: one answer lost");
@@ -323,10 +335,7 @@ async fn a_negative_review_whose_write_lost_its_answer_still_alerts_once() {
             .client
             .get_item()
             .table_name(&f.stack.tables.stats)
-            .key(
-                "statId",
-                AttributeValue::S(format!("event#inbound#{}", message_sid("SM301"))),
-            )
+            .key("statId", marker_key("SM301"))
             .send()
             .await
             .unwrap()
@@ -344,18 +353,8 @@ async fn a_negative_review_whose_write_lost_its_answer_still_alerts_once() {
 #[tokio::test]
 async fn a_replay_days_later_is_not_counted_again_even_once_its_marker_is_gone() {
     let mut f = fixture("replies-replay-counted-once").await;
-    let counters = DailyCounters::new(
-        f.stack.client.clone(),
-        &f.stack.tables.stats,
-        jiff::tz::TimeZone::get("Europe/Paris").unwrap(),
-    );
-    f.deps.store = DynamoReplies::new(
-        f.stack.client.clone(),
-        &f.stack.tables.orders,
-        &f.stack.tables.reviews,
-        &f.stack.tables.consent,
-    )
-    .with_counters(counters.clone());
+    let client = f.stack.client.clone();
+    let counters = count_in_stats(&mut f, &client);
     let days_ago = now() - TimeDelta::days(5);
     f.deps.clock = Arc::new(FixedClock(days_ago));
     put_sent_review_request(&f.orders, "ord-1", CUSTOMER, days_ago - TimeDelta::days(1))
@@ -367,10 +366,7 @@ async fn a_replay_days_later_is_not_counted_again_even_once_its_marker_is_gone()
         .client
         .delete_item()
         .table_name(&f.stack.tables.stats)
-        .key(
-            "statId",
-            AttributeValue::S(format!("event#inbound#{}", message_sid("SM320"))),
-        )
+        .key("statId", marker_key("SM320"))
         .send()
         .await
         .unwrap();
