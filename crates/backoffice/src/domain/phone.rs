@@ -93,6 +93,12 @@ pub fn mask_phone_like(text: &str, f: &mut impl fmt::Write) -> fmt::Result {
     write!(f, "{head}{}{tail}", "*".repeat(chars.len() - 5))
 }
 
+/// The first `max_chars` characters of a text from outside, its phone numbers masked
+/// ([`mask_phone_numbers`]): what an error or a log line may quote of it.
+pub fn masked_excerpt(text: &str, max_chars: usize) -> String {
+    mask_phone_numbers(&text.chars().take(max_chars).collect::<String>())
+}
+
 /// Masks every run of 7 or more digits (with its `+`) in a text from outside: Twilio's
 /// messages quote the number they refused ("The 'To' number +33612345678 is not a valid
 /// phone number"), and a refused payload's parse error quotes the value it refused.

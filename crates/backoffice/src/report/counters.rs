@@ -11,7 +11,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeDelta, Utc};
 use jiff::tz::TimeZone;
@@ -19,7 +18,7 @@ use jiff::tz::TimeZone;
 use crate::messages::kind::Kind;
 use crate::runtime::config::{ConfigError, EnvSource, shop_timezone};
 use crate::store::StoreError;
-use crate::store::dynamo::{Item, claim_token, n, rfc3339, s, send_claim, store_error, written};
+use crate::store::dynamo::{Item, claim_token, n, rfc3339, s, send_claim, store_error, was_throttled, written};
 
 /// How long a day's counters are kept.
 const DAY_KEPT_FOR: TimeDelta = TimeDelta::days(400);
@@ -30,19 +29,6 @@ pub const EVENT_MARKER_KEPT_FOR: TimeDelta = TimeDelta::days(3);
 pub const MESSAGE_MARKER_KEPT_FOR: TimeDelta = TimeDelta::days(91);
 /// Attempts of [`DailyCounters::add`] when DynamoDB throttles it.
 const ADD_ATTEMPTS: u32 = 4;
-/// The codes of a write DynamoDB refused before doing anything.
-const THROTTLED: [&str; 3] = [
-    "ThrottlingException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-];
-
-fn was_throttled<E: ProvideErrorMetadata, R>(error: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool {
-    error
-        .as_service_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| THROTTLED.contains(&code))
-}
 
 /// A report claim older than this belongs to a run that died: it may be taken again.
 const REPORT_CLAIM_STALE_AFTER: TimeDelta = TimeDelta::minutes(15);

@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::domain::phone::mask_phone_numbers;
+use crate::domain::phone::{mask_phone_numbers, masked_excerpt};
 use crate::runtime::config::json_kind;
 
 /// How far a manual `now` may stray from the real clock (clock skew between a laptop and
@@ -96,11 +96,11 @@ pub fn quoted(error: &serde_json::Error) -> String {
 /// numbers masked, and no longer than a log line needs.
 fn shown(text: &str) -> String {
     const MAX_CHARS: usize = 100;
-    let mut cut: String = text.chars().take(MAX_CHARS).collect();
-    if cut.len() < text.len() {
-        cut.push('…');
+    let mut shown = masked_excerpt(text, MAX_CHARS);
+    if text.chars().nth(MAX_CHARS).is_some() {
+        shown.push('…');
     }
-    mask_phone_numbers(&cut)
+    shown
 }
 
 /// Reads a payload as `T`; a refusal names the field it is about (`` `dryRun`: invalid

@@ -65,14 +65,24 @@ pub fn is_condition_failure<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) 
         .is_some_and(|e| e.code() == Some("ConditionalCheckFailedException"))
 }
 
-const RETRYABLE_CODES: &[&str] = &[
+/// The codes of a request DynamoDB refused before doing anything: throttling.
+const THROTTLING_CODES: &[&str] = &[
     "ThrottlingException",
     "ProvisionedThroughputExceededException",
     "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "LimitExceededException",
 ];
+
+/// Other codes worth a later try; the request may have been done.
+const OTHER_RETRYABLE_CODES: &[&str] = &["InternalServerError", "ServiceUnavailable", "LimitExceededException"];
+
+/// Whether DynamoDB throttled the request, and so did nothing: safe to send again even
+/// when the request is not idempotent.
+pub fn was_throttled<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
+    error
+        .as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| THROTTLING_CODES.contains(&code))
+}
 
 /// A token that tells one claim from every other, written with the claim.
 pub fn claim_token() -> String {
@@ -189,7 +199,10 @@ where
 {
     let retryable = match &error {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
-        SdkError::ServiceError(service) => service.err().code().is_some_and(|code| RETRYABLE_CODES.contains(&code)),
+        SdkError::ServiceError(service) => service
+            .err()
+            .code()
+            .is_some_and(|code| THROTTLING_CODES.contains(&code) || OTHER_RETRYABLE_CODES.contains(&code)),
         _ => false,
     };
     StoreError {

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 
-use crate::domain::phone::mask_phone_numbers;
+use crate::domain::phone::masked_excerpt;
 
 /// Twilio error codes that mean "too fast, try again later", even when they come with a
 /// 400 rather than a 429: 20429 too many requests, 14107 send rate limit exceeded,
@@ -161,7 +161,7 @@ pub(crate) fn classify_error_reply(status: StatusCode, headers: &HeaderMap, body
     SendError::Permanent {
         status: status.as_u16(),
         code,
-        message: mask_phone_numbers(&message.chars().take(MAX_ERROR_MESSAGE_CHARS).collect::<String>()),
+        message: masked_excerpt(&message, MAX_ERROR_MESSAGE_CHARS),
     }
 }
 

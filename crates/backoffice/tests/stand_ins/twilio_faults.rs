@@ -77,6 +77,22 @@ fn form_of(request: &Request) -> Vec<(String, String)> {
     url::form_urlencoded::parse(&request.body).into_owned().collect()
 }
 
+/// A Twilio stand-in that answers `first` to the first request, then creates `sid`.
+async fn failing_once_then_created(first: ResponseTemplate, sid: &str) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(first)
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(created(sid))
+        .mount(&server)
+        .await;
+    server
+}
+
 async fn requests_received(server: &MockServer) -> usize {
     server.received_requests().await.unwrap().len()
 }
@@ -155,17 +171,11 @@ async fn a_messaging_service_body_send_posts_messaging_service_sid_and_body() {
 
 #[tokio::test]
 async fn a_429_is_retried_after_the_retry_after_it_asks_for() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(twilio_error(429, 20429, "Too Many Requests").insert_header("Retry-After", "1"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(created("SM33333333333333333333333333333333"))
-        .mount(&server)
-        .await;
+    let server = failing_once_then_created(
+        twilio_error(429, 20429, "Too Many Requests").insert_header("Retry-After", "1"),
+        "SM33333333333333333333333333333333",
+    )
+    .await;
     let client = client_for(&server.uri(), &[]);
 
     let started = Instant::now();
@@ -183,17 +193,11 @@ async fn a_429_is_retried_after_the_retry_after_it_asks_for() {
 
 #[tokio::test]
 async fn no_retry_is_made_that_would_end_after_the_runs_deadline() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(twilio_error(429, 20429, "Too Many Requests").insert_header("Retry-After", "3"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(created("SM44444444444444444444444444444444"))
-        .mount(&server)
-        .await;
+    let server = failing_once_then_created(
+        twilio_error(429, 20429, "Too Many Requests").insert_header("Retry-After", "3"),
+        "SM44444444444444444444444444444444",
+    )
+    .await;
     let client = client_for(&server.uri(), &[]);
     // Time for one attempt (2 s), not for the wait Twilio asks for and another.
     let policy = RetryPolicy {
@@ -217,17 +221,11 @@ async fn no_retry_is_made_that_would_end_after_the_runs_deadline() {
 
 #[tokio::test]
 async fn a_twilio_500_is_retried_and_then_succeeds() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(twilio_error(500, 20500, "Internal Server Error"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(created("SM44444444444444444444444444444444"))
-        .mount(&server)
-        .await;
+    let server = failing_once_then_created(
+        twilio_error(500, 20500, "Internal Server Error"),
+        "SM44444444444444444444444444444444",
+    )
+    .await;
     let client = client_for(&server.uri(), &[]);
 
     let sent = client

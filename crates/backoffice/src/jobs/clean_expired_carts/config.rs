@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::store::DELETE_BATCH;
-use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var};
+use crate::runtime::config::{ConfigError, EnvSource, parse_in_range, parse_var, required_var};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweeperConfig {
@@ -25,27 +25,13 @@ impl SweeperConfig {
     pub fn from_env(env: &impl EnvSource) -> Result<Self, ConfigError> {
         let config = Self {
             carts_table: required_var(env, "CARTS_TABLE")?,
-            page_size: parse_var(env, "SWEEP_PAGE_SIZE")?.unwrap_or(500),
+            page_size: parse_in_range(env, "SWEEP_PAGE_SIZE", 1..=1000, 500)?,
             concurrency: parse_var(env, "SWEEP_CONCURRENCY")?.unwrap_or(32),
-            batch_size: parse_var(env, "SWEEP_BATCH_SIZE")?.unwrap_or(DELETE_BATCH),
+            batch_size: parse_in_range(env, "SWEEP_BATCH_SIZE", 1..=DELETE_BATCH, DELETE_BATCH)?,
             stop_margin: parse_var(env, "STOP_MARGIN_MS")?
                 .map(Duration::from_millis)
                 .unwrap_or(Duration::from_secs(10)),
         };
-        if !(1..=1000).contains(&config.page_size) {
-            return Err(ConfigError::Invalid {
-                name: "SWEEP_PAGE_SIZE",
-                value: config.page_size.to_string(),
-                reason: "must be between 1 and 1000".into(),
-            });
-        }
-        if !(1..=DELETE_BATCH).contains(&config.batch_size) {
-            return Err(ConfigError::Invalid {
-                name: "SWEEP_BATCH_SIZE",
-                value: config.batch_size.to_string(),
-                reason: format!("must be between 1 and {DELETE_BATCH}"),
-            });
-        }
         if config.concurrency == 0 {
             return Err(ConfigError::Invalid {
                 name: "SWEEP_CONCURRENCY",

@@ -2,7 +2,7 @@
 
 use crate::domain::locale::Locale;
 use crate::domain::phone::PhoneNumber;
-use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var};
+use crate::runtime::config::{ConfigError, EnvSource, parse_in_range, parse_var, required_var};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplyConfig {
@@ -61,22 +61,8 @@ impl ReplyConfig {
                 ));
             }
         }
-        let window_days = parse_var(env, "REPLY_WINDOW_DAYS")?.unwrap_or(14);
-        if !(1..=90).contains(&window_days) {
-            return Err(invalid(
-                "REPLY_WINDOW_DAYS",
-                window_days.to_string(),
-                "must be between 1 and 90",
-            ));
-        }
-        let alert_cooldown_hours = parse_var(env, "ALERT_COOLDOWN_HOURS")?.unwrap_or(24);
-        if !(1..=720).contains(&alert_cooldown_hours) {
-            return Err(invalid(
-                "ALERT_COOLDOWN_HOURS",
-                alert_cooldown_hours.to_string(),
-                "must be between 1 and 720",
-            ));
-        }
+        let window_days = parse_in_range(env, "REPLY_WINDOW_DAYS", 1..=90, 14)?;
+        let alert_cooldown_hours = parse_in_range(env, "ALERT_COOLDOWN_HOURS", 1..=720, 24)?;
         let admin_whatsapp_to = env
             .var("ADMIN_WHATSAPP_TO")
             .map(|value| {

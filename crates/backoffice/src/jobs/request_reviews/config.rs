@@ -50,7 +50,7 @@ impl ReviewJobConfig {
             shop_timezone,
             delay_days: parse_in_range(env, "REVIEW_DELAY_DAYS", 0..=MAX_DAYS, 7)?,
             max_age_days: parse_in_range(env, "REVIEW_MAX_AGE_DAYS", 1..=MAX_DAYS, 30)?,
-            page_size: parse_var(env, "REVIEW_PAGE_SIZE")?.unwrap_or(200),
+            page_size: parse_in_range(env, "REVIEW_PAGE_SIZE", 1..=1000, 200)?,
             concurrency: parse_var(env, "REVIEW_CONCURRENCY")?.unwrap_or(40),
             stop_margin: parse_var(env, "STOP_MARGIN_MS")?
                 .map(Duration::from_millis)
@@ -79,13 +79,6 @@ impl ReviewJobConfig {
                      too old: move the run or the quiet hours, or exempt review_request (QUIET_HOURS_EXEMPT)",
                     config.quiet.hours()
                 ),
-            ));
-        }
-        if !(1..=1000).contains(&config.page_size) {
-            return Err(invalid(
-                "REVIEW_PAGE_SIZE",
-                config.page_size.to_string(),
-                "must be between 1 and 1000",
             ));
         }
         if config.concurrency == 0 {

@@ -6,7 +6,7 @@ use crate::messages::caps::Caps;
 use crate::messages::kind::KindsConfig;
 use crate::messages::outbox::OutboxTables;
 use crate::messages::quiet::QuietHours;
-use crate::runtime::config::{ConfigError, EnvSource, parse_var, required_var, shop_timezone};
+use crate::runtime::config::{ConfigError, EnvSource, parse_in_range, parse_var, required_var, shop_timezone};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SendMessagesConfig {
@@ -68,20 +68,13 @@ impl SendMessagesConfig {
             kinds: KindsConfig::from_env(env)?,
             quiet: QuietHours::from_env(env, shop_timezone(env)?)?,
             caps: Caps::from_env(env)?,
-            page_size: parse_var(env, "MESSAGES_PAGE_SIZE")?.unwrap_or(200),
+            page_size: parse_in_range(env, "MESSAGES_PAGE_SIZE", 1..=1000, 200)?,
             concurrency: parse_var(env, "MESSAGES_CONCURRENCY")?.unwrap_or(40),
             stop_margin: parse_var(env, "STOP_MARGIN_MS")?
                 .map(Duration::from_millis)
                 .unwrap_or(Duration::from_secs(10)),
             stale_claim_after: crate::messages::engine::stale_claim_after(env)?,
         };
-        if !(1..=1000).contains(&config.page_size) {
-            return Err(ConfigError::Invalid {
-                name: "MESSAGES_PAGE_SIZE",
-                value: config.page_size.to_string(),
-                reason: "must be between 1 and 1000".into(),
-            });
-        }
         if config.concurrency == 0 {
             return Err(ConfigError::Invalid {
                 name: "MESSAGES_CONCURRENCY",
