@@ -121,7 +121,8 @@ pub enum ClaimOutcome {
     Claimed,
     /// The caps hold it until then ([`super::caps`]).
     Deferred(DateTime<Utc>),
-    /// Another run claimed or settled it first (a concurrent or duplicate run).
+    /// Another run claimed or settled it first (a concurrent or duplicate run), or a writer
+    /// postponed it since the run read it.
     TakenElsewhere,
     /// The subject no longer qualifies: the message is closed with this reason.
     Ineligible(&'static str),

@@ -414,10 +414,13 @@ impl DynamoOutbox {
             .update_expression(
                 "SET #st = :sending, dueShard = :sending, claimId = :claimId, claimedAt = :claimedAt ADD attempts :one",
             )
-            .condition_expression("#st = :pending")
+            // Still due: a writer may have postponed it (a cart touched again) since the run
+            // read it; it then waits for its new time.
+            .condition_expression("#st = :pending AND dueAt <= :due")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":sending", s(SENDING))
             .expression_attribute_values(":pending", s(MessageStatus::Pending.as_str()))
+            .expression_attribute_values(":due", n(epoch(claim.claimed_at)))
             .expression_attribute_values(":claimId", s(&claim.claim_id))
             .expression_attribute_values(":claimedAt", s(rfc3339(claim.claimed_at)))
             .expression_attribute_values(":one", n(1))
@@ -484,7 +487,9 @@ impl DynamoOutbox {
     /// its subject and customer, are read.
     async fn refused_without_reasons(&self, message: &DueMessage, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
         match self.message(&message.id).await? {
-            Some(stored) if stored.status != MessageStatus::Pending => Ok(ClaimOutcome::TakenElsewhere),
+            Some(stored) if stored.status != MessageStatus::Pending || stored.due_at > epoch(claim.claimed_at) => {
+                Ok(ClaimOutcome::TakenElsewhere)
+            }
             _ => self.why_refused(message, claim.claimed_at).await,
         }
     }
@@ -734,7 +739,8 @@ impl Outbox for DynamoOutbox {
             .table_name(&self.messages_table)
             .key("messageId", s(message_key(&message.id)))
             .update_expression("SET dueAt = :until")
-            .condition_expression("#st = :pending")
+            // Only ever later: a writer may have postponed it past `until` since the read.
+            .condition_expression("#st = :pending AND dueAt < :until")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":pending", s(MessageStatus::Pending.as_str()))
             .expression_attribute_values(":until", n(epoch(until)))

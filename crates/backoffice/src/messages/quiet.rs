@@ -149,28 +149,37 @@ impl QuietHours {
             return due;
         }
         let Some(local) = self.local(due) else { return due };
-        // The opening is the end of the quiet hours or the start of a day, on one of the
-        // next eight days (a week of days off at most, then one more end of night).
-        let mut best: Option<DateTime<Utc>> = None;
-        for offset in 0..9i64 {
+        // Quiet hours change state only when the local clock reaches their end or midnight
+        // (days off), or when the zone's offset changes: the opening is the first of these
+        // instants after `due` that is not quiet, within the next nine days (a week of days
+        // off at most, then one more night).
+        let horizon = due + TimeDelta::days(9);
+        let mut candidates = Vec::new();
+        for offset in 0..10i64 {
             let Ok(day) = local.date().checked_add(offset.days()) else {
                 continue;
             };
             for time in [self.end, Time::midnight()] {
-                let Ok(zoned) = day.to_datetime(time).to_zoned_datetime(self.zone.clone()) else {
-                    continue;
-                };
-                let Some(candidate) = DateTime::from_timestamp(zoned.timestamp().as_second(), 0) else {
-                    continue;
-                };
-                if candidate > due && !self.is_quiet(candidate) && best.is_none_or(|best| candidate < best) {
-                    best = Some(candidate);
-                }
-            }
-            if best.is_some() {
-                break;
+                // A repeated local time happens twice and both can open; a skipped one
+                // never happens, and the offset change below stands for it.
+                let reading = self.zone.to_ambiguous_timestamp(day.to_datetime(time));
+                candidates.extend(reading.earlier().ok());
+                candidates.extend(reading.later().ok());
             }
         }
+        if let Ok(from) = Timestamp::new(due.timestamp(), 0) {
+            candidates.extend(
+                self.zone
+                    .following(from)
+                    .map(|transition| transition.timestamp())
+                    .take_while(|at| at.as_second() <= horizon.timestamp()),
+            );
+        }
+        let best = candidates
+            .into_iter()
+            .filter_map(|at| DateTime::from_timestamp(at.as_second(), 0))
+            .filter(|&candidate| candidate > due && candidate <= horizon && !self.is_quiet(candidate))
+            .min();
         let Some(opening) = best else { return due };
         // The night's backlog goes out in the order it fell due: a second after the opening
         // for each hour into the quiet hours (a 12-hour night spreads over 12 seconds).
@@ -233,6 +242,41 @@ mod tests {
             at("2026-10-24T12:00:00Z")
         );
         assert!(!quiet.holds(Kind::OrderConfirmation, due));
+    }
+
+    #[test]
+    fn quiet_hours_ending_in_a_repeated_or_skipped_hour_open_at_the_first_free_instant() {
+        let quiet_until = |end: &str, zone: &str| {
+            let env = env_of(&[("QUIET_HOURS_START", "21:00"), ("QUIET_HOURS_END", end)]);
+            QuietHours::from_env(&env, jiff::tz::db().get(zone).unwrap()).unwrap()
+        };
+        // Paris, 2026-10-25: 03:00 CEST becomes 02:00 CET, so 02:00–02:30 is quiet twice.
+        // Due at 02:10 CET, on the second pass: 02:30 CET opens, not the next night's end.
+        let paris = quiet_until("02:30", "Europe/Paris");
+        let due = at("2026-10-25T01:10:00Z");
+        assert!(paris.is_quiet(due));
+        assert_eq!(
+            paris.next_send_time(Kind::PaymentReminder, due),
+            at("2026-10-25T01:30:00Z")
+        );
+        // New York, 2026-11-01: 02:00 EDT becomes 01:00 EST; due 01:10 EST opens 01:30 EST.
+        let new_york = quiet_until("01:30", "America/New_York");
+        assert_eq!(
+            new_york.next_send_time(Kind::PaymentReminder, at("2026-11-01T06:10:00Z")),
+            at("2026-11-01T06:30:00Z")
+        );
+        // Paris, 2026-03-29: 02:00 CET becomes 03:00 CEST and 02:30 never happens. The
+        // quiet hours end with the jump; the night began at 21:00 CET, four hours before the
+        // message fell due, so it goes four seconds after.
+        assert_eq!(
+            paris.next_send_time(Kind::PaymentReminder, at("2026-03-29T00:00:00Z")),
+            at("2026-03-29T01:00:04Z")
+        );
+        // Every opening is a free instant, and the instant before it is quiet.
+        for due in ["2026-10-25T01:10:00Z", "2026-03-29T00:00:00Z", "2026-03-28T20:30:00Z"] {
+            let opening = paris.next_send_time(Kind::PaymentReminder, at(due));
+            assert!(!paris.is_quiet(opening), "{due} opens at {opening}");
+        }
     }
 
     #[test]

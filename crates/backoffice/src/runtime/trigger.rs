@@ -55,6 +55,8 @@ pub enum PayloadError {
     BadSchedulerPayload(String),
     #[error("payload is not JSON this function can read: {0}")]
     NotJson(String),
+    #[error("payload names `{0}` twice; JSON keeps only one of them, so what the run would do is a guess")]
+    DuplicateField(String),
     #[error(
         "manual payload: {0} (accepted: {{\"now\": \"<RFC 3339 time>\", \"dryRun\": true|false, \"backfill\": true|false}})"
     )]
@@ -95,9 +97,12 @@ pub fn quoted(error: &serde_json::Error) -> String {
 /// Text taken from a payload (a field's name, a value) as an error may quote it: phone
 /// numbers masked, and no longer than a log line needs.
 fn shown(text: &str) -> String {
-    const MAX_CHARS: usize = 100;
-    let mut shown = masked_excerpt(text, MAX_CHARS);
-    if text.chars().nth(MAX_CHARS).is_some() {
+    shortened(text, 100)
+}
+
+fn shortened(text: &str, max_chars: usize) -> String {
+    let mut shown = masked_excerpt(text, max_chars);
+    if text.chars().nth(max_chars).is_some() {
         shown.push('…');
     }
     shown
@@ -106,14 +111,16 @@ fn shown(text: &str) -> String {
 /// Reads a payload as `T`; a refusal names the field it is about (`` `dryRun`: invalid
 /// type: string "yes", expected a boolean ``), quoted as [`quoted`] does.
 pub fn read_as<T: serde::de::DeserializeOwned>(payload: &Value) -> Result<T, String> {
+    // serde quotes the value it refused whole: a megabyte string would fill the log line.
+    const MAX_REASON_CHARS: usize = 300;
     serde_path_to_error::deserialize(payload).map_err(|error| {
         let path = error.path().to_string();
-        let reason = quoted(error.inner());
+        let reason = shortened(&error.inner().to_string(), MAX_REASON_CHARS);
         if path == "." {
             reason
         } else {
             // A field's name may be a phone number too (`{"+336…": 1}`).
-            mask_phone_numbers(&format!("`{path}`: {reason}"))
+            format!("`{}`: {reason}", shown(&path))
         }
     })
 }
@@ -153,6 +160,8 @@ struct SchedulerContext {
     attempt_number: Option<Value>,
 }
 
+const MANUAL_FIELDS: [&str; 3] = ["now", "dryRun", "backfill"];
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ManualPayload {
@@ -174,7 +183,74 @@ pub struct JobPayload(Box<serde_json::value::RawValue>);
 
 impl JobPayload {
     pub fn parse(&self) -> Result<Value, PayloadError> {
-        serde_json::from_str(self.0.get()).map_err(|e| PayloadError::NotJson(quoted(&e)))
+        let text = self.0.get();
+        serde_json::from_str::<UniqueFields>(text).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => {
+                let message = e.to_string();
+                let name = message
+                    .rsplit_once(" at line ")
+                    .map_or(message.as_str(), |(name, _)| name);
+                PayloadError::DuplicateField(shown(name))
+            }
+            _ => PayloadError::NotJson(quoted(&e)),
+        })?;
+        serde_json::from_str(text).map_err(|e| PayloadError::NotJson(quoted(&e)))
+    }
+}
+
+/// A JSON document in which no object names a field twice. serde_json keeps the last of
+/// two equal keys, so `{"dryRun": true, "dryRun": false}` would act for real.
+struct UniqueFields;
+
+impl<'de> Deserialize<'de> for UniqueFields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueFieldsVisitor)
+    }
+}
+
+struct UniqueFieldsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueFieldsVisitor {
+    type Value = UniqueFields;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueFields, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(name) = map.next_key::<String>()? {
+            map.next_value::<UniqueFields>()?;
+            if let Some(name) = seen.replace(name) {
+                // The error's text is the field's name alone; `parse` quotes it.
+                return Err(serde::de::Error::custom(name));
+            }
+        }
+        Ok(UniqueFields)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueFields, A::Error> {
+        while seq.next_element::<UniqueFields>()?.is_some() {}
+        Ok(UniqueFields)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueFields, E> {
+        Ok(UniqueFields)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueFields, E> {
+        Ok(UniqueFields)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueFields, E> {
+        Ok(UniqueFields)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueFields, E> {
+        Ok(UniqueFields)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<UniqueFields, E> {
+        Ok(UniqueFields)
+    }
+    fn visit_unit<E>(self) -> Result<UniqueFields, E> {
+        Ok(UniqueFields)
     }
 }
 
@@ -226,7 +302,11 @@ impl RunRequest {
 
         // serde reads `null` as "absent" for an optional field: a `"now": null` left by
         // a script would silently run for real.
-        if let Some((name, _)) = object.iter().find(|(_, value)| value.is_null()) {
+        // An unknown field, null or not, is refused below as unknown.
+        if let Some(name) = MANUAL_FIELDS
+            .into_iter()
+            .find(|name| object.get(*name).is_some_and(Value::is_null))
+        {
             return Err(PayloadError::NullField(shown(name)));
         }
         let manual: ManualPayload = read_as(payload).map_err(PayloadError::BadManualPayload)?;
@@ -448,6 +528,53 @@ mod tests {
             assert_eq!(error, PayloadError::NullField(name.into()));
             assert!(error.to_string().contains(&format!("`{name}` is null")), "{error}");
         }
+    }
+
+    #[test]
+    fn a_field_named_twice_is_refused_by_name_at_any_depth() {
+        for (text, name) in [
+            (r#"{"dryRun": true, "dryRun": false}"#, "dryRun"),
+            (
+                r#"{"phone": "+33611111111", "dryRun": true, "phone": "+33622222222"}"#,
+                "phone",
+            ),
+            (
+                r#"{"scheduler": {"scheduledTime": "2026-11-24T10:00:00Z", "scheduledTime": "2026-11-25T10:00:00Z"}}"#,
+                "scheduledTime",
+            ),
+            (r#"[{"a": 1}, {"b": [{"c": 1, "c": 2}]}]"#, "c"),
+        ] {
+            let payload: JobPayload = serde_json::from_str(text).expect("read as raw JSON");
+            let error = payload.parse().unwrap_err();
+            assert!(
+                matches!(&error, PayloadError::DuplicateField(field) if field == name),
+                "{text}: {error}"
+            );
+            assert!(error.to_string().contains(&format!("`{name}")), "{error}");
+        }
+        // The same name in two objects is no repetition.
+        let fine: JobPayload = serde_json::from_str(r#"{"a": {"now": 1}, "b": {"now": 2}, "now": 3}"#).unwrap();
+        assert!(fine.parse().is_ok());
+    }
+
+    #[test]
+    fn a_refused_value_is_quoted_short() {
+        let huge = "y".repeat(1_000_000);
+        for payload in [
+            json!({"dryRun": huge}),
+            json!({ huge.clone(): true }),
+            json!({"now": huge}),
+        ] {
+            let error = parse(payload).unwrap_err().to_string();
+            assert!(error.starts_with("manual payload:"), "{}", &error[..200]);
+            assert!(error.len() < 1_000, "{} bytes", error.len());
+        }
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused_as_unknown_even_when_null() {
+        let error = parse(json!({"dryrun": null})).unwrap_err().to_string();
+        assert!(error.contains("unknown field `dryrun`"), "{error}");
     }
 
     #[test]

@@ -188,9 +188,12 @@ async fn a_customer_s_personal_data_leaves_every_table_and_a_second_run_finds_no
         json!({"phone": "0612345600"}),
         json!({"number": "+33612345600"}),
         json!({"phone": 33612345600_u64}),
+        json!(null),
+        json!(["+33612345600"]),
     ] {
         let error = erase_customer::run(&deps, &bad).await.unwrap_err().to_string();
         assert!(error.contains("erasure payload"), "{error}");
+        assert!(!error.contains("EraseRequest"), "no type name of the code: {error}");
         assert!(!error.contains("12345600"), "the refused number is masked: {error}");
     }
     let error = erase_customer::run(&deps, &json!({"phone": "0612345600"}))

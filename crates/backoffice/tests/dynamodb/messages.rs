@@ -394,6 +394,19 @@ impl Shop {
             .unwrap();
     }
 
+    async fn app_touches_cart(&self, cart_id: &str) {
+        self.stack
+            .client
+            .update_item()
+            .table_name(&self.stack.tables.carts)
+            .key("cartId", s(cart_id))
+            .update_expression("SET updatedAt = :now")
+            .expression_attribute_values(":now", s(&text(self.now())))
+            .send()
+            .await
+            .unwrap();
+    }
+
     async fn app_orders_cart(&self, cart_id: &str, order_id: &str) {
         self.stack
             .client
@@ -555,22 +568,59 @@ async fn a_cart_touched_again_is_reminded_an_hour_after_its_last_touch() {
     shop.app_creates_cart("c-touched", "+33612345641").await;
     shop.deliver().await;
     shop.advance(TimeDelta::minutes(50));
-    shop.stack
-        .client
-        .update_item()
-        .table_name(&shop.stack.tables.carts)
-        .key("cartId", s("c-touched"))
-        .update_expression("SET updatedAt = :now")
-        .expression_attribute_values(":now", s(&text(shop.now())))
-        .send()
-        .await
-        .unwrap();
+    shop.app_touches_cart("c-touched").await;
     let report = shop.deliver().await;
     assert_eq!(report.messages, 1, "postponed: {report:?}");
     shop.advance(TimeDelta::minutes(15));
     assert_eq!(shop.dispatch("an hour after creation").await.total, 0);
     shop.advance(TimeDelta::minutes(50));
     assert_eq!(shop.dispatch("an hour after the touch").await.sent, 1);
+    shop.stack.cleanup().await;
+}
+
+/// A run reads a cart's reminder as due; the customer touches the cart before the run
+/// claims it. The claim finds the reminder postponed and leaves it for its new time, and a
+/// deferral never brings it back earlier.
+#[tokio::test]
+async fn a_reminder_postponed_between_the_read_and_the_claim_waits_for_its_new_time() {
+    let mut shop = Shop::open("postponed-claim").await;
+    let phone = "+33612345642";
+    shop.app_creates_cart("c-late-touch", phone).await;
+    shop.deliver().await;
+    shop.advance(TimeDelta::minutes(61));
+    let first_due = shop.message(Kind::AbandonedCart, "c-late-touch").await.unwrap().due_at;
+    assert!(first_due <= shop.now().timestamp());
+    let read = DueMessage {
+        id: MessageId {
+            kind: Kind::AbandonedCart,
+            subject_id: "c-late-touch".into(),
+        },
+        customer_phone: PhoneNumber::parse(phone).unwrap(),
+        customer_name: None,
+        due_at: DateTime::from_timestamp(first_due, 0).unwrap(),
+        send_before: None,
+        since: shop.now() - TimeDelta::minutes(61),
+    };
+    shop.app_touches_cart("c-late-touch").await;
+    shop.deliver().await;
+    let postponed = shop.message(Kind::AbandonedCart, "c-late-touch").await.unwrap().due_at;
+    assert!(postponed > shop.now().timestamp(), "the stream postponed it");
+
+    let outbox = shop.outbox_on(&shop.stack.client);
+    outbox.defer(&read, shop.now() + TimeDelta::minutes(5)).await.unwrap();
+    let after_defer = shop.message(Kind::AbandonedCart, "c-late-touch").await.unwrap().due_at;
+    assert_eq!(after_defer, postponed, "a deferral moves a message later only");
+    let claim = Claim {
+        claim_id: "read-before-the-touch".into(),
+        claimed_at: shop.now(),
+    };
+    assert_eq!(outbox.claim(&read, &claim).await.unwrap(), ClaimOutcome::TakenElsewhere);
+    let stored = shop.message(Kind::AbandonedCart, "c-late-touch").await.unwrap();
+    assert_eq!((stored.status, stored.due_at), (MessageStatus::Pending, postponed));
+
+    assert_eq!(shop.dispatch("before the new time").await.sent, 0);
+    shop.advance(TimeDelta::minutes(61));
+    assert_eq!(shop.dispatch("at the new time").await.sent, 1);
     shop.stack.cleanup().await;
 }
 
@@ -1053,7 +1103,9 @@ async fn two_parked_messages_of_one_order_are_left_for_a_person_when_twilio_has_
     )
     .await;
     let outbox = shop.outbox_on(&shop.stack.client);
-    // Both messages of the order claimed at once, and both sends ended without an answer.
+    // Both messages of the order claimed at once, once both are due (the reminder a day
+    // after the order), and both sends ended without an answer.
+    shop.advance(TimeDelta::hours(24));
     let claim = Claim {
         claim_id: "run-1/00000001".into(),
         claimed_at: shop.now(),

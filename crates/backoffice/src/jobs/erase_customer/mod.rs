@@ -19,7 +19,7 @@ pub use dynamo::{DynamoErasure, ErasureTables};
 
 use crate::domain::phone::PhoneNumber;
 use crate::runtime::clock::Clock;
-use crate::runtime::config::{ConfigError, EnvSource, required_var};
+use crate::runtime::config::{ConfigError, EnvSource, json_kind, required_var};
 use crate::runtime::job::{JobError, read_payload};
 use crate::runtime::trigger::{JobPayload, PayloadError, read_as};
 
@@ -84,6 +84,12 @@ pub async fn run(deps: &EraseDeps, payload: &Value) -> Result<EraseResponse, Job
         tracing::error!(function = FUNCTION_NAME, %reason, "refused payload");
         JobError::InvalidPayload(PayloadError::BadErasureRequest(reason))
     };
+    if !payload.is_object() {
+        return Err(refuse(format!(
+            "payload must be a JSON object, got {}",
+            json_kind(payload)
+        )));
+    }
     let request: EraseRequest = read_as(payload).map_err(refuse)?;
     let phone = PhoneNumber::parse(&request.phone).map_err(|e| refuse(format!("`phone` is not usable: {e}")))?;
     let erased = deps.store.erase(&phone, request.dry_run, deps.clock.now()).await?;
