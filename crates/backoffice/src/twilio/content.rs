@@ -28,6 +28,25 @@ pub enum MessageContent {
     Body(String),
 }
 
+/// A character that shows nothing but may change how the text around it reads: direction
+/// marks a right-to-left keyboard adds (`U+200F`), bidi overrides that display a text
+/// backwards (`U+202E`), zero-width spaces and the byte-order mark. The zero-width joiner
+/// is not one: emoji sequences need it.
+pub fn is_invisible_mark(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'
+            | '\u{200C}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
 /// Makes one value acceptable as a WhatsApp template parameter, which may not contain
 /// newlines or tabs, may not hold more than four consecutive spaces, and may not be empty.
 ///
@@ -61,7 +80,7 @@ fn collapse_and_truncate(raw: &str) -> String {
             pending_space = !cleaned.is_empty();
             continue;
         }
-        if c.is_control() {
+        if c.is_control() || is_invisible_mark(c) {
             continue;
         }
         let needed = if pending_space { 2 } else { 1 };
@@ -91,6 +110,16 @@ pub(super) fn content_variables_json(variables: &BTreeMap<String, String>) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invisible_marks_are_dropped_and_joined_emoji_kept() {
+        assert_eq!(
+            sanitize_template_variable("\u{202E}diorf \u{200F}Ana\u{200B}", "-"),
+            "diorf Ana"
+        );
+        assert_eq!(sanitize_template_variable("👨\u{200D}🍳", "-"), "👨\u{200D}🍳");
+        assert_eq!(sanitize_template_variable("\u{FEFF}\u{2066}", "client"), "client");
+    }
 
     #[test]
     fn turns_newlines_tabs_and_space_runs_into_single_spaces() {

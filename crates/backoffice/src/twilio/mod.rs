@@ -31,7 +31,8 @@ pub use config::{
     TwilioConfig,
 };
 pub use content::{
-    EMPTY_TEMPLATE_VARIABLE_FALLBACK, MAX_TEMPLATE_VARIABLE_CHARS, MessageContent, sanitize_template_variable,
+    EMPTY_TEMPLATE_VARIABLE_FALLBACK, MAX_TEMPLATE_VARIABLE_CHARS, MessageContent, is_invisible_mark,
+    sanitize_template_variable,
 };
 pub use error::SendError;
 pub use lookup::{ListedMessage, LookupError, MAX_LIST_PAGES, MessageList};

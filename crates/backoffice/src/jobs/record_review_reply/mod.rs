@@ -100,7 +100,9 @@ async fn answer<S: ReplyStore, A: NegativeReviewAlerts>(
         FunctionUrlResponse::text(status, reason)
     }
     if request.method().is_some_and(|m| !m.eq_ignore_ascii_case("POST")) {
-        return Ok(bad_request(summary, "only POST is accepted", 405));
+        let mut response = bad_request(summary, "only POST is accepted", 405);
+        response.headers.insert("allow".to_owned(), "POST".to_owned());
+        return Ok(response);
     }
     // Everything before the signature check costs a constant, whatever the body: the
     // header is read first, then the body's size and parameter count, and only then is
@@ -139,8 +141,7 @@ async fn answer<S: ReplyStore, A: NegativeReviewAlerts>(
     if status::is_status_callback(&params) {
         return delivery_status(deps, request, &params, summary).await;
     }
-    let from = param(&params, "From").map(|f| f.trim().strip_prefix("whatsapp:").unwrap_or(f.trim()));
-    let Some(from) = from.and_then(|f| PhoneNumber::parse(f).ok()) else {
+    let Some(from) = param(&params, "From").and_then(|f| PhoneNumber::parse(without_channel(f)).ok()) else {
         return Ok(bad_request(summary, "missing or invalid From", 400));
     };
     summary.from = Some(from.masked().to_string());
@@ -256,6 +257,17 @@ async fn delivery_status<S: ReplyStore, A: NegativeReviewAlerts>(
     let recorded = status::record(&deps.store, &update).await?;
     summary.delivery = Some((update, recorded));
     Ok(FunctionUrlResponse::text(200, ""))
+}
+
+/// A sender address without its channel: `whatsapp:+336…` (in any case, as some
+/// forwarding tools rewrite it), or a bare number.
+fn without_channel(from: &str) -> &str {
+    const CHANNEL: &str = "whatsapp:";
+    let from = from.trim();
+    match from.get(..CHANNEL.len()) {
+        Some(channel) if channel.eq_ignore_ascii_case(CHANNEL) => from[CHANNEL.len()..].trim_start(),
+        _ => from,
+    }
 }
 
 #[cfg(test)]

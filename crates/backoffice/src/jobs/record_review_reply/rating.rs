@@ -29,6 +29,7 @@
 //! customer's latest review: the word is removed and the rest is read as above.
 
 pub use crate::domain::review::RatingSource;
+use crate::twilio::is_invisible_mark;
 
 /// A rating and what the customer wrote after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +57,9 @@ const CORRECTION_WORD: &str = "correction";
 /// Reads a reply: the quick-reply payload first (Twilio's `ButtonPayload`), then the
 /// text (`Body`).
 pub fn parse_reply(button_payload: Option<&str>, body: &str) -> ParsedReply {
+    // Invisible marks (a right-to-left keyboard's `U+200F` before a digit, a bidi override
+    // that would show the comment backwards in the shop's alert) carry no meaning here.
+    let body: String = body.chars().filter(|&c| !is_invisible_mark(c)).collect();
     let text = body.trim();
     let (correction, text) = strip_correction(text);
     let from_button = button_payload.and_then(rating_from_payload).map(|rating| ParsedRating {

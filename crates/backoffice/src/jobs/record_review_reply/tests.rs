@@ -281,6 +281,39 @@ async fn a_malformed_request_gets_400() {
 }
 
 #[tokio::test]
+async fn a_method_other_than_post_gets_405_naming_post() {
+    let deps = deps();
+    deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+    let params = reply(CUSTOMER, "SM007", "5");
+    let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut get = signed_event(&params);
+    if let Some(http) = get.request_context.as_mut().and_then(|context| context.http.as_mut()) {
+        http.method = Some("GET".into());
+    }
+    let response = respond(&deps, &get).await.unwrap();
+    assert_eq!(response.status_code, 405);
+    assert_eq!(response.headers.get("allow").map(String::as_str), Some("POST"));
+    assert_eq!(deps.store.review_count(), 0);
+}
+
+#[tokio::test]
+async fn a_sender_s_channel_is_read_in_any_case() {
+    for from in ["WhatsApp:+33612345678", "WHATSAPP: +33612345678", "+33612345678"] {
+        let deps = deps();
+        deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));
+        let mut params = reply(CUSTOMER, "SM008", "4");
+        params[0].1 = from.into();
+        let response = send(&deps, &params).await;
+        assert_eq!(response.status_code, 200, "{from}");
+        assert_eq!(
+            deps.store.review_of("ord-1").map(|r| r.review.rating),
+            Some(4),
+            "{from}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_reply_that_is_not_a_rating_is_prompted_and_not_recorded() {
     let deps = deps();
     deps.store.add_request(CUSTOMER, "ord-1", days_ago(1));

@@ -168,3 +168,22 @@ fn keeps_long_comments_within_bounds() {
     assert_eq!(rating, 3);
     assert_eq!(comment.chars().count(), MAX_COMMENT_CHARS);
 }
+
+#[test]
+fn invisible_marks_around_a_rating_are_not_read() {
+    // A right-to-left keyboard marks the direction before a digit; a copy-paste brings a
+    // zero-width space or a byte-order mark; a bidi override would display the comment
+    // backwards in the shop's alert.
+    for (body, rating, comment) in [
+        ("\u{200F}5", 5, ""),
+        ("5\u{200B}", 5, ""),
+        ("\u{FEFF}4 bien", 4, "bien"),
+        ("cinq\u{200B}", 5, ""),
+        ("\u{2067}3\u{2069}", 3, ""),
+        ("2 \u{202E}diorf", 2, "diorf"),
+        ("5 👨\u{200D}🍳 top", 5, "👨\u{200D}🍳 top"),
+    ] {
+        assert_eq!(text(body), Some((rating, comment.to_owned())), "{body:?}");
+    }
+    assert_eq!(text("\u{200F}"), None);
+}
